@@ -1,0 +1,1 @@
+"""nnbisim.adapters: the edges to other formats and tools (ONNX, merge, Marabou, ...)."""

@@ -1,0 +1,1 @@
+"""nnbisim.specs: input sets, output constraints, VNN-LIB read/write, discrepancy properties."""

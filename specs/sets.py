@@ -1,0 +1,183 @@
+"""Input sets and output constraints: the shape ``[(box, [(mat, rhs), ...])]`` given names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnbisim.errors import SpecError
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box ``lower <= x <= upper`` over the flattened input, float64."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def __post_init__(self) -> None:
+        lo = np.array(self.lower, dtype=np.float64).reshape(-1)
+        hi = np.array(self.upper, dtype=np.float64).reshape(-1)
+        if lo.shape != hi.shape:
+            raise SpecError(
+                f"box bounds have {lo.size} lower and {hi.size} upper values; give one of each "
+                "per input"
+            )
+        if lo.size == 0:
+            raise SpecError("box has no dimensions; give at least one lower/upper pair")
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise SpecError("box bounds must be finite numbers; bound every input on both sides")
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            i = int(bad[0])
+            raise SpecError(
+                f"box is empty: input {i} has lower {lo[i]:g} > upper {hi[i]:g}; swap or widen "
+                "the bounds"
+            )
+        object.__setattr__(self, "lower", _frozen(lo))
+        object.__setattr__(self, "upper", _frozen(hi))
+
+    @classmethod
+    def from_center(
+        cls,
+        center: Sequence[float] | np.ndarray,
+        radius: float | Sequence[float] | np.ndarray,
+        domain: Box | None = None,
+    ) -> Box:
+        """The L-infinity ball ``|x - center| <= radius``, clipped to ``domain`` if given."""
+        c = np.array(center, dtype=np.float64).reshape(-1)
+        r = np.broadcast_to(np.array(radius, dtype=np.float64), c.shape)
+        if np.any(r < 0) or not np.all(np.isfinite(r)):
+            raise SpecError("radius must be a finite number >= 0")
+        lo, hi = c - r, c + r
+        if domain is not None:
+            if domain.dim != c.size:
+                raise SpecError(
+                    f"domain has {domain.dim} inputs but the centre has {c.size}; give both the "
+                    "same size"
+                )
+            lo, hi = np.maximum(lo, domain.lower), np.minimum(hi, domain.upper)
+        return cls(lo, hi)
+
+    @property
+    def dim(self) -> int:
+        return int(self.lower.size)
+
+    @property
+    def center(self) -> np.ndarray:
+        return (self.lower + self.upper) / 2
+
+    @property
+    def radius(self) -> np.ndarray:
+        return (self.upper - self.lower) / 2
+
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        return bool(np.all(x >= self.lower - tol) and np.all(x <= self.upper + tol))
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(self.lower, self.upper, size=(n, self.dim))
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """A union of boxes (a VNN-LIB disjunction of input boxes gives several)."""
+
+    boxes: tuple[Box, ...]
+
+    def __post_init__(self) -> None:
+        boxes = tuple(self.boxes)
+        if not boxes:
+            raise SpecError("input set has no box; give at least one")
+        dims = {b.dim for b in boxes}
+        if len(dims) != 1:
+            raise SpecError(f"input boxes have different sizes {sorted(dims)}; give one size")
+        object.__setattr__(self, "boxes", boxes)
+
+    @classmethod
+    def of(cls, *boxes: Box) -> InputSet:
+        return cls(tuple(boxes))
+
+    @property
+    def dim(self) -> int:
+        return self.boxes[0].dim
+
+    def hull(self) -> Box:
+        """The smallest box holding every box of the union."""
+        lo = np.min([b.lower for b in self.boxes], axis=0)
+        hi = np.max([b.upper for b in self.boxes], axis=0)
+        return Box(lo, hi)
+
+
+@dataclass(frozen=True)
+class Polytope:
+    """A conjunction of linear inequalities ``mat @ y <= rhs``."""
+
+    mat: np.ndarray
+    rhs: np.ndarray
+
+    def __post_init__(self) -> None:
+        m = np.array(self.mat, dtype=np.float64)
+        r = np.array(self.rhs, dtype=np.float64).reshape(-1)
+        if m.ndim == 1:
+            m = m.reshape(1, -1)
+        if m.ndim != 2 or m.shape[0] != r.size:
+            raise SpecError(
+                f"constraint matrix {m.shape} and right-hand side {r.shape} disagree"
+            )
+        object.__setattr__(self, "mat", _frozen(m))
+        object.__setattr__(self, "rhs", _frozen(r))
+
+    def satisfied_by(self, y: np.ndarray, tol: float = 0.0) -> bool:
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        return bool(np.all(self.mat @ y <= self.rhs + tol))
+
+
+@dataclass(frozen=True)
+class OutputConstraint:
+    """A disjunction of polytopes over the outputs: ``OR_k (mat_k @ y <= rhs_k)``.
+
+    In a VNN-LIB property this is the *unsafe* set: the property is violated when some input of
+    the input set reaches it.
+    """
+
+    disjuncts: tuple[Polytope, ...]
+
+    def __post_init__(self) -> None:
+        d = tuple(self.disjuncts)
+        if not d:
+            raise SpecError("output constraint has no disjunct")
+        widths = {p.mat.shape[1] for p in d}
+        if len(widths) != 1:
+            raise SpecError(f"output constraint disjuncts refer to {sorted(widths)} outputs")
+        object.__setattr__(self, "disjuncts", d)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.disjuncts[0].mat.shape[1])
+
+    def satisfied_by(self, y: np.ndarray, tol: float = 0.0) -> bool:
+        return any(p.satisfied_by(y, tol) for p in self.disjuncts)
+
+
+@dataclass(frozen=True)
+class Property:
+    """A single-network VNN-LIB property: input set and unsafe output set.
+
+    The property is *violated* (``sat``) when some ``x`` in ``inputs`` has ``N(x)`` in ``unsafe``.
+    """
+
+    inputs: InputSet
+    unsafe: OutputConstraint
+    n_outputs: int
+
+    @property
+    def n_inputs(self) -> int:
+        return self.inputs.dim
