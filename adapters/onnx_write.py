@@ -1,0 +1,94 @@
+""":class:`~nnbisim.model.Network` -> ONNX as a plain chain of Flatten/Gemm/Relu.
+
+Only the operators every verifier's ONNX front end takes (Marabou, nnenum, NNV,
+alpha-beta-CROWN) are used, at opset 13 and IR version 8, with a fixed batch of 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from nnbisim.errors import InputError, OverwriteError
+from nnbisim.model import Network
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 13
+IR_VERSION = 8
+DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "float64": (np.float64, TensorProto.DOUBLE)}
+
+
+def network_to_model(
+    net: Network,
+    *,
+    post: np.ndarray | None = None,
+    dtype: str = "float32",
+    input_name: str = "input",
+    output_name: str = "output",
+    doc: str = "",
+) -> onnx.ModelProto:
+    """Write ``net`` as ONNX; ``post`` is an optional linear map applied after the last layer.
+
+    The input keeps ``net.input_shape`` (e.g. ``1x1x1x5``) and is flattened first when it is not
+    already ``(1, n)``; the output has shape ``(1, m)``.
+    """
+    np_type, onnx_type = DTYPES[dtype]
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    shape = list(net.input_shape)
+    current = input_name
+    if len(shape) != 2 or shape[0] != 1:
+        nodes.append(helper.make_node("Reshape", [current, "flat_shape"], ["flat"],
+                                      name="flatten_input"))
+        inits.append(numpy_helper.from_array(np.array([1, net.in_size], np.int64), "flat_shape"))
+        current = "flat"
+    weights = [(layer.weight, layer.bias) for layer in net.layers]
+    if post is not None:
+        weights.append((np.asarray(post, np.float64), np.zeros(np.asarray(post).shape[0])))
+    last = len(weights) - 1
+    for k, (w, b) in enumerate(weights):
+        is_post = post is not None and k == last
+        tag = "compare" if is_post else f"layer{k + 1}"
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(w, np_type), f"{tag}_W"))
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(b, np_type), f"{tag}_B"))
+        out = output_name if k == last else f"{tag}_out"
+        nodes.append(helper.make_node("Gemm", [current, f"{tag}_W", f"{tag}_B"], [out],
+                                      name=f"{tag}_gemm", transB=1))
+        current = out
+        if k < len(net.layers) - 1:
+            nodes.append(helper.make_node("Relu", [current], [f"{tag}_relu"], name=f"{tag}_relu"))
+            current = f"{tag}_relu"
+    out_size = weights[-1][0].shape[0]
+    graph = helper.make_graph(
+        nodes,
+        net.name if net.name.isidentifier() else "nnbisim",
+        [helper.make_tensor_value_info(input_name, onnx_type, shape)],
+        [helper.make_tensor_value_info(output_name, onnx_type, [1, out_size])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="nnbisim", doc_string=doc)
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def check_writable(path: str | Path, force: bool = False) -> Path:
+    """Refuse to overwrite an existing file unless asked; make the parent folder."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OverwriteError(f"{path}: already exists; pass --force to overwrite it or choose "
+                             "another output path")
+    if path.exists() and path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, force: bool = False) -> Path:
+    """Check and write an ONNX model, refusing to overwrite unless ``force``."""
+    path = check_writable(path, force)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

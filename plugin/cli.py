@@ -1,0 +1,205 @@
+"""The ``nnbisim`` command line. Library errors become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from nnbisim.errors import InputError, NnbisimError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _vector(text: str, what: str) -> np.ndarray:
+    from nnbisim.specs.regions import parse_vector
+
+    return parse_vector(text, what)
+
+
+def _add_region_args(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("input set (one of)")
+    g.add_argument("--input", type=Path, metavar="P.vnnlib",
+                   help="take the input set from a VNN-LIB file (1.0 or 2.0)")
+    g.add_argument("--lower", metavar="L", help="comma-separated lower bounds")
+    g.add_argument("--upper", metavar="U", help="comma-separated upper bounds")
+    g.add_argument("--center", metavar="C", help="comma-separated centre of an L-inf ball")
+    g.add_argument("--radius", metavar="R", help="radius of the ball (one value or one per input)")
+    g.add_argument("--domain-lower", metavar="L", help="clip the ball to this lower bound")
+    g.add_argument("--domain-upper", metavar="U", help="clip the ball to this upper bound")
+    p.set_defaults(region_required=required)
+
+
+def _region(args: argparse.Namespace):
+    """The input set the region arguments describe, or None when none was given."""
+    from nnbisim.specs.io import read_spec
+    from nnbisim.specs.sets import Box, InputSet
+
+    given = [args.input is not None, args.lower is not None or args.upper is not None,
+             args.center is not None or args.radius is not None]
+    if sum(given) > 1:
+        raise InputError("give one input set: --input, or --lower/--upper, or --center/--radius")
+    if args.input is not None:
+        return read_spec(args.input).inputs
+    if given[1]:
+        if args.lower is None or args.upper is None:
+            raise InputError("--lower and --upper go together; give both")
+        return InputSet.of(Box(_vector(args.lower, "--lower"), _vector(args.upper, "--upper")))
+    if given[2]:
+        if args.center is None or args.radius is None:
+            raise InputError("--center and --radius go together; give both")
+        center = _vector(args.center, "--center")
+        radius = _vector(args.radius, "--radius")
+        domain = None
+        if args.domain_lower is not None or args.domain_upper is not None:
+            if args.domain_lower is None or args.domain_upper is None:
+                raise InputError("--domain-lower and --domain-upper go together; give both")
+            domain = Box(_vector(args.domain_lower, "--domain-lower"),
+                         _vector(args.domain_upper, "--domain-upper"))
+        if radius.size not in (1, center.size):
+            raise InputError(f"--radius has {radius.size} values but --center has {center.size}; "
+                             "give one radius or one per input")
+        return InputSet.of(Box.from_center(center, radius if radius.size > 1 else radius[0],
+                                           domain))
+    if args.region_required:
+        raise InputError("no input set: give --input P.vnnlib, --lower/--upper or "
+                         "--center/--radius")
+    return None
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from nnbisim.adapters.onnx_write import save_model
+    from nnbisim.api import merge_files
+
+    model = merge_files(args.n1, args.n2, form=args.form, outputs=args.outputs,
+                        separate_comparison=args.separate_comparison)
+    out = save_model(model, args.o, force=args.force)
+    print(f"wrote {out} ({args.form} form, outputs: {args.outputs})")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from nnbisim.specs.spec_files import SpecRequest, write_spec_files
+
+    inputs = _region(args)
+    written = write_spec_files(SpecRequest(
+        inputs=inputs, eps=args.eps, out=args.o, index=args.output, sign=args.sign,
+        version=args.vnnlib_version, model=args.model, pair=args.pair,
+        n_outputs=args.n_outputs, source=args.input, force=args.force))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from nnbisim.adapters.onnx_load import read_model, real_inputs, value_shape
+    from nnbisim.api import check_merged
+
+    inputs = _region(args)
+    if inputs is None:
+        dim = int(np.prod(value_shape(real_inputs(read_model(args.n1))[0])))
+        lower, upper = -np.ones(dim), np.ones(dim)
+    else:
+        hull = inputs.hull()
+        lower, upper = hull.lower, hull.upper
+    rep = check_merged(args.merged, args.n1, args.n2, lower, upper, args.samples, args.seed)
+    ok = rep.passed(args.rel_tol)
+    print(f"samples: {rep.samples}  largest disagreement |M(x) - (N1(x) - N2(x))|: "
+          f"{rep.max_abs:.3g} (relative {rep.max_rel:.3g})  largest |N1 - N2| seen: "
+          f"{rep.max_abs_diff:.6g}  -> {'OK' if ok else 'MISMATCH'}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "samples": rep.samples, "max_abs": rep.max_abs, "max_rel": rep.max_rel,
+            "max_abs_diff": rep.max_abs_diff, "worst_input": rep.worst_input.tolist(),
+            "ok": ok}, indent=2))
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nnbisim.demo import run_demo
+
+    return run_demo(args.out, force=args.force, echo=print)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nnbisim", description="Certified distance between an original and a "
+                "compressed ReLU network: merge, VNN-LIB, verify.")
+    from nnbisim import __version__
+
+    p.add_argument("--version", action="version", version=f"nnbisim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    m = sub.add_parser("merge", help="merge N1 and N2 into one ONNX whose output is N1 - N2")
+    m.add_argument("n1", type=Path, metavar="N1.onnx")
+    m.add_argument("n2", type=Path, metavar="N2.onnx")
+    m.add_argument("-o", type=Path, required=True, metavar="M.onnx")
+    m.add_argument("--form", choices=["sequential", "graph"], default="sequential",
+                   help="sequential: a Gemm/Relu chain any verifier takes (default); graph: both "
+                   "graphs side by side, any operators")
+    m.add_argument("--outputs", choices=["diff", "all"], default="diff",
+                   help="diff: y1 - y2 (default); all: [y1, y2, y1 - y2]")
+    m.add_argument("--separate-comparison", action="store_true",
+                   help="write the comparison [I, -I] as its own layer (sequential form)")
+    m.add_argument("--force", action="store_true", help="overwrite the output file")
+    m.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser("spec", help="write VNN-LIB discrepancy properties")
+    _add_region_args(s, required=True)
+    s.add_argument("--eps", type=float, required=True, help="the threshold to ask about")
+    s.add_argument("--output", type=int, metavar="I", help="one output index (with --sign)")
+    s.add_argument("--sign", choices=["+", "-"], default="+",
+                   help="+: ask y1_i - y2_i >= eps; -: ask y2_i - y1_i >= eps")
+    s.add_argument("--vnnlib-version", choices=["1.0", "2.0"], default="1.0")
+    s.add_argument("--model", type=Path, metavar="M.onnx",
+                   help="the merged network (gives the output count, layout and shapes)")
+    s.add_argument("--pair", type=Path, nargs=2, metavar=("N1.onnx", "N2.onnx"),
+                   help="write the native two-network VNN-LIB 2.0 query on the original pair")
+    s.add_argument("--n-outputs", type=int, metavar="K", help="number of outputs of N1")
+    s.add_argument("-o", type=Path, required=True, metavar="OUT",
+                   help="file (with --output) or directory (one file per output and sign)")
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s.set_defaults(func=cmd_spec)
+
+    c = sub.add_parser("check", help="replay random inputs through M, N1, N2 with onnxruntime")
+    c.add_argument("merged", type=Path, metavar="M.onnx")
+    c.add_argument("n1", type=Path, metavar="N1.onnx")
+    c.add_argument("n2", type=Path, metavar="N2.onnx")
+    _add_region_args(c, required=False)
+    c.add_argument("--samples", type=int, default=5000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--rel-tol", type=float, default=1e-5)
+    c.add_argument("--json", type=Path, metavar="OUT.json")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="the built-in example, end to end")
+    d.add_argument("--out", type=Path, default=Path("nnbisim-demo"))
+    d.add_argument("--force", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NnbisimError as exc:
+        print(f"nnbisim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("nnbisim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""ONNX -> Network on real exports and hand-built graphs, checked against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import DATA, acas_net
+from netbuild import matmul_add_model, random_network, save, torch_export, torch_forward
+from nnbisim.adapters.onnx_load import load_network, network_from_model
+from nnbisim.adapters.torch_io import load_state_dict_network
+from nnbisim.errors import InputError, UnsupportedModelError
+from onnx import TensorProto, helper, numpy_helper
+
+
+def ort_forward(model: onnx.ModelProto, x: np.ndarray, shape) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.stack([sess.run(None, {name: xi.reshape(shape).astype(np.float32)})[0].ravel()
+                     for xi in x]).astype(np.float64)
+
+
+@pytest.mark.parametrize("i", range(1, 6))
+@pytest.mark.parametrize("j", range(1, 10))
+def test_all_acasxu_networks_load_and_agree_with_onnxruntime(acas_dir, i, j):
+    path = acas_net(i, j)
+    net = load_network(path)
+    assert net.describe() == "5-50-50-50-50-50-50-5"
+    assert net.input_shape == (1, 1, 1, 5)
+    x = np.random.default_rng(i * 10 + j).uniform(-0.5, 0.5, size=(20, 5))
+    ref = ort_forward(onnx.load(str(path)), x, (1, 1, 1, 5))
+    np.testing.assert_allclose(net.forward(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pytorch_export_with_flatten_gemm_batchnorm(tmp_path):
+    torch.manual_seed(0)
+    mod = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32),
+                              torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 16),
+                              torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    with torch.no_grad():  # non-trivial running statistics so the fold is really tested
+        mod[2].running_mean.uniform_(-1, 1)
+        mod[2].running_var.uniform_(0.5, 2)
+        mod[2].weight.uniform_(0.5, 1.5)
+    model = torch_export(mod, (1, 1, 28, 28))
+    assert "BatchNormalization" in {n.op_type for n in model.graph.node}
+    net = network_from_model(model, "torch.onnx")
+    assert net.describe() == "784-32-16-10" and net.input_shape == (1, 1, 28, 28)
+    x = np.random.default_rng(1).uniform(0, 1, size=(50, 784))
+    np.testing.assert_allclose(net.forward(x), torch_forward(mod, x, (1, 1, 28, 28)),
+                               rtol=1e-4, atol=1e-5)
+
+
+class ViewNet(torch.nn.Module):
+    """``x.view(x.size(0), -1)`` exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(12, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x.view(x.size(0), -1))))
+
+
+def test_reshape_through_a_computed_shape():
+    torch.manual_seed(1)
+    mod = ViewNet()
+    model = torch_export(mod, (1, 3, 4), dynamic_batch=True)
+    assert "Shape" in {n.op_type for n in model.graph.node}
+    net = network_from_model(model)
+    x = np.random.default_rng(2).normal(size=(30, 12))
+    np.testing.assert_allclose(net.forward(x), torch_forward(mod, x, (1, 3, 4)), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("weights_left", [False, True])
+def test_matmul_add_with_normalisation_folded_into_first_layer(weights_left):
+    rng = np.random.default_rng(3)
+    net = random_network([784, 20, 10], rng)
+    shape = (1, 784, 1) if weights_left else (1, 1, 28, 28)
+    mean, std = rng.uniform(0.1, 0.5, 784), rng.uniform(0.2, 0.4, 784)
+    model = matmul_add_model(net, shape, normalise=(mean, std), weights_left=weights_left)
+    loaded = network_from_model(model)
+    assert loaded.describe() == "784-20-10" and loaded.input_shape == shape
+    x = rng.uniform(0, 1, size=(40, 784))
+    np.testing.assert_allclose(loaded.forward(x), ort_forward(model, x, shape), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_gemm_attributes_alpha_beta_trans():
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(size=(3, 6)), rng.normal(size=3)
+    inits = [numpy_helper.from_array(w.T.copy().astype(np.float32), "W"),
+             numpy_helper.from_array(b.astype(np.float32), "B")]
+    node = helper.make_node("Gemm", ["x", "W", "B"], ["y"], alpha=0.5, beta=2.0, transA=1)
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    net = network_from_model(model)
+    x = rng.normal(size=6)
+    np.testing.assert_allclose(net.forward(x), 0.5 * w @ x + 2.0 * b, rtol=1e-5)
+    np.testing.assert_allclose(net.forward(x), ort_forward(model, x[None], (6, 1))[0], rtol=1e-5)
+
+
+def test_second_paper_networks_load_from_state_dicts():
+    ori, q1 = load_state_dict_network(DATA / "fnn-repair" / "mnist_fnn_l_ori.pth")
+    quan, q2 = load_state_dict_network(DATA / "fnn-repair" / "mnist_fnn_s_quan.pth")
+    assert q1 is None and ori.describe() == quan.describe() == "784-256-64-10"
+    assert q2 is not None and [q.scale for q in q2] == [1.0, 1.0, 1.0]
+    # the dequantized int8 weights sit on a per-row grid close to the float ones
+    assert 0 < np.abs(ori.layers[0].weight - quan.layers[0].weight).max() < 0.05
+
+
+def _single_op_model(op: str) -> onnx.ModelProto:
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["z"], name="fc1", transB=1),
+             helper.make_node(op, ["z"], ["y"], name="act1")]
+    inits = [numpy_helper.from_array(np.ones((2, 2), np.float32), "W"),
+             numpy_helper.from_array(np.zeros(2, np.float32), "B")]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_unsupported_operator_is_refused_naming_operator_node_and_file(tmp_path):
+    path = save(_single_op_model("Sigmoid"), tmp_path / "sig.onnx")
+    with pytest.raises(UnsupportedModelError, match=r"sig\.onnx.*act1.*Sigmoid"):
+        load_network(path)
+
+
+def test_branching_graph_is_refused():
+    model = _single_op_model("Relu")
+    model.graph.node.append(helper.make_node("Add", ["y", "z"], ["w"], name="skip"))
+    model.graph.output[0].name = "w"
+    with pytest.raises(UnsupportedModelError, match="chain"):
+        network_from_model(model)
+
+
+def test_missing_and_garbage_files_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_network(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InputError, match="bad.onnx"):
+        load_network(bad)

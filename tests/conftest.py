@@ -1,0 +1,32 @@
+"""Shared test fixtures: where the real data lives, and small ONNX builders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ACAS = DATA / "acasxu"
+
+
+def acas_net(i: int, j: int) -> Path:
+    return ACAS / f"ACASXU_run2a_{i}_{j}_batch_2000.onnx"
+
+
+@pytest.fixture(scope="session")
+def acas_dir() -> Path:
+    if not ACAS.is_dir():
+        pytest.fail(f"{ACAS} is missing: the tests need ../shared/data beside the repository")
+    return ACAS
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"{DATA} is missing: the tests need ../shared/data beside the repository")
+    return DATA
