@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from nnbisim.errors import ShapeMismatchError
 from nnbisim.model import Layer, Network
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import compose, helper, numpy_helper, version_converter
+
 from nnbisim.adapters.onnx_load import real_inputs, value_shape
 from nnbisim.errors import ShapeMismatchError, UnsupportedModelError
-from onnx import compose, helper, numpy_helper, version_converter
 
 MIN_OPSET = 13
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
+
 from nnbisim.errors import InputError, UnsupportedModelError
 from nnbisim.model import Layer, Network
-from onnx import numpy_helper
 
 SHAPE_ONLY = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 PASS_THROUGH = {"Identity", "Dropout"}

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
+
 from nnbisim.errors import InputError, OverwriteError
 from nnbisim.model import Network
-from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 13
 IR_VERSION = 8

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from nnbisim.errors import InputError
 from nnbisim.model import Layer, Network
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 import onnx
+
 from nnbisim.adapters.merge import MergedNetwork, OutputsMode, merge_networks
 from nnbisim.adapters.merge_graph import merge_graphs
 from nnbisim.adapters.onnx_load import network_from_model, read_model

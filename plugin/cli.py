@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from nnbisim.errors import InputError, NnbisimError
 
 EXIT_BAD_INPUT = 2

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from nnbisim.model import Network
 from onnx import TensorProto, helper, numpy_helper
+
+from nnbisim.model import Network
 
 
 def random_network(sizes: list[int], rng: np.random.Generator, input_shape=(),

@@ -9,10 +9,11 @@ import pytest
 import torch
 from conftest import DATA, acas_net
 from netbuild import matmul_add_model, random_network, save, torch_export, torch_forward
+from onnx import TensorProto, helper, numpy_helper
+
 from nnbisim.adapters.onnx_load import load_network, network_from_model
 from nnbisim.adapters.torch_io import load_state_dict_network
 from nnbisim.errors import InputError, UnsupportedModelError
-from onnx import TensorProto, helper, numpy_helper
 
 
 def ort_forward(model: onnx.ModelProto, x: np.ndarray, shape) -> np.ndarray:
