@@ -90,13 +90,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from nnbisim.specs.spec_files import SpecRequest, write_spec_files
+    from nnbisim.spec_files import SpecRequest, write_spec_files
 
     inputs = _region(args)
     written = write_spec_files(SpecRequest(
         inputs=inputs, eps=args.eps, out=args.o, index=args.output, sign=args.sign,
-        version=args.vnnlib_version, model=args.model, pair=args.pair,
-        n_outputs=args.n_outputs, source=args.input, force=args.force))
+        version=args.vnnlib_version, model=args.model,
+        n_outputs=args.n_outputs, source=args.input, force=args.force,
+        pair=tuple(args.pair) if args.pair else None))
     for path in written:
         print(f"wrote {path}")
     return 0

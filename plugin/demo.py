@@ -64,6 +64,7 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
              timeout: float = 60.0) -> int:
     """Run the example into ``out``; returns 0 when every answer is consistent."""
     from nnbisim.adapters.onnx_write import network_to_model, save_model
+    from nnbisim.adapters.replay import replay_difference
     from nnbisim.api import check_merged, merge_files
     from nnbisim.specs.discrepancy import violation_property
     from nnbisim.specs.sets import Box, InputSet
@@ -95,20 +96,35 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
     echo("[4/5] writing VNN-LIB properties 'exists x in [-1, 1]: s*(y1 - y2) >= t' ...")
     inputs = InputSet.of(Box([LOWER], [UPPER]))
     verifier = get_verifier("marabou")
+    queries = [("below", 0.9 * sampled, sign)]
+    queries += [("above", 1.1 * sampled + 1e-3, s) for s in (1, -1)]
+    echo(f"[5/5] asking Marabou {len(queries)} questions (one output, one sign each) ...")
     rows = []
-    for label, t in (("below", 0.9 * sampled), ("above", 1.1 * sampled + 1e-3)):
-        prop = out / f"diff_{label}.vnnlib"
-        write_vnnlib1(violation_property(inputs, 1, 0, sign, t), prop)
-        echo(f"[5/5] Marabou: is s*(y1 - y2) >= {t:.6f} reachable? ({prop.name})")
+    for label, t, s in queries:
+        prop = out / f"diff_{label}_{'pos' if s > 0 else 'neg'}.vnnlib"
+        write_vnnlib1(violation_property(inputs, 1, 0, s, t), prop)
         verdict = verifier.check(pm, prop, timeout)
-        rows.append({"threshold": t, "sign": sign, "property": prop.name, **verdict.to_json()})
+        row = {"threshold": t, "sign": s, "property": prop.name, **verdict.to_json()}
+        if verdict.counterexample is not None:
+            y1, y2 = replay_difference(p1, p2, verdict.counterexample.reshape(1, -1))
+            row["replayed_difference"] = float((y1 - y2)[0, 0])
+        rows.append(row)
     echo("")
-    echo(f"{'threshold':>12} {'answer':>10} {'seconds':>8}  meaning")
+    echo(f"{'question':>24} {'answer':>9} {'seconds':>8}  meaning")
     for r in rows:
-        meaning = {"holds": "proved: |N1 - N2| < threshold everywhere on [-1, 1]",
-                   "violated": "counterexample found and replayed on n1.onnx and n2.onnx"}.get(
-                       r["status"], r["message"])
-        echo(f"{r['threshold']:>12.6f} {r['status']:>10} {r['seconds']:>8.2f}  {meaning}")
+        question = f"{'+' if r['sign'] > 0 else '-'}(y1 - y2) >= {r['threshold']:.6f}"
+        if r["status"] == "holds":
+            meaning = "proved unreachable on [-1, 1]"
+        elif r["status"] == "violated":
+            meaning = (f"counterexample x = {r['counterexample'][0]:.5f}, replayed on n1.onnx "
+                       f"and n2.onnx: y1 - y2 = {r['replayed_difference']:.6f}")
+        else:
+            meaning = r["message"]
+        echo(f"{question:>24} {r['status']:>9} {r['seconds']:>8.2f}  {meaning}")
+    consistent = [r["status"] for r in rows] == ["violated", "holds", "holds"]
+    if consistent:
+        echo(f"\nso {abs(rows[0]['replayed_difference']):.6f} (witnessed) <= max |N1 - N2| "
+             f"< {rows[1]['threshold']:.6f} (proved by Marabou) on [-1, 1]")
     report = {"n1": n1.describe(), "n2": n2.describe(), "input": [LOWER, UPPER],
               "sampled_max": sampled, "sampled_argmax": float(grid[k, 0]),
               "merge_check_max_abs": rep.max_abs, "queries": rows,
@@ -116,5 +132,4 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
     (out / "report.json").write_text(json.dumps(report, indent=2))
     echo(f"\nfiles in {out}: n1.onnx n2.onnx merged.onnx diff_*.vnnlib report.json "
          f"({report['seconds']:.1f} s)")
-    consistent = [r["status"] for r in rows] == ["violated", "holds"]
     return 0 if consistent else 1

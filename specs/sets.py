@@ -167,16 +167,93 @@ class OutputConstraint:
         return any(p.satisfied_by(y, tol) for p in self.disjuncts)
 
 
+def _shape(shape: Sequence[int], size: int, what: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, checked to hold ``size`` values (``()`` means unstated)."""
+    dims = tuple(int(d) for d in shape)
+    if dims and (any(d < 1 for d in dims) or int(np.prod(dims)) != size):
+        raise SpecError(f"{what} shape {list(dims)} does not hold {size} values; give a shape "
+                        f"whose dimensions multiply to {size}")
+    return dims
+
+
 @dataclass(frozen=True)
 class Property:
     """A single-network VNN-LIB property: input set and unsafe output set.
 
     The property is *violated* (``sat``) when some ``x`` in ``inputs`` has ``N(x)`` in ``unsafe``.
+    ``input_shape``/``output_shape`` are the tensor shapes a VNN-LIB 2.0 file declares (``()``
+    when the source did not state them, as in VNN-LIB 1.0); the sets work on flattened vectors.
     """
 
     inputs: InputSet
     unsafe: OutputConstraint
     n_outputs: int
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.unsafe.out_dim != self.n_outputs:
+            raise SpecError(f"the unsafe set refers to {self.unsafe.out_dim} outputs but the "
+                            f"property has {self.n_outputs}; give one column per output")
+        object.__setattr__(self, "input_shape",
+                           _shape(self.input_shape, self.inputs.dim, "input"))
+        object.__setattr__(self, "output_shape",
+                           _shape(self.output_shape, self.n_outputs, "output"))
+
+    @property
+    def n_inputs(self) -> int:
+        return self.inputs.dim
+
+
+@dataclass(frozen=True)
+class SpecCase:
+    """One input box with its own unsafe set: an entry of ``[(box, [(mat, rhs), ...])]``.
+
+    VNN-LIB files whose disjuncts each pair input bounds with output constraints read as a list
+    of these; the property is violated when some case has an ``x`` in ``box`` reaching
+    ``unsafe``.
+    """
+
+    box: Box
+    unsafe: OutputConstraint
+
+
+NETWORK_RELATIONS = ("isomorphic-to", "equal-to")
+
+
+@dataclass(frozen=True)
+class TwoNetworkQuery:
+    """A VNN-LIB 2.0 query over two networks ``f`` and ``g`` fed the same input.
+
+    Violated (``sat``) when some ``x`` in ``inputs`` gives ``[f(x) ; g(x)]`` in ``unsafe``, whose
+    columns are the ``n_outputs`` outputs of ``first`` followed by those of ``second``.
+    ``relation`` is what the file declares of ``second`` (``"isomorphic-to"``: same structure,
+    ``"equal-to"``: same weights too, ``None``: nothing).
+    """
+
+    inputs: InputSet
+    unsafe: OutputConstraint
+    n_outputs: int
+    first: str = "f"
+    second: str = "g"
+    relation: str | None = "isomorphic-to"
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.unsafe.out_dim != 2 * self.n_outputs:
+            raise SpecError(f"the unsafe set of a two-network query refers to "
+                            f"{self.unsafe.out_dim} outputs but needs 2 x {self.n_outputs} "
+                            f"(the outputs of {self.first} then those of {self.second})")
+        if self.relation is not None and self.relation not in NETWORK_RELATIONS:
+            raise SpecError(f"network relation {self.relation!r} is unknown; use one of "
+                            f"{', '.join(NETWORK_RELATIONS)} or None")
+        if self.first == self.second:
+            raise SpecError(f"both networks are named {self.first!r}; give them different names")
+        object.__setattr__(self, "input_shape",
+                           _shape(self.input_shape, self.inputs.dim, "input"))
+        object.__setattr__(self, "output_shape",
+                           _shape(self.output_shape, self.n_outputs, "output"))
 
     @property
     def n_inputs(self) -> int:

@@ -1,0 +1,83 @@
+"""The built-in exact verifier: Marabou (maraboupy) on an ONNX model and a VNN-LIB property.
+
+Each query runs in a child process (:mod:`nnbisim.adapters.marabou_worker`) so that a hard
+timeout can kill it and Marabou's C++ output stays out of ours. Marabou's answers on
+disjunctive properties are known to be unsound at times, so every ``sat`` is replayed with
+onnxruntime, and callers ask one output and one sign per query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnbisim.verdict import Status, Verdict
+from nnbisim.verifiers import (
+    PropertyReader,
+    check_files,
+    log_tail,
+    replay_checked,
+    run_with_deadline,
+)
+
+log = logging.getLogger(__name__)
+
+# maraboupy's exit words (Marabou.solve_query), translated here and nowhere else
+_WORDS = {
+    "sat": Status.VIOLATED,
+    "unsat": Status.HOLDS,
+    "TIMEOUT": Status.TIMEOUT,
+    "UNKNOWN": Status.UNKNOWN,
+    "QUIT_REQUESTED": Status.UNKNOWN,
+    "ERROR": Status.ERROR,
+}
+
+
+@dataclass(frozen=True)
+class MarabouVerifier:
+    """Marabou in a child process, killed ``grace`` seconds after the timeout.
+
+    Marabou itself gets the timeout rounded up to whole seconds; ``grace`` covers the child's
+    start-up (about half a second) and Marabou's own slack. ``reader`` reads the property for
+    replaying counterexamples (default: ``nnbisim.specs.io.read_spec_cases``).
+    """
+
+    grace: float = 2.0
+    reader: PropertyReader | None = None
+    python: str = sys.executable
+    name: str = "marabou"
+
+    def check(self, model: Path, prop: Path, timeout: float) -> Verdict:
+        """Decide ``prop`` on ``model``; ``violated`` only with a replayed counterexample."""
+        check_files(model, prop, timeout)
+        with tempfile.TemporaryDirectory(prefix="nnbisim-marabou-") as tmp:
+            log_file, result = Path(tmp) / "marabou.log", Path(tmp) / "result.json"
+            cmd = [self.python, "-m", "nnbisim.adapters.marabou_worker",
+                   str(Path(model).resolve()), str(Path(prop).resolve()),
+                   str(max(1, math.ceil(timeout))), str(result)]
+            start = time.perf_counter()
+            code = run_with_deadline(cmd, timeout + self.grace, log_file)
+            seconds = time.perf_counter() - start
+            if code is None:
+                return Verdict(Status.TIMEOUT, self.name, seconds,
+                               message=f"killed after {seconds:.1f} s")
+            if not result.is_file():
+                return Verdict(Status.ERROR, self.name, seconds, message=f"Marabou child "
+                               f"exited with {code} and no answer: {log_tail(log_file)}")
+            answer = json.loads(result.read_text())
+            log.debug("Marabou on %s / %s: %s in %.2f s", model, prop, answer["exit"], seconds)
+        status = _WORDS.get(answer["exit"], Status.ERROR)
+        message = answer.get("error", "")
+        if answer["exit"] not in _WORDS:
+            message = f"Marabou answered {answer['exit']!r}"
+        x = np.array(answer["x"], dtype=np.float64) if "x" in answer else None
+        verdict = Verdict(status, self.name, seconds, counterexample=x, message=message)
+        return replay_checked(verdict, Path(model), Path(prop), self.reader)
