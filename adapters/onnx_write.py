@@ -39,7 +39,11 @@ def network_to_model(
     inits: list[onnx.TensorProto] = []
     shape = list(net.input_shape)
     current = input_name
-    if len(shape) != 2 or shape[0] != 1:
+    if len(shape) > 2 and shape[0] == 1:  # Flatten keeps the batch axis, whatever its size
+        nodes.append(helper.make_node("Flatten", [current], ["flat"], name="flatten_input",
+                                      axis=1))
+        current = "flat"
+    elif len(shape) != 2 or shape[0] != 1:
         nodes.append(helper.make_node("Reshape", [current, "flat_shape"], ["flat"],
                                       name="flatten_input"))
         inits.append(numpy_helper.from_array(np.array([1, net.in_size], np.int64), "flat_shape"))

@@ -190,9 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+VECTOR_OPTIONS = ("--lower", "--upper", "--center", "--radius", "--domain-lower",
+                  "--domain-upper")
+
+
+def _glue_vectors(argv: Sequence[str]) -> list[str]:
+    """``--lower -0.1,-0.1`` -> ``--lower=-0.1,-0.1``, which argparse would read as an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for tok in it:
+        if tok in VECTOR_OPTIONS:
+            value = next(it, None)
+            out.append(tok if value is None else f"{tok}={value}")
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(_glue_vectors(sys.argv[1:] if argv is None else argv))
+    except SystemExit as stop:  # --help, --version, or a usage error already reported
+        return stop.code if isinstance(stop.code, int) else 0
     try:
         return int(args.func(args) or 0)
     except NnbisimError as exc:

@@ -1,0 +1,158 @@
+"""The command line end to end: merge + spec + real Marabou, check, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import vnnlib
+from conftest import acas_net
+from netbuild import random_network, save
+from onnx import TensorProto, helper, numpy_helper
+
+from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.adapters.replay import replay_difference
+from nnbisim.cli import main
+from nnbisim.verifiers import get_verifier
+
+CENTER = "0,0.1,-0.1,0.2,0.3"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys, *argv: str, match: str) -> str:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.marabou
+@pytest.mark.parametrize("pair", [((1, 1), (1, 2)), ((3, 3), (4, 7))])
+def test_merge_and_spec_give_files_marabou_answers_both_ways(tmp_path, capsys, acas_dir, pair):
+    n1, n2 = acas_net(*pair[0]), acas_net(*pair[1])
+    m = tmp_path / "m.onnx"
+    assert run(capsys, "merge", n1, n2, "-o", m)[0] == 0
+    # the sampled extremes of (y1 - y2)_0 over the box tell which thresholds are on which side
+    c = np.array([float(v) for v in CENTER.split(",")])
+    x = np.random.default_rng(0).uniform(c - 0.02, c + 0.02, size=(5000, 5))
+    y1, y2 = replay_difference(n1, n2, x)
+    top = float((y1 - y2)[:, 0].max())
+    marabou = get_verifier("marabou")
+    for eps, want in ((top + 1.0, "holds"), (top - 0.5 * abs(top) - 1e-4, "violated")):
+        prop = tmp_path / f"d_{want}.vnnlib"
+        code, _, _ = run(capsys, "spec", "--center", CENTER, "--radius", "0.02", "--model", m,
+                         "--eps", repr(eps), "--output", "0", "--sign", "+", "-o", prop)
+        assert code == 0
+        verdict = marabou.check(m, prop, 60)
+        assert verdict.status.value == want, verdict
+        if want == "violated":  # replay on the two original files, not only the merged one
+            a, b = replay_difference(n1, n2, verdict.counterexample.reshape(1, -1))
+            assert (a - b)[0, 0] >= eps - 1e-5
+            assert np.all(np.abs(verdict.counterexample - c) <= 0.02 + 1e-6)
+
+
+def test_spec_folder_in_both_versions_and_the_pair_query(tmp_path, capsys, acas_dir):
+    m = tmp_path / "m.onnx"
+    run(capsys, "merge", acas_net(1, 1), acas_net(2, 2), "-o", m, "--outputs", "all")
+    for version in ("1.0", "2.0"):
+        out = tmp_path / f"specs{version}"
+        code, stdout, _ = run(capsys, "spec", "--input", acas_dir / "prop_6.vnnlib", "--model", m,
+                              "--eps", "0.5", "--vnnlib-version", version, "-o", out)
+        assert code == 0 and stdout.count("wrote") == 11
+        names = sorted(p.name for p in out.iterdir())
+        assert "diff_inf.vnnlib" in names and "diff_4_neg.vnnlib" in names
+        text = (out / "diff_2_pos.vnnlib").read_text()
+        if version == "2.0":
+            q = vnnlib.parse_query_string(text)
+            assert [tuple(o.shape) for o in q.networks[0].outputs] == [(1, 15)]
+        else:  # outputs=all: the difference starts at index 10 of 15
+            assert "Y_12" in text and "Y_14" in text
+    pair = tmp_path / "pair.vnnlib"
+    code, _, _ = run(capsys, "spec", "--center", CENTER, "--radius", "0.05", "--pair",
+                     acas_net(1, 1), acas_net(2, 2), "--eps", "0.1", "--output", "1",
+                     "--vnnlib-version", "2.0", "-o", pair)
+    assert code == 0
+    assert {n.name for n in vnnlib.parse_query_string(pair.read_text()).networks} == {"f", "g"}
+
+
+def test_check_reports_agreement_and_writes_json(tmp_path, capsys, acas_dir):
+    m = tmp_path / "m.onnx"
+    run(capsys, "merge", acas_net(1, 1), acas_net(5, 9), "-o", m, "--separate-comparison")
+    report = tmp_path / "check.json"
+    code, out, _ = run(capsys, "check", m, acas_net(1, 1), acas_net(5, 9), "--input",
+                       acas_dir / "prop_1.vnnlib", "--json", report)
+    assert code == 0 and "OK" in out
+    data = json.loads(report.read_text())
+    assert data["ok"] and data["samples"] == 5000 and data["max_abs_diff"] > 0
+
+
+def test_check_flags_a_wrong_merged_file(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    a, b = (save(network_to_model(random_network([3, 5, 2], rng)), tmp_path / f"{k}.onnx")
+            for k in "ab")
+    wrong = save(network_to_model(random_network([3, 5, 2], rng)), tmp_path / "wrong.onnx")
+    code, out, _ = run(capsys, "check", wrong, a, b, "--samples", "200")
+    assert code == 1 and "MISMATCH" in out
+
+
+def test_refusals_are_one_line_with_exit_code_2(tmp_path, capsys, acas_dir):
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["z"], name="fc", transB=1),
+             helper.make_node("Sigmoid", ["z"], ["y"], name="squash")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializer=[numpy_helper.from_array(np.eye(5, dtype=np.float32), "W"),
+                     numpy_helper.from_array(np.zeros(5, np.float32), "B")])
+    sig = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                 ir_version=8), tmp_path / "sigmoid.onnx")
+    m = tmp_path / "m.onnx"
+    line = refused(capsys, "merge", acas_net(1, 1), sig, "-o", m, match="sigmoid.onnx")
+    assert "Sigmoid" in line and "squash" in line
+    assert not m.exists()
+    refused(capsys, "merge", acas_net(1, 1), tmp_path / "none.onnx", "-o", m, match="none.onnx")
+    assert run(capsys, "merge", acas_net(1, 1), acas_net(1, 2), "-o", m)[0] == 0
+    before = m.read_bytes()
+    refused(capsys, "merge", acas_net(1, 1), acas_net(1, 3), "-o", m, match="--force")
+    assert m.read_bytes() == before
+    small = save(network_to_model(random_network([4, 3, 5], np.random.default_rng(0))),
+                 tmp_path / "four.onnx")
+    refused(capsys, "merge", acas_net(1, 1), small, "-o", tmp_path / "x.onnx", match="inputs")
+    spec = ("spec", "--model", m, "--eps", "0.1", "--output", "0", "-o", tmp_path / "s.vnnlib")
+    refused(capsys, *spec, "--lower", "1,1,1,1,1", "--upper", "0,0,0,0,0", match="empty")
+    refused(capsys, *spec, "--lower", "0,0,0", "--upper", "1,1,1", match="5")
+    refused(capsys, *spec, "--center", "0,0,0,0,0", "--radius", "-1", match="radius")
+    bad = tmp_path / "bad.vnnlib"
+    bad.write_text("(declare-const X_0 Real)\n(assert (<= X_0 1.0)\n")
+    refused(capsys, *spec, "--input", bad, match="bad.vnnlib")
+    refused(capsys, "spec", "--lower", "0", "--upper", "1", "--eps", "1", "-o",
+            tmp_path / "t.vnnlib", "--output", "0", match="--n-outputs")
+    refused(capsys, *spec, "--lower", "0,0,0,0,0", "--upper", "1,1,1,1,1", "--output", "7",
+            match="out of range")
+    refused(capsys, "merge", acas_net(1, 1), match="required")
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nnbisim.cli", "merge", str(tmp_path / "a"),
+                           str(tmp_path / "b"), "-o", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_merged_files_load_back_and_pass_the_checker(tmp_path, capsys, acas_dir):
+    for form in ("sequential", "graph"):
+        m = tmp_path / f"{form}.onnx"
+        assert run(capsys, "merge", acas_net(2, 1), acas_net(2, 9), "-o", m, "--form", form)[0] == 0
+        onnx.checker.check_model(onnx.load(str(m)), full_check=True)
