@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,6 +128,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def format_epsilon(rep) -> str:
+    """The eps report as a readable table."""
+    lines = [f"{'output':>6} {'min witnessed':>14} {'min certified':>14} "
+             f"{'max witnessed':>14} {'max certified':>14}"]
+    for o in rep.outputs:
+        lines.append(f"{o.index:>6} {o.min_witnessed:>14.6g} {o.min_certified:>14.6g} "
+                     f"{o.max_witnessed:>14.6g} {o.max_certified:>14.6g}")
+    ratio = rep.certified / rep.witnessed if rep.witnessed > 0 else float("inf")
+    lines += ["", f"eps = max |N1 - N2|_inf in [{rep.witnessed:.6g}, {rep.certified:.6g}]"
+              f"  (witnessed, certified; ratio {ratio:.3g}; engine {rep.engine}, verifier "
+              f"{rep.verifier}, {rep.seconds:.1f} s)",
+              "witness x = [" + ", ".join(f"{v:.6g}" for v in rep.witness_x) + "]"
+              f"  (output {rep.witness_output[0]}, sign {rep.witness_output[1]:+d})"]
+    if rep.queries:
+        lines += ["", f"{'query':>5} {'output':>6} {'sign':>4} {'box':>3} {'threshold':>12} "
+                  f"{'answer':>8} {'seconds':>8}"]
+        for k, q in enumerate(rep.queries):
+            lines.append(f"{k:>5} {q['index']:>6} {q['sign']:>+4d} {q['box']:>3} "
+                         f"{q['threshold']:>12.6g} {q['status']:>8} {q['seconds']:>8.2f}")
+    lines += [f"note: {n}" for n in rep.notes]
+    return "\n".join(lines)
+
+
+def cmd_epsilon(args: argparse.Namespace) -> int:
+    from nnbisim.epsilon import compute_epsilon
+
+    inputs = _region(args)
+    if args.json is not None and args.json.exists() and not args.force:
+        raise InputError(f"{args.json}: already exists; pass --force to overwrite it")
+    if args.time_budget <= 0 or not 0 <= args.rel_gap < 1:
+        raise InputError("--time-budget must be > 0 and --rel-gap in [0, 1)")
+
+    def progress(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    rep = compute_epsilon(args.n1, args.n2, inputs, verifier=args.verifier, engine=args.engine,
+                          rel_gap=args.rel_gap, time_budget=args.time_budget,
+                          query_timeout=args.query_timeout, workdir=args.workdir,
+                          progress=None if args.quiet else progress)
+    print(format_epsilon(rep))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rep.to_json(), indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nnbisim.demo import run_demo
 
@@ -182,6 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rel-tol", type=float, default=1e-5)
     c.add_argument("--json", type=Path, metavar="OUT.json")
     c.set_defaults(func=cmd_check)
+
+    e = sub.add_parser("epsilon", help="witnessed and certified eps = max |N1 - N2| over X")
+    e.add_argument("n1", type=Path, metavar="N1.onnx")
+    e.add_argument("n2", type=Path, metavar="N2.onnx")
+    _add_region_args(e, required=True)
+    e.add_argument("--verifier", default="marabou",
+                   help="marabou (default: bounds, then Marabou bisection), bounds (own engine "
+                   "only), none (witnesses only), vnncomp:DIR, or a registered plug-in")
+    e.add_argument("--engine", default="auto",
+                   choices=["auto", "differential", "crown", "interval"],
+                   help="bound engine (auto: differential when the layer sizes agree)")
+    e.add_argument("--rel-gap", type=float, default=0.01,
+                   help="stop when certified is within this relative gap of witnessed")
+    e.add_argument("--time-budget", type=float, default=60.0, metavar="S")
+    e.add_argument("--query-timeout", type=float, default=60.0, metavar="S",
+                   help="time limit of one exact-verifier query")
+    e.add_argument("--workdir", type=Path, help="keep the merged ONNX and queries here")
+    e.add_argument("--json", type=Path, metavar="OUT.json")
+    e.add_argument("--force", action="store_true", help="overwrite the JSON file")
+    e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    e.set_defaults(func=cmd_epsilon)
 
     d = sub.add_parser("demo", help="the built-in example, end to end")
     d.add_argument("--out", type=Path, default=Path("nnbisim-demo"))

@@ -2,8 +2,9 @@
 
 N1 is a random ReLU network with 5 hidden layers of 50 neurons, one input on [-1, 1] and one
 output; N2 is a 2x10 network trained on N1's input-output samples. The demo merges them, checks
-the merged file against the originals in onnxruntime, writes the discrepancy properties and asks
-Marabou on both sides of the sampled maximum, replaying every counterexample.
+the merged file against the originals in onnxruntime, brackets eps between a replayed witness
+and a certified bound (own bound engine, then Marabou bisection), writes the property
+``|y1 - y2| <= eps`` and draws the paper's Fig. 2: N1 inside the band N2 +- eps.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def train_small(n1: Network, hidden: tuple[int, ...] = (10, 10), samples: int = 
     import torch
 
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 2x10 network: threads only add overhead
     rng = np.random.default_rng(seed)
     x = rng.uniform(LOWER, UPPER, size=(samples, 1))
     y = n1.forward(x)
@@ -55,21 +58,48 @@ def train_small(n1: Network, hidden: tuple[int, ...] = (10, 10), samples: int = 
         loss.backward()
         opt.step()
         sched.step()
+    torch.set_num_threads(threads)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     return Network.from_weights([m.weight.detach().numpy() for m in linears],
                                 [m.bias.detach().numpy() for m in linears], (1, 1), name="N2")
 
 
+def plot_band(n1: Network, n2: Network, eps: float, path: Path) -> bool:
+    """The paper's Fig. 2: N1's samples, N2, and the band N2 +- eps. True if all lie inside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.linspace(LOWER, UPPER, 2001).reshape(-1, 1)
+    y1, y2 = n1.forward(x)[:, 0], n2.forward(x)[:, 0]
+    inside = bool(np.all(np.abs(y1 - y2) <= eps))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.fill_between(x[:, 0], y2 - eps, y2 + eps, color="tab:orange", alpha=0.25,
+                    label=f"N2 $\\pm$ eps (eps = {eps:.4f}, certified)")
+    ax.plot(x[:, 0], y2, color="tab:orange", lw=1.5, label="N2 (2x10, compressed)")
+    ax.plot(x[::10, 0], y1[::10], ".", ms=2.5, color="tab:blue",
+            label="N1 (5x50, original), samples")
+    ax.set_xlabel("x")
+    ax.set_ylabel("output")
+    ax.set_title("Approximate bisimulation: every N1 output lies within N2 +- eps")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return inside
+
+
 def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print,
-             timeout: float = 60.0) -> int:
+             time_budget: float = 40.0) -> int:
     """Run the example into ``out``; returns 0 when every answer is consistent."""
     from nnbisim.adapters.onnx_write import network_to_model, save_model
-    from nnbisim.adapters.replay import replay_difference
     from nnbisim.api import check_merged, merge_files
-    from nnbisim.specs.discrepancy import violation_property
+    from nnbisim.cli import format_epsilon
+    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.specs.discrepancy import infinity_norm_property
     from nnbisim.specs.sets import Box, InputSet
     from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.verifiers import get_verifier
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -77,59 +107,32 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
                              "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    echo("[1/5] N1: random ReLU network 1-50x5-1; training N2 (2x10) on 2000 samples of N1 ...")
+    echo("[1/5] N1: random ReLU network 1-50x5-1; training N2 (2x10) on 2000 samples of N1")
     n1 = example_n1()
     n2 = train_small(n1)
     p1 = save_model(network_to_model(n1), out / "n1.onnx", force=True)
     p2 = save_model(network_to_model(n2), out / "n2.onnx", force=True)
-    echo("[2/5] merging into one network whose output is N1(x) - N2(x) ...")
+    echo("[2/5] merging into one network whose output is N1(x) - N2(x)")
     pm = save_model(merge_files(p1, p2), out / "merged.onnx", force=True)
     rep = check_merged(pm, p1, p2, np.array([LOWER]), np.array([UPPER]), 5000)
     echo(f"      onnxruntime: merged vs N1 - N2 on 5000 inputs, largest disagreement "
          f"{rep.max_abs:.2g}")
-    echo("[3/5] sampling |N1 - N2| on a grid of 20001 points ...")
-    grid = np.linspace(LOWER, UPPER, 20001).reshape(-1, 1)
-    d = (n1.forward(grid) - n2.forward(grid))[:, 0]
-    k = int(np.argmax(np.abs(d)))
-    sampled, sign = float(abs(d[k])), (1 if d[k] >= 0 else -1)
-    echo(f"      largest sampled |N1 - N2| = {sampled:.6f} at x = {grid[k, 0]:.5f}")
-    echo("[4/5] writing VNN-LIB properties 'exists x in [-1, 1]: s*(y1 - y2) >= t' ...")
+    echo("[3/5] eps over [-1, 1]: witnesses, own bounds with branch and bound, Marabou")
     inputs = InputSet.of(Box([LOWER], [UPPER]))
-    verifier = get_verifier("marabou")
-    queries = [("below", 0.9 * sampled, sign)]
-    queries += [("above", 1.1 * sampled + 1e-3, s) for s in (1, -1)]
-    echo(f"[5/5] asking Marabou {len(queries)} questions (one output, one sign each) ...")
-    rows = []
-    for label, t, s in queries:
-        prop = out / f"diff_{label}_{'pos' if s > 0 else 'neg'}.vnnlib"
-        write_vnnlib1(violation_property(inputs, 1, 0, s, t), prop)
-        verdict = verifier.check(pm, prop, timeout)
-        row = {"threshold": t, "sign": s, "property": prop.name, **verdict.to_json()}
-        if verdict.counterexample is not None:
-            y1, y2 = replay_difference(p1, p2, verdict.counterexample.reshape(1, -1))
-            row["replayed_difference"] = float((y1 - y2)[0, 0])
-        rows.append(row)
+    eps = compute_epsilon(p1, p2, inputs, verifier="marabou", time_budget=time_budget,
+                          rel_gap=0.01, workdir=out / "queries",
+                          progress=lambda msg: echo(f"      {msg}"))
+    echo("[4/5] the VNN-LIB property |y1 - y2| <= eps for any verifier: diff_inf.vnnlib")
+    write_vnnlib1(infinity_norm_property(inputs, 1, eps.certified), out / "diff_inf.vnnlib")
+    echo("[5/5] plotting N1, N2 and the band N2 +- eps: fig2_band.png")
+    inside = plot_band(n1, n2, eps.certified, out / "fig2_band.png")
     echo("")
-    echo(f"{'question':>24} {'answer':>9} {'seconds':>8}  meaning")
-    for r in rows:
-        question = f"{'+' if r['sign'] > 0 else '-'}(y1 - y2) >= {r['threshold']:.6f}"
-        if r["status"] == "holds":
-            meaning = "proved unreachable on [-1, 1]"
-        elif r["status"] == "violated":
-            meaning = (f"counterexample x = {r['counterexample'][0]:.5f}, replayed on n1.onnx "
-                       f"and n2.onnx: y1 - y2 = {r['replayed_difference']:.6f}")
-        else:
-            meaning = r["message"]
-        echo(f"{question:>24} {r['status']:>9} {r['seconds']:>8.2f}  {meaning}")
-    consistent = [r["status"] for r in rows] == ["violated", "holds", "holds"]
-    if consistent:
-        echo(f"\nso {abs(rows[0]['replayed_difference']):.6f} (witnessed) <= max |N1 - N2| "
-             f"< {rows[1]['threshold']:.6f} (proved by Marabou) on [-1, 1]")
+    echo(format_epsilon(eps))
     report = {"n1": n1.describe(), "n2": n2.describe(), "input": [LOWER, UPPER],
-              "sampled_max": sampled, "sampled_argmax": float(grid[k, 0]),
-              "merge_check_max_abs": rep.max_abs, "queries": rows,
-              "seconds": time.perf_counter() - t0}
+              "merge_check_max_abs": rep.max_abs, "all_n1_samples_inside_band": inside,
+              **eps.to_json(), "seconds": time.perf_counter() - t0}
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    echo(f"\nfiles in {out}: n1.onnx n2.onnx merged.onnx diff_*.vnnlib report.json "
-         f"({report['seconds']:.1f} s)")
-    return 0 if consistent else 1
+    echo(f"\nall 2001 sampled N1 outputs inside N2 +- eps: {'yes' if inside else 'NO'}")
+    echo(f"files in {out}: n1.onnx n2.onnx merged.onnx diff_inf.vnnlib fig2_band.png "
+         f"report.json queries/ ({report['seconds']:.1f} s)")
+    return 0 if inside and eps.witnessed <= eps.certified else 1

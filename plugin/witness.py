@@ -101,8 +101,8 @@ def find_witnesses(
     inputs: InputSet,
     replay: Replay | None = None,
     *,
-    samples: int = 4096,
-    restarts: int = 16,
+    samples: int = 32768,
+    restarts: int = 32,
     steps: int = 50,
     seed: int = 0,
 ) -> list[Witness]:

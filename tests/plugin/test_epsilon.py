@@ -1,0 +1,98 @@
+"""`nnbisim epsilon` on pairs with known answers, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from netbuild import random_network, save
+
+from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.cli import main
+from nnbisim.epsilon import compute_epsilon
+from nnbisim.model import Network
+from nnbisim.specs.sets import Box, InputSet
+
+
+def dyadic(sizes, rng) -> Network:
+    ws = [rng.integers(-4, 5, size=(o, i)) / 8 for i, o in zip(sizes[:-1], sizes[1:],
+                                                                strict=True)]
+    bs = [rng.integers(-4, 5, size=o) / 8 for o in sizes[1:]]
+    return Network.from_weights(ws, bs)
+
+
+def shifted(net: Network, shift) -> Network:
+    bs = [layer.bias for layer in net.layers]
+    bs[-1] = bs[-1] - np.asarray(shift)
+    return Network.from_weights([layer.weight for layer in net.layers], bs, net.input_shape)
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    rng = np.random.default_rng(0)
+    n1 = dyadic([3, 8, 8, 2], rng)
+    p1 = save(network_to_model(n1), tmp_path / "n1.onnx")
+    p2 = save(network_to_model(shifted(n1, [0.5, -0.25])), tmp_path / "n2.onnx")
+    return n1, p1, p2
+
+
+def test_identical_networks_give_zero(tmp_path, pair):
+    _, p1, _ = pair
+    rep = compute_epsilon(p1, p1, InputSet.of(Box(-np.ones(3), np.ones(3))), verifier="bounds",
+                          time_budget=10)
+    assert rep.witnessed == 0.0 and 0.0 <= rep.certified <= 1e-9
+
+
+def test_shifted_output_bias_gives_exactly_the_shift(pair):
+    _, p1, p2 = pair
+    rep = compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))), verifier="bounds",
+                          time_budget=10)
+    assert rep.witnessed == pytest.approx(0.5, abs=1e-7)
+    assert 0.5 <= rep.certified <= 0.5 + 1e-7
+    o0, o1 = rep.outputs
+    assert o0.min_certified <= 0.5 <= o0.max_certified
+    assert o1.max_witnessed == pytest.approx(-0.25, abs=1e-7)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_pairs_certified_covers_the_dense_maximum(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    n1, n2 = random_network([2, 20, 20, 3], rng), random_network([2, 8, 3], rng)
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    box = Box([-1.0, 0.0], [0.0, 1.0])
+    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", time_budget=10)
+    g = np.stack(np.meshgrid(np.linspace(-1, 0, 401), np.linspace(0, 1, 401)), -1).reshape(-1, 2)
+    dense = np.abs(n1.forward(g) - n2.forward(g)).max()
+    at_witness = np.abs(n1.forward(rep.witness_x) - n2.forward(rep.witness_x)).max()
+    assert rep.witnessed == pytest.approx(at_witness, abs=1e-5)  # float32 files vs float64
+    assert box.contains(rep.witness_x)
+    assert rep.certified >= max(dense, at_witness) - 1e-12
+    assert rep.certified <= 1.05 * rep.witnessed
+
+
+def test_cli_writes_table_and_json(tmp_path, capsys, pair):
+    _, p1, p2 = pair
+    out = tmp_path / "eps.json"
+    code = main(["epsilon", str(p1), str(p2), "--lower", "-1,-1,-1", "--upper", "1,1,1",
+                 "--verifier", "bounds", "--time-budget", "10", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "eps = max" in captured.out and "witnesses" in captured.err
+    data = json.loads(out.read_text())
+    assert set(data["eps"]) == {"witnessed", "certified"}
+    assert [o["index"] for o in data["outputs"]] == [0, 1]
+    assert len(data["witness"]["x"]) == 3 and isinstance(data["queries"], list)
+    assert data["seconds"] > 0
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--lower", "1,1,1", "--upper", "0,0,0"], "empty"),
+    (["--lower", "0,0", "--upper", "1,1"], "3"),
+    (["--center", "0,0,0", "--radius", "-0.5"], "radius"),
+])
+def test_bad_regions_are_refused(capsys, pair, args, match):
+    _, p1, p2 = pair
+    code = main(["epsilon", str(p1), str(p2), *args, "--verifier", "bounds"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and match in err[0]
