@@ -139,8 +139,10 @@ def format_epsilon(rep) -> str:
     lines += ["", f"eps = max |N1 - N2|_inf in [{rep.witnessed:.6g}, {rep.certified:.6g}]"
               f"  (witnessed, certified; ratio {ratio:.3g}; engine {rep.engine}, verifier "
               f"{rep.verifier}, {rep.seconds:.1f} s)",
-              "witness x = [" + ", ".join(f"{v:.6g}" for v in rep.witness_x) + "]"
-              f"  (output {rep.witness_output[0]}, sign {rep.witness_output[1]:+d})"]
+              "witness x = [" + ", ".join(f"{v:.6g}" for v in rep.witness_x[:8])
+              + (f", ... ({rep.witness_x.size} values, all in the JSON)]"
+                 if rep.witness_x.size > 8 else "]")
+              + f"  (output {rep.witness_output[0]}, sign {rep.witness_output[1]:+d})"]
     if rep.queries:
         lines += ["", f"{'query':>5} {'output':>6} {'sign':>4} {'box':>3} {'threshold':>12} "
                   f"{'answer':>8} {'seconds':>8}"]

@@ -116,6 +116,7 @@ def find_witnesses(
     f1, f2 = torch_layers(n1), torch_layers(n2)
     objectives = torch.as_tensor(np.array([s * np.eye(m)[i] for i in range(m) for s in (1, -1)]))
     cand_x, cand_box = [], []
+    samples = max(1024, min(samples, 2_000_000 // max(inputs.dim, 1)))  # wide inputs: fewer
     for b, box in enumerate(inputs.boxes):
         starts = _starts(f1, f2, box, objectives, samples, restarts, rng)
         xs = _ascend(f1, f2, box, objectives, starts, steps)
