@@ -115,6 +115,9 @@ class BoundResult:
     cannot hold together (their bounds are ``-inf``/``+inf``; prune them). ``coefficients``:
     per hidden layer ``(B, K, width)``, the coefficient of each ReLU output in the
     back-substituted upper bound of each row (for branching heuristics), when asked for.
+    ``alphas``/``betas``: when optimised, per hidden layer ``(B, R, width)`` lower slopes and
+    split multipliers (``None`` for a layer without splits), ``R`` the ``K`` upper rows then,
+    unless ``sides="upper"``, the ``K`` lower rows: a warm start for related problems.
     """
 
     lo: torch.Tensor
@@ -122,6 +125,8 @@ class BoundResult:
     layers: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None
     infeasible: torch.Tensor
     coefficients: tuple[torch.Tensor, ...] | None = None
+    alphas: tuple[torch.Tensor, ...] | None = None
+    betas: tuple[torch.Tensor | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -242,21 +247,20 @@ def _fwd_relu(tn: TorchNet, s: _Linear, r: _Relax, xmax: torch.Tensor) -> _Linea
 
 
 def _backsub(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_Relax],
-             xl: torch.Tensor, xu: torch.Tensor, *, alphas: list[torch.Tensor] | None = None,
-             betas: list[torch.Tensor | None] | None = None, mass: torch.Tensor | None = None,
+             xl: torch.Tensor, xu: torch.Tensor, alphas: list[torch.Tensor] | None = None,
+             betas: list[torch.Tensor | None] | None = None, *, mass: torch.Tensor | None = None,
              coefficients: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Upper bounds ``(B, R)`` of the rows ``a @ h_{k-1} + const`` (``a`` is ``(B, R, w)``,
     ``k = len(relax)``). With ``mass`` (the magnitude of what was rounded before) the margin
-    is added and the result is sound; without, it is the plain float value (for optimising)."""
+    is added and the result is sound; without, it is the plain float value (for optimising).
+    ``alphas``/``betas``: per layer dense ``(B, R, w)`` lower slopes / split multipliers."""
     for j in reversed(range(len(relax))):
         r = relax[j]
         if coefficients is not None:
             coefficients[j] = a
         a_pos = a.clamp(min=0)
         a_neg = a - a_pos
-        sl = r.sl.unsqueeze(1)
-        if alphas is not None:
-            sl = torch.where(r.unstable.unsqueeze(1), alphas[j], sl)
+        sl = r.sl.unsqueeze(1) if alphas is None else alphas[j]
         g = torch.addcmul(a_pos * r.su.unsqueeze(1), a_neg, sl)
         if betas is not None and betas[j] is not None:
             g = g + betas[j] * r.split.unsqueeze(1)
@@ -396,52 +400,77 @@ def _spec(c: Tensorish | None, tn: TorchNet, batch: int) -> torch.Tensor:
     return c.expand(batch, *c.shape[-2:])
 
 
+Params = tuple[list[torch.Tensor] | None, list[torch.Tensor | None] | None]
+
+
 def _optimise(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_Relax],
-              xl: torch.Tensor, xu: torch.Tensor, use_alpha: bool, use_beta: bool, iters: int,
-              feasible: torch.Tensor
-              ) -> tuple[list[torch.Tensor] | None, list[torch.Tensor | None] | None]:
-    """Projected Adam on the lower slopes and split multipliers; the best per row is kept."""
+              xl: torch.Tensor, xu: torch.Tensor, use: tuple[bool, bool], iters: int,
+              feasible: torch.Tensor, start: Params | None) -> Params:
+    """Projected Adam on the lower slopes of unstable neurons and the multipliers of split
+    neurons, per row (stored sparsely), from ``start`` (dense ``(B, R, w)``) or CROWN's choice
+    and zero; returns the best per row as dense ``(B, R, w)`` tensors."""
     shape = a.shape[:2]
-    alphas = ([r.sl.unsqueeze(1).expand(*shape, -1).clone().requires_grad_() for r in relax]
-              if use_alpha else None)
-    betas = ([None if r.split is None else torch.zeros(
-        *shape, r.split.shape[1], dtype=torch.float64, device=tn.device, requires_grad=True)
-        for r in relax] if use_beta else None)
-    groups = [{"params": alphas, "lr": 0.1}] if alphas else []
-    if betas and any(b is not None for b in betas):
-        groups.append({"params": [b for b in betas if b is not None], "lr": 0.05})
-    opt = torch.optim.Adam(groups)
+    start_a, start_b = start or (None, None)
+    par_a: list[tuple[int, tuple[torch.Tensor, ...], torch.Tensor]] = []
+    par_b: list[tuple[int, tuple[torch.Tensor, ...], torch.Tensor]] = []
+    for j, r in enumerate(relax):
+        if use[0]:
+            w = r.unstable.nonzero(as_tuple=True)
+            init = (r.sl[w].unsqueeze(1).expand(-1, shape[1]) if start_a is None
+                    else start_a[j][w[0], :, w[1]].clamp(0.0, 1.0))
+            par_a.append((j, w, init.detach().clone().requires_grad_()))
+        if use[1] and r.split is not None:
+            w = (r.split != 0).nonzero(as_tuple=True)
+            init = (torch.zeros(len(w[0]), shape[1], dtype=torch.float64, device=tn.device)
+                    if start_b is None or start_b[j] is None
+                    else start_b[j][w[0], :, w[1]].clamp(min=0.0))
+            par_b.append((j, w, init.detach().clone().requires_grad_()))
+
+    def dense(pa: list[torch.Tensor], pb: list[torch.Tensor]) -> Params:
+        alphas = [r.sl.unsqueeze(1).expand(*shape, -1) for r in relax]
+        betas: list[torch.Tensor | None] = [None] * len(relax)
+        for (j, w, _), p in zip(par_a, pa, strict=True):
+            alphas[j] = alphas[j].clone()
+            alphas[j][w[0], :, w[1]] = p
+        for (j, w, _), p in zip(par_b, pb, strict=True):
+            betas[j] = torch.zeros(*shape, relax[j].sl.shape[1], dtype=torch.float64,
+                                   device=tn.device)
+            betas[j][w[0], :, w[1]] = p
+        return (alphas if use[0] else None), (betas if par_b else None)
+
+    params_a, params_b = [p for _, _, p in par_a], [p for _, _, p in par_b]
+    groups = [{"params": ps, "lr": lr} for ps, lr in ((params_a, 0.1), (params_b, 0.05)) if ps]
+    opt = torch.optim.Adam(groups) if groups else None
     best = torch.full(shape, float("inf"), dtype=torch.float64, device=tn.device)
-    keep_a = [x.detach().clone() for x in alphas] if alphas else None
-    keep_b = [None if x is None else x.detach().clone() for x in betas] if betas else None
+    keep_a = [p.detach().clone() for p in params_a]
+    keep_b = [p.detach().clone() for p in params_b]
     for it in range(iters + 1):
-        val = _backsub(tn, a, const, relax, xl, xu, alphas=alphas, betas=betas)
+        val = _backsub(tn, a, const, relax, xl, xu, *dense(params_a, params_b))
         with torch.no_grad():
-            better = (val < best).unsqueeze(-1)
+            better = val < best
             best = torch.minimum(best, val)
-            for keep, cur in ((keep_a, alphas), (keep_b, betas)):
-                for i, x in enumerate(cur or []):
-                    if x is not None:
-                        keep[i] = torch.where(better, x.detach(), keep[i])
-        if it == iters:
+            for keep, cur, par in ((keep_a, params_a, par_a), (keep_b, params_b, par_b)):
+                for i, p in enumerate(cur):
+                    keep[i] = torch.where(better[par[i][1][0]], p.detach(), keep[i])
+        if it == iters or opt is None:
             break
         opt.zero_grad()
         val[feasible].sum().backward()
         opt.step()
         with torch.no_grad():
-            for x in alphas or []:
-                x.clamp_(0.0, 1.0)
-            for x in betas or []:
-                if x is not None:
-                    x.clamp_(min=0.0)
-    return keep_a, keep_b
+            for p in params_a:
+                p.clamp_(0.0, 1.0)
+            for p in params_b:
+                p.clamp_(min=0.0)
+    with torch.no_grad():
+        return dense(keep_a, keep_b)
 
 
 def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
                  C: Tensorish | None = None, *, alpha: bool = False, beta: bool = False,
                  alpha_iters: int = 20, splits: object = None, sides: Sides = "both",
-                 return_layers: bool = False, device: str | torch.device = "cpu"
-                 ) -> BoundResult:
+                 return_layers: bool = False, warm_start: Params | None = None,
+                 device: str | torch.device = "cpu") -> BoundResult:
     """Sound CROWN bounds of ``C @ N(x)`` over each box (``lower``/``upper`` ``(B, n_in)``).
 
     ``C``: ``(K, m)`` or ``(B, K, m)``, default identity; ``lo``/``hi`` are ``(B, K)``.
@@ -451,8 +480,9 @@ def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
     tensor per hidden layer, ``+1`` forces a neuron active (``z >= 0``), ``-1`` inactive, ``0``
     free; boxes whose splits contradict each other are flagged in ``infeasible``.
     ``sides="upper"`` skips the lower bounds (``lo`` is ``-inf``). ``return_layers``: also
-    return the hidden layers' bounds and the final back-substitution coefficients. ``net`` may
-    be a :func:`prepare`-d network.
+    return the hidden layers' bounds and the final back-substitution coefficients.
+    ``warm_start``: ``(alphas, betas)`` as returned in a result, to start the optimisation from
+    (e.g. a parent sub-problem's). ``net`` may be a :func:`prepare`-d network.
     """
     tn = prepare(net, device)
     xl, xu = _box(lower, upper, tn.in_size, tn.device)
@@ -464,22 +494,22 @@ def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
         rows = spec if sides == "upper" else torch.cat([spec, -spec], dim=1)
         a, const = rows @ tn.weights[-1], rows @ tn.biases[-1]
         mass = _bmv(rows.abs(), mag)
-    use_beta = beta and any(r.split is not None for r in relax)
+    use = (alpha, beta and any(r.split is not None for r in relax))
     alphas, betas = None, None
-    if (alpha or use_beta) and relax and alpha_iters > 0:
+    if any(use) and relax and alpha_iters > 0:
         with torch.enable_grad():
-            alphas, betas = _optimise(tn, a, const, relax, xl, xu, alpha, use_beta, alpha_iters,
-                                      ~infeasible)
+            alphas, betas = _optimise(tn, a, const, relax, xl, xu, use, alpha_iters, ~infeasible,
+                                      warm_start)
     with torch.no_grad():
         coefficients: list[torch.Tensor] | None = [a] * len(relax) if return_layers else None
-        bound = _backsub(tn, a, const, relax, xl, xu, alphas=alphas, betas=betas, mass=mass,
+        bound = _backsub(tn, a, const, relax, xl, xu, alphas, betas, mass=mass,
                          coefficients=coefficients)
         inf = torch.tensor(float("inf"), dtype=torch.float64, device=tn.device)
         dead = infeasible.unsqueeze(1)
         hi = torch.where(dead, inf, bound[:, :n_rows])
         lo = (torch.full_like(hi, -inf) if sides == "upper"
               else torch.where(dead, -inf, -bound[:, n_rows:]))
-    if not return_layers:
-        return BoundResult(lo, hi, None, infeasible)
-    coeffs = tuple(c[:, :n_rows] for c in coefficients or [])
-    return BoundResult(lo, hi, tuple(layers), infeasible, coeffs)
+    coeffs = tuple(c[:, :n_rows] for c in coefficients) if coefficients is not None else None
+    return BoundResult(lo, hi, tuple(layers) if return_layers else None, infeasible, coeffs,
+                       None if alphas is None else tuple(alphas),
+                       None if betas is None else tuple(betas))
