@@ -1,11 +1,18 @@
-"""Branch and bound by input splitting: certify ``max_{x in X} c @ (N1(x) - N2(x))``.
+"""Branch and bound by input splitting: certify the maxima of K objectives over a union of boxes.
 
-Best-first on the largest upper bound: the open boxes with the largest bounds are split in two,
-both halves are bounded (in one batch) and every half whose bound cannot beat the best value
-seen is dropped. The largest bound among open boxes (or the best value, if larger) is a sound
-upper bound at every moment, so the search can stop on a gap, a time budget or an interrupt.
-Strong where the input has few dimensions (ACAS Xu's 5); for wide inputs split ReLUs instead
-(:mod:`nnbisim.relu_bab`).
+The objectives are ``f_k(x) = c_k @ (N1(x) - N2(x))`` (for eps: every output with both signs).
+One tree of boxes serves all of them: each box carries a sound upper bound of every objective.
+Best-first: the open boxes whose bounds exceed their goals the most are split in two (along the
+dimension that helps most, found by bounding both halves of every dimension when the input is
+low-dimensional), both halves are bounded in one batch, and every box whose bounds can no longer
+beat the best values seen is closed. The largest bound among open and closed boxes (or the best
+value, if larger) is a sound upper bound of each maximum at every moment, so the search can stop
+on a gap, a time budget or an interrupt.
+
+Two aims: ``joint`` certifies ``max_k max_x f_k`` (eps, the infinity norm) to the gap, so an
+objective only needs refining where it could still exceed the overall best value; ``each``
+certifies every objective to its own gap. Strong where the input has few dimensions (ACAS Xu's
+5); for wide inputs split ReLUs instead (:mod:`nnbisim.relu_bab`).
 """
 
 from __future__ import annotations
@@ -19,20 +26,30 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# bounds of c @ (N1 - N2) over each box: (lower (B, n), upper (B, n), c (m,)) -> upper (B,)
-BoundFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-# value of c @ (N1 - N2) at points: (x (B, n), c (m,)) -> (B,)
-ValueFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+@dataclass(frozen=True)
+class Bounded:
+    """Upper bounds ``(B, K)`` of every objective over each box; optionally, per box and
+    objective, the input where the bound's linear function of x peaks (a witness candidate) and
+    that function's slopes (which dimensions to split)."""
+
+    upper: np.ndarray
+    vertex: np.ndarray | None = None
+    slope: np.ndarray | None = None
+
+
+BoundFn = Callable[[np.ndarray, np.ndarray], Bounded]  # (lower (B, n), upper (B, n))
+# inputs (B, n) -> objective values (B, K)
+ValueFn = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[float, float, int], None]  # (best value, upper bound, boxes bounded)
 
 
 @dataclass(frozen=True)
 class BabResult:
-    """Outcome of one maximisation: ``value <= max <= upper`` with ``value`` attained at ``x``."""
+    """Per objective ``k``: ``value[k] <= max_x f_k <= upper[k]``, attained at ``x[k]``."""
 
-    upper: float
-    value: float
-    x: np.ndarray | None
+    upper: np.ndarray
+    value: np.ndarray
+    x: np.ndarray
     boxes: int
     seconds: float
     reason: str  # "gap", "budget", "exhausted", "interrupted", "max-boxes"
@@ -48,111 +65,191 @@ def gap_closed(value: float, upper: float, rel_gap: float, abs_gap: float) -> bo
 
 
 def _children(lo: np.ndarray, hi: np.ndarray, dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split box ``k`` at the middle of ``dims[k]``: returns (2B, n) lower and upper bounds."""
+    """Split box ``k`` at the middle of ``dims[k]``: (2B, n) lower and upper bounds, the left
+    halves first."""
     rows = np.arange(len(lo))
     mid = (lo[rows, dims] + hi[rows, dims]) / 2
-    lo2, hi2 = lo.copy(), hi.copy()
-    hi_left = hi.copy()
+    lo2, hi_left = lo.copy(), hi.copy()
     hi_left[rows, dims] = mid
     lo2[rows, dims] = mid
-    return np.concatenate([lo, lo2]), np.concatenate([hi_left, hi2])
+    return np.concatenate([lo, lo2]), np.concatenate([hi_left, hi])
 
 
-def _choose_dims(lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bound: BoundFn,
-                 scale: np.ndarray, smart: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pick the split dimension per box; return the children and their bounds.
+class _Search:
+    """The state of one search: open boxes with their bounds, the best values and inputs, the
+    largest bounds of closed boxes, and the thresholds derived from them."""
 
-    ``smart`` bounds the two halves of every dimension and keeps the split whose worse half is
-    best (2n bound evaluations per box, worth it in low dimension); otherwise the widest side
-    relative to the original box is split.
-    """
-    b, n = lo.shape
-    if not smart:
-        dims = np.argmax((hi - lo) / scale, axis=1)
-        clo, chi = _children(lo, hi, dims)
-        return clo, chi, bound(clo, chi, c)
-    all_dims = np.repeat(np.arange(n)[None], b, axis=0).T.reshape(-1)  # dim-major
-    clo, chi = _children(np.tile(lo, (n, 1)), np.tile(hi, (n, 1)), all_dims)
-    ub = bound(clo, chi, c).reshape(2, n, b)
-    worst = np.maximum(ub[0], ub[1])  # (n, b)
-    widths = ((hi - lo) / scale).T  # (n, b): never split a side of zero width
-    worst = np.where(widths > 0, worst, np.inf)
-    best = np.argmin(worst, axis=0)  # (b,)
-    pick = np.arange(b)
-    left = best * b + pick
-    right = n * b + best * b + pick
-    idx = np.concatenate([left, right])
-    return clo[idx], chi[idx], np.concatenate([ub[0, best, pick], ub[1, best, pick]])
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, bound: BoundFn, value: ValueFn,
+                 best: np.ndarray, best_x: np.ndarray, joint: bool, rel_gap: float,
+                 abs_gap: float):
+        self.bound, self.value, self.joint = bound, value, joint
+        self.rel_gap, self.abs_gap = rel_gap, abs_gap
+        self.best, self.best_x = best.astype(np.float64).copy(), best_x.copy()
+        self.closed = np.full(len(best), -np.inf)
+        self.scale = np.maximum((hi - lo).max(axis=0), 1e-300)
+        self.lo, self.hi = lo, hi
+        self._offer((lo + hi) / 2)
+        self.ub, self.slope = self._bound(lo, hi)
+        self.bounded = len(lo)
+
+    # thresholds: a box is closed once no objective can beat ``floor``; the search is done once
+    # no open bound exceeds ``goal``
+    def floor(self) -> np.ndarray:
+        return np.full_like(self.best, self.best.max()) if self.joint else self.best
+
+    def goal(self) -> np.ndarray:
+        f = self.floor()
+        return f + np.maximum(self.abs_gap, self.rel_gap * np.abs(f))
+
+    def _bound(self, lo: np.ndarray, hi: np.ndarray, parent: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Bounds of the boxes (never above the parent's: a half is inside its parent), and
+        the slopes of the worst objective per box, if the bound function gives them."""
+        res = self.bound(lo, hi)
+        ub = res.upper if parent is None else np.minimum(res.upper, parent)
+        rows = np.arange(len(lo))
+        k = np.argmax(ub - self.goal(), axis=1)
+        if res.vertex is not None:  # the vertex behind each box's worst bound
+            self._offer(res.vertex[rows, k])
+        return ub, None if res.slope is None else res.slope[rows, k]
+
+    def _offer(self, x: np.ndarray) -> None:
+        vals = self.value(x)
+        i = np.argmax(vals, axis=0)
+        v = vals[i, np.arange(vals.shape[1])]
+        better = v > self.best
+        self.best[better], self.best_x[better] = v[better], x[i[better]]
+
+    def score(self, ub: np.ndarray) -> np.ndarray:
+        """How far each box's worst objective is above its goal, in units of the gap."""
+        goal, floor = self.goal(), self.floor()
+        return ((ub - goal) / np.maximum(goal - floor, 1e-300)).max(axis=1)
+
+    def prune(self) -> None:
+        shut = (self.ub <= self.floor()).all(axis=1)
+        if shut.any():
+            self.closed = np.maximum(self.closed, self.ub[shut].max(axis=0))
+            keep = ~shut
+            self.lo, self.hi, self.ub = self.lo[keep], self.hi[keep], self.ub[keep]
+            if self.slope is not None:
+                self.slope = self.slope[keep]
+
+    def upper(self) -> np.ndarray:
+        top = self.ub.max(axis=0) if len(self.ub) else np.full_like(self.best, -np.inf)
+        return np.maximum(np.maximum(top, self.closed), self.best)
+
+    def done(self) -> bool:
+        top = self.ub.max(axis=0) if len(self.ub) else np.full_like(self.best, -np.inf)
+        return bool((top <= self.goal()).all())
+
+    def polish(self, improve: Callable[[np.ndarray], np.ndarray], count: int = 8) -> None:
+        """Local search from the centres of the ``count`` boxes of highest score."""
+        score = self.score(self.ub)
+        top = np.argsort(-score)[:count]
+        self._offer(improve((self.lo[top] + self.hi[top]) / 2))
+
+    def split(self, k: int, how: str) -> None:
+        """Split the ``k`` open boxes of highest score and bound the halves. ``how``: "slope"
+        (the dimension where the worst objective's bound function varies most, slope times
+        width, as ReluVal), "smart" (bound both halves of every dimension, keep the split whose
+        worse half is best: 2n bounds per box), or "widest" (relative to the input set)."""
+        score = self.score(self.ub)
+        pick = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
+        rest = np.ones(len(score), bool)
+        rest[pick] = False
+        lo, hi, parent = self.lo[pick], self.hi[pick], self.ub[pick]
+        b, n = lo.shape
+        widths = (hi - lo) / self.scale
+        if how == "smart" and n > 1:
+            dims = np.repeat(np.arange(n), b)  # dimension-major
+            clo, chi = _children(np.tile(lo, (n, 1)), np.tile(hi, (n, 1)), dims)
+            cub, cslope = self._bound(clo, chi, np.tile(parent, (2 * n, 1)))
+            worst = np.maximum(self.score(cub[:n * b]), self.score(cub[n * b:])).reshape(n, b)
+            worst = np.where(widths.T > 0, worst, np.inf)
+            sel = np.argmin(worst, axis=0) * b + np.arange(b)
+            idx = np.concatenate([sel, n * b + sel])
+            clo, chi, cub = clo[idx], chi[idx], cub[idx]
+            cslope = None if cslope is None else cslope[idx]
+            self.bounded += 2 * n * b
+        else:
+            if how == "slope" and self.slope is not None:
+                influence = np.abs(self.slope[pick]) * (hi - lo)
+                dims = np.argmax(np.where(widths > 0, influence, -1.0), axis=1)
+            else:
+                dims = np.argmax(widths, axis=1)
+            clo, chi = _children(lo, hi, dims)
+            cub, cslope = self._bound(clo, chi, np.tile(parent, (2, 1)))
+            self.bounded += 2 * b
+        self._offer((clo + chi) / 2)
+        self.lo = np.concatenate([self.lo[rest], clo])
+        self.hi = np.concatenate([self.hi[rest], chi])
+        self.ub = np.concatenate([self.ub[rest], cub])
+        if self.slope is not None and cslope is not None:
+            self.slope = np.concatenate([self.slope[rest], cslope])
 
 
-def input_bab_max(
+def input_bab(
     lower: np.ndarray,
     upper: np.ndarray,
-    c: np.ndarray,
     bound: BoundFn,
     value: ValueFn,
     *,
-    start_value: float = -np.inf,
-    start_x: np.ndarray | None = None,
+    start_values: np.ndarray,
+    start_x: np.ndarray,
+    joint: bool = True,
     rel_gap: float = 0.01,
     abs_gap: float = 1e-9,
     time_budget: float = 10.0,
-    batch: int = 256,
-    max_boxes: int = 2_000_000,
-    smart: bool | None = None,
+    batch: int | None = None,
+    max_boxes: int = 5_000_000,
+    split: str = "widest",
+    polish: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: Progress | None = None,
 ) -> BabResult:
-    """Maximise ``c @ (N1 - N2)`` over the union of boxes ``lower[k] <= x <= upper[k]``.
+    """Maximise every objective over the union of boxes ``lower[j] <= x <= upper[j]``.
 
-    ``bound`` must be sound (an upper bound of the true maximum over each box); ``value``
-    evaluates the function at points (candidate witnesses come from box centres).
+    ``bound`` must be sound (upper bounds of each objective's maximum over each box);
+    ``value`` evaluates the objectives at points. ``start_values`` (K,) and ``start_x`` (K, n)
+    are known values and their inputs (witnesses found before). ``batch`` boxes are split per
+    step (default: sized so that a step takes about a tenth of a second); ``split`` picks the
+    dimension (see :meth:`_Search.split`). ``polish``, if given, improves points (a local
+    search); every second it is run from the centres of the boxes of highest score.
     """
     t0 = time.perf_counter()
     lo = np.atleast_2d(np.asarray(lower, np.float64))
     hi = np.atleast_2d(np.asarray(upper, np.float64))
-    scale = np.maximum((hi - lo).max(axis=0), 1e-300)
-    smart = lo.shape[1] <= 8 if smart is None else smart
-    ub = bound(lo, hi, c)
-    centres = (lo + hi) / 2
-    vals = value(centres, c)
-    best_v, best_x = float(start_value), start_x
-    if vals.max() > best_v:
-        best_v, best_x = float(vals.max()), centres[int(np.argmax(vals))]
-    bounded, reason = len(lo), "budget"
+    s = _Search(lo, hi, bound, value, np.asarray(start_values, np.float64),
+                np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap)
+    k, reason = batch or 16, "budget"
+    polished = t0
     try:
         while True:
-            keep = ub > best_v
-            lo, hi, ub = lo[keep], hi[keep], ub[keep]
-            top = max(best_v, float(ub.max())) if len(ub) else best_v
+            s.prune()
             if progress is not None:
-                progress(best_v, top, bounded)
-            if not len(ub):
+                progress(float(s.best.max()), float(s.upper().max()), s.bounded)
+            if not len(s.ub):
                 reason = "exhausted"
                 break
-            if gap_closed(best_v, top, rel_gap, abs_gap):
+            if s.done():
                 reason = "gap"
                 break
-            if time.perf_counter() - t0 > time_budget:
-                reason = "budget"
+            elapsed = time.perf_counter() - t0
+            if elapsed > time_budget:
                 break
-            if bounded >= max_boxes:
+            if s.bounded >= max_boxes:
                 reason = "max-boxes"
                 break
-            k = min(batch, len(ub))
-            pick = np.argpartition(-ub, k - 1)[:k] if k < len(ub) else np.arange(len(ub))
-            rest = np.ones(len(ub), bool)
-            rest[pick] = False
-            clo, chi, cub = _choose_dims(lo[pick], hi[pick], c, bound, scale, smart)
-            bounded += len(clo) * (lo.shape[1] if smart else 1)
-            cen = (clo + chi) / 2
-            cv = value(cen, c)
-            if cv.max() > best_v:
-                best_v, best_x = float(cv.max()), cen[int(np.argmax(cv))]
-            lo = np.concatenate([lo[rest], clo])
-            hi = np.concatenate([hi[rest], chi])
-            ub = np.concatenate([ub[rest], cub])
+            if polish is not None and time.perf_counter() - polished > 1.0:
+                s.polish(polish)
+                polished = time.perf_counter()
+            step = time.perf_counter()
+            s.split(min(k, len(s.ub)), split)
+            took = time.perf_counter() - step
+            if batch is None:  # aim at ~0.1 s per step, never past the budget
+                left = max(time_budget - (time.perf_counter() - t0), 0.0)
+                aim = min(0.1, left / 2 + 1e-3)
+                k = int(np.clip(k * aim / max(took, 1e-4), 4, 4096))
     except KeyboardInterrupt:
         reason = "interrupted"
-    open_ub = float(ub.max()) if len(ub) else -np.inf
-    return BabResult(max(best_v, open_ub), best_v, best_x, bounded,
+    return BabResult(s.upper(), s.best.copy(), s.best_x.copy(), s.bounded,
                      time.perf_counter() - t0, reason)

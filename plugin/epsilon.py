@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
-from nnbisim.bab import BoundFn, gap_closed, input_bab_max
+from nnbisim.bab import Bounded, BoundFn, gap_closed, input_bab
 from nnbisim.bisection import Bracket, bisect
 from nnbisim.errors import InputError, ShapeMismatchError
 from nnbisim.model import Network
 from nnbisim.specs.sets import InputSet
-from nnbisim.witness import find_witnesses, onnx_replay
+from nnbisim.witness import find_witnesses, onnx_replay, polisher
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +96,55 @@ def choose_engine(n1: Network, n2: Network, engine: str = "auto") -> str:
     return engine
 
 
-def bound_function(n1: Network, n2: Network, engine: str) -> BoundFn:
-    """``(lower, upper, c) -> upper bounds of c @ (N1 - N2)`` per box, by the chosen engine."""
+def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
+    """``(lower, upper) -> (upper bounds (B, 2m), candidates)`` of the objectives
+    ``+(N1 - N2)_0, -(N1 - N2)_0, +(N1 - N2)_1, ...`` per box, by the chosen engine;
+    candidates are the inputs the differential engine's bounds point at (None otherwise)."""
+    m = n1.out_size
+
+    def interleave(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        out = np.empty((lo.shape[0], 2 * m))
+        out[:, 0::2], out[:, 1::2] = hi, -lo
+        return out
+
     if engine == "differential":
-        from nnbisim.diffbounds import differential_bounds
+        from nnbisim.diffbounds import DiffEngine
 
-        def diff(lo: np.ndarray, hi: np.ndarray, c: np.ndarray) -> np.ndarray:
-            res = differential_bounds(n1, n2, lo, hi, C=c[None])
-            return np.asarray(res.hi, np.float64)[:, 0]
-        return diff
-    from nnbisim.bounds import crown_bounds, interval_bounds
+        diff = DiffEngine(n1, n2)
 
-    merged = merge_networks(n1, n2).network
+        def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
+            res = diff.bounds(lo, hi, slopes=True)
+            lt, ht = torch.as_tensor(lo), torch.as_tensor(hi)
+            vertex = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
+            vertex[:, 0::2] = res.vertices(lt, ht, "hi").numpy()
+            vertex[:, 1::2] = res.vertices(lt, ht, "lo").numpy()
+            slope = np.empty_like(vertex)
+            slope[:, 0::2], slope[:, 1::2] = res.slope_hi.numpy(), -res.slope_lo.numpy()
+            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), vertex, slope)
+        return bound
+    from nnbisim.bounds import crown_bounds, interval_bounds, prepare
+
+    merged = prepare(merge_networks(n1, n2).network)
     if engine == "interval":
-        def ibp(lo: np.ndarray, hi: np.ndarray, c: np.ndarray) -> np.ndarray:
+        def ibp(lo: np.ndarray, hi: np.ndarray) -> Bounded:
             res = interval_bounds(merged, lo, hi)
-            out_lo, out_hi = (np.asarray(v, np.float64) for v in (res.lo, res.hi))
-            return np.maximum(c, 0) @ out_hi.T + np.minimum(c, 0) @ out_lo.T
+            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()))
         return ibp
 
-    def crown(lo: np.ndarray, hi: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return np.asarray(crown_bounds(merged, lo, hi, C=c[None]).hi, np.float64)[:, 0]
+    def crown(lo: np.ndarray, hi: np.ndarray) -> Bounded:
+        res = crown_bounds(merged, lo, hi)
+        return Bounded(interleave(res.lo.numpy(), res.hi.numpy()))
     return crown
+
+
+def objective_values(n1: Network, n2: Network) -> Callable[[np.ndarray], np.ndarray]:
+    """Inputs (B, n) -> the objectives' values (B, 2m) in float64, ordered as the bounds."""
+    def value(x: np.ndarray) -> np.ndarray:
+        d = n1.forward(x) - n2.forward(x)
+        out = np.empty((len(x), 2 * d.shape[1]))
+        out[:, 0::2], out[:, 1::2] = d, -d
+        return out
+    return value
 
 
 def compute_epsilon(
@@ -187,40 +215,53 @@ def compute_epsilon(
 
 def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket], engine: str,
              rel_gap: float, budget: float, searches: list[dict], say: Progress,
-             replay: Callable[[np.ndarray], np.ndarray]) -> None:
-    """Branch and bound per output and sign; fills ``certified`` (and better witnesses)."""
+             replay: Callable[[np.ndarray], np.ndarray], joint: bool = True) -> None:
+    """Branch and bound on all outputs and signs at once; fills ``certified`` (and better
+    witnesses, counted only once replayed on the original files)."""
     lower = np.array([b.lower for b in inputs.boxes])
     upper = np.array([b.upper for b in inputs.boxes])
     m = n1.out_size
-    deadline = time.perf_counter() + budget
-    wide = inputs.dim > INPUT_SPLIT_MAX_DIM
-    bound = None if wide else bound_function(n1, n2, engine)
-
-    def value(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return (n1.forward(x) - n2.forward(x)) @ c
-
-    for k, br in enumerate(brackets):
-        c = np.zeros(m)
-        c[br.index] = br.sign
-        share = max((deadline - time.perf_counter()) / (len(brackets) - k), 0.05)
-        say(f"bounds ({engine}): output {br.index} sign {br.sign:+d}, {share:.1f} s")
-        if wide:
-            res = _relu_bab(n1, n2, lower, upper, c, br.witnessed, rel_gap, share)
-            upper_bound, reason, count = res
+    if inputs.dim > INPUT_SPLIT_MAX_DIM:
+        deadline = time.perf_counter() + budget
+        for k, br in enumerate(brackets):
+            c = np.zeros(m)
+            c[br.index] = br.sign
+            share = max((deadline - time.perf_counter()) / (len(brackets) - k), 0.05)
+            say(f"bounds ({engine}, ReLU splits): output {br.index} sign {br.sign:+d}, "
+                f"{share:.1f} s")
+            upper_bound, reason, count = _relu_bab(n1, n2, lower, upper, c, br.witnessed,
+                                                   rel_gap, share)
             searches.append({"index": br.index, "sign": br.sign, "method": "relu-split",
                              "upper": upper_bound, "reason": reason, "nodes": count})
-        else:
-            res = input_bab_max(lower, upper, c, bound, value, start_value=br.witnessed,
-                                start_x=br.witness_x, rel_gap=rel_gap, time_budget=share)
-            upper_bound = res.upper
-            searches.append({"index": br.index, "sign": br.sign, "method": "input-split",
-                             "upper": res.upper, "reason": res.reason, "boxes": res.boxes,
-                             "seconds": round(res.seconds, 3)})
-            if res.x is not None and res.value > br.witnessed:  # count it only once replayed
-                replayed = float(br.sign * replay(res.x[None])[0, br.index])
-                if replayed > br.witnessed:
-                    br.witnessed, br.witness_x = replayed, res.x
-        br.certified = min(br.certified, upper_bound)
+            br.certified = min(br.certified, upper_bound)
+        return
+    say(f"bounds ({engine}, input splits): {len(brackets)} objectives, {budget:.1f} s")
+    last = [0.0]
+
+    def progress(best: float, top: float, boxes: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            say(f"  eps in [{best:.6g}, {top:.6g}], {boxes} boxes bounded")
+
+    res = input_bab(lower, upper, objective_bounds(n1, n2, engine), objective_values(n1, n2),
+                    start_values=np.array([b.witnessed for b in brackets]),
+                    start_x=np.array([b.witness_x for b in brackets]), joint=joint,
+                    rel_gap=rel_gap, time_budget=budget, progress=progress,
+                    polish=polisher(n1, n2, inputs))
+    searches.append({"method": "input-split", "aim": "eps" if joint else "outputs",
+                     "reason": res.reason, "boxes": res.boxes, "seconds": round(res.seconds, 3),
+                     "upper": float(res.upper.max())})
+    better = [k for k, br in enumerate(brackets) if res.value[k] > br.witnessed]
+    if better:
+        d = replay(res.x[better])
+        for row, k in enumerate(better):
+            br = brackets[k]
+            replayed = float(br.sign * d[row, br.index])
+            if replayed > br.witnessed:
+                br.witnessed, br.witness_x = replayed, res.x[k]
+    for k, br in enumerate(brackets):
+        br.certified = min(br.certified, float(res.upper[k]))
 
 
 def _relu_bab(n1: Network, n2: Network, lower: np.ndarray, upper: np.ndarray, c: np.ndarray,
@@ -229,7 +270,8 @@ def _relu_bab(n1: Network, n2: Network, lower: np.ndarray, upper: np.ndarray, c:
 
     merged = merge_networks(n1, n2).network
     # one pass of the best engine first: differential bounds can beat split merged bounds
-    single = float(bound_function(n1, n2, choose_engine(n1, n2, "auto"))(lower, upper, c).max())
+    ub = objective_bounds(n1, n2, choose_engine(n1, n2, "auto"))(lower, upper).upper
+    single = float(ub[:, 2 * int(np.argmax(np.abs(c))) + (0 if c.max() > 0 else 1)].max())
     if gap_closed(witnessed, single, rel_gap, 1e-9):
         return single, "gap", len(lower)
     worst, reasons, nodes = -np.inf, [], 0

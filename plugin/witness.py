@@ -2,7 +2,7 @@
 
 For every output ``i`` and sign ``s`` the search maximises ``s * (N1(x) - N2(x))_i`` over each
 input box: random samples, the box centre and (in low dimension) its corners seed a batched
-projected-gradient ascent with random restarts on the float64 dense model. The best candidates
+hill climb along the gradient on the float64 dense model from the best of them. The best candidates
 are then replayed with onnxruntime on the two *original* ONNX files; only replayed values count
 as lower bounds of eps.
 """
@@ -69,30 +69,56 @@ def _starts(f1, f2, box: Box, objectives: torch.Tensor, n: int, top: int,
     return x[best]
 
 
-def _ascend(f1, f2, box: Box, objectives: torch.Tensor, x: torch.Tensor, steps: int
-            ) -> np.ndarray:
-    """PGD on ``objectives[k] @ (N1 - N2)`` from start points ``x[k]`` (K, P, n_in).
-
-    Returns every point visited at its best, (K * P, n_in), for replay by the caller.
+def climb(f1, f2, objectives: torch.Tensor, x: torch.Tensor, lo: torch.Tensor,
+          hi: torch.Tensor, steps: int) -> torch.Tensor:
+    """Hill climbing along the gradient of ``objectives[k] @ (N1 - N2)`` from start points
+    ``x[k]`` (K, P, n_in), each kept in its box ``[lo, hi]`` (broadcastable to x): each step
+    moves ``alpha * width`` along the gradient scaled to unit largest component, and is kept
+    only where it improves; ``alpha`` shrinks geometrically from 1/10 to 1e-6 (the difference of
+    two ReLU networks is piecewise linear with many small pieces, so long steps find the right
+    piece and short ones its best corner). Returns the end points (K, P, n_in).
     """
-    lo = torch.tensor(box.lower)
-    hi = torch.tensor(box.upper)
     width = (hi - lo).clamp_min(0)
-    best_x = x.clone()
-    best_v = torch.full(x.shape[:2], -torch.inf, dtype=torch.float64)
-    for step in range(steps + 1):
-        x = x.detach().requires_grad_(True)
-        d = torch_forward(f1, x) - torch_forward(f2, x)  # (K, P, m)
-        vals = (d * objectives[:, None, :]).sum(-1)  # (K, P)
-        better = vals.detach() > best_v
-        best_v = torch.where(better, vals.detach(), best_v)
-        best_x[better] = x.detach()[better]
-        if step == steps:
-            break
-        (grad,) = torch.autograd.grad(vals.sum(), x)
-        size = 0.25 * width * (1 - step / steps) + 1e-3 * width
-        x = torch.minimum(torch.maximum(x.detach() + size * grad.sign(), lo), hi)
-    return best_x.reshape(-1, x.shape[-1]).numpy()
+
+    def evaluate(pt: torch.Tensor) -> torch.Tensor:
+        return ((torch_forward(f1, pt) - torch_forward(f2, pt)) * objectives[:, None, :]).sum(-1)
+
+    x = x.clone()
+    for alpha in np.geomspace(0.1, 1e-6, max(steps, 1)):
+        xg = x.detach().requires_grad_(True)
+        vals = evaluate(xg)
+        (grad,) = torch.autograd.grad(vals.sum(), xg)
+        scaled = grad * width
+        norm = scaled.abs().amax(-1, keepdim=True).clamp_min(1e-300)
+        with torch.no_grad():
+            cand = torch.minimum(torch.maximum(x + alpha * width * scaled / norm, lo), hi)
+            better = (evaluate(cand) > vals.detach()).unsqueeze(-1)
+            x = torch.where(better, cand, x)
+    return x
+
+
+def polisher(n1: Network, n2: Network, inputs: InputSet, steps: int = 60
+             ) -> Callable[[np.ndarray], np.ndarray]:
+    """``points (P, n) -> points (2m * P, n)``: a climb for every output and sign from each
+    point, inside the box of the input set that holds it (for branch and bound's best boxes)."""
+    m = n1.out_size
+    f1, f2 = torch_layers(n1), torch_layers(n2)
+    objectives = _objectives(m)
+    lows = torch.as_tensor(np.array([b.lower for b in inputs.boxes]))
+    highs = torch.as_tensor(np.array([b.upper for b in inputs.boxes]))
+
+    def polish(points: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(points, np.float64))
+        inside = ((x[:, None] >= lows[None]) & (x[:, None] <= highs[None])).all(-1)
+        home = inside.to(torch.int8).argmax(1)
+        starts = x.unsqueeze(0).expand(len(objectives), -1, -1)
+        out = climb(f1, f2, objectives, starts, lows[home], highs[home], steps)
+        return out.reshape(-1, x.shape[-1]).numpy()
+    return polish
+
+
+def _objectives(m: int) -> torch.Tensor:
+    return torch.as_tensor(np.array([s * np.eye(m)[i] for i in range(m) for s in (1, -1)]))
 
 
 def find_witnesses(
@@ -101,9 +127,9 @@ def find_witnesses(
     inputs: InputSet,
     replay: Replay | None = None,
     *,
-    samples: int = 32768,
-    restarts: int = 32,
-    steps: int = 50,
+    samples: int = 200_000,
+    restarts: int = 64,
+    steps: int = 100,
     seed: int = 0,
 ) -> list[Witness]:
     """The best replayed witness per output and sign, ordered ``(0,+), (0,-), (1,+), ...``.
@@ -114,12 +140,14 @@ def find_witnesses(
     m = n1.out_size
     rng = np.random.default_rng(seed)
     f1, f2 = torch_layers(n1), torch_layers(n2)
-    objectives = torch.as_tensor(np.array([s * np.eye(m)[i] for i in range(m) for s in (1, -1)]))
+    objectives = _objectives(m)
     cand_x, cand_box = [], []
     samples = max(1024, min(samples, 2_000_000 // max(inputs.dim, 1)))  # wide inputs: fewer
     for b, box in enumerate(inputs.boxes):
         starts = _starts(f1, f2, box, objectives, samples, restarts, rng)
-        xs = _ascend(f1, f2, box, objectives, starts, steps)
+        xs = climb(f1, f2, objectives, starts, torch.tensor(box.lower), torch.tensor(box.upper),
+                   steps)
+        xs = xs.reshape(-1, xs.shape[-1]).numpy()
         cand_x.append(xs)
         cand_box += [b] * len(xs)
     x = np.concatenate(cand_x)

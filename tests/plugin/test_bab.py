@@ -6,41 +6,49 @@ import numpy as np
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.bab import input_bab_max
+from nnbisim.bab import Bounded, input_bab
 from nnbisim.model import Network
 
 
-def interval_bound(net: Network):
-    def bound(lo: np.ndarray, hi: np.ndarray, c: np.ndarray) -> np.ndarray:
+def interval_bound(net: Network, objectives: np.ndarray):
+    """Upper bounds of ``objectives @ net(x)`` per box by interval arithmetic."""
+    def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
         layers = list(net.layers)
         for k, layer in enumerate(layers):
             w, b = layer.weight, layer.bias
             if k == len(layers) - 1:
-                w, b = c[None] @ w, c @ b
+                w, b = objectives @ w, objectives @ b
             mid, rad = (lo + hi) / 2, (hi - lo) / 2
             centre, spread = mid @ w.T + b, rad @ np.abs(w).T
             lo, hi = centre - spread, centre + spread
             if k < len(layers) - 1:
                 lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
-        return hi[:, 0] + 1e-9 * (1 + np.abs(hi[:, 0]))  # generous outward margin
+        return Bounded(hi + 1e-9 * (1 + np.abs(hi)))  # generous outward margin
     return bound
 
 
-def merged_value(net: Network):
-    return lambda x, c: net.forward(x) @ c
+def merged_value(net: Network, objectives: np.ndarray):
+    return lambda x: net.forward(x) @ objectives.T
+
+
+def search(net: Network, lo, hi, objectives, start=None, **kw):
+    objectives = np.atleast_2d(np.asarray(objectives, np.float64))
+    lo, hi = np.atleast_2d(np.asarray(lo, np.float64)), np.atleast_2d(np.asarray(hi, np.float64))
+    k = len(objectives)
+    start = np.full(k, -1e9) if start is None else np.asarray(start, np.float64)
+    return input_bab(lo, hi, interval_bound(net, objectives), merged_value(net, objectives),
+                     start_values=start, start_x=np.repeat(lo[:1], k, 0), **kw)
 
 
 def test_known_kink_relu_against_zero():
     relu = Network.from_weights([np.array([[1.0]]), np.array([[1.0]])], [[0.0], [0.0]])
     zero = Network.from_weights([np.array([[0.0]])], [[0.0]])
     merged = merge_networks(relu, zero).network
-    res = input_bab_max([-1.0], [1.0], np.array([1.0]), interval_bound(merged),
-                        merged_value(merged), rel_gap=1e-6)
-    assert res.complete and 1.0 - 2e-6 <= res.value <= 1.0
-    assert 1.0 <= res.upper <= 1.0 + 2e-6
-    low = input_bab_max([-1.0], [1.0], np.array([-1.0]), interval_bound(merged),
-                        merged_value(merged), rel_gap=1e-6, abs_gap=1e-9)
-    assert low.complete and abs(low.upper) <= 1e-8  # min of relu(x) - 0 is 0
+    res = search(merged, [-1.0], [1.0], [[1.0]], rel_gap=1e-6)
+    assert res.complete and 1.0 - 2e-6 <= res.value[0] <= 1.0
+    assert 1.0 <= res.upper[0] <= 1.0 + 2e-6
+    low = search(merged, [-1.0], [1.0], [[-1.0]], rel_gap=1e-6, abs_gap=1e-9)
+    assert low.complete and abs(low.upper[0]) <= 1e-8  # min of relu(x) - 0 is 0
 
 
 def test_random_pairs_certify_above_the_dense_maximum_and_converge():
@@ -52,13 +60,30 @@ def test_random_pairs_certify_above_the_dense_maximum_and_converge():
         lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
         g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 601), np.linspace(lo[1], hi[1], 601)),
                      -1).reshape(-1, 2)
-        for c in (np.array([1.0, 0.0]), np.array([0.0, -1.0])):
-            dense = float((merged.forward(g) @ c).max())
-            res = input_bab_max(lo, hi, c, interval_bound(merged), merged_value(merged),
-                                rel_gap=1e-3, time_budget=20)
-            assert res.upper >= dense - 1e-12
-            assert res.value <= dense + 1e-3 * abs(dense) + 1e-9  # the value is attained
-            assert res.complete and res.upper - res.value <= 1e-3 * abs(res.value) + 1e-9
+        objectives = np.array([[1.0, 0.0], [0.0, -1.0]])
+        dense = (merged.forward(g) @ objectives.T).max(0)
+        res = search(merged, lo, hi, objectives, joint=False, rel_gap=1e-3, time_budget=20)
+        assert np.all(res.upper >= dense - 1e-12)
+        assert np.all(res.value <= dense + 1e-3 * np.abs(dense) + 1e-9)  # values are attained
+        assert res.complete and np.all(res.upper - res.value <= 1e-3 * np.abs(res.value) + 1e-9)
+        for k in range(2):  # each value is attained at its input
+            assert abs(float(merged.forward(res.x[k]) @ objectives[k]) - res.value[k]) < 1e-12
+
+
+def test_joint_aim_certifies_the_largest_objective_only():
+    """``joint`` refines an objective only while it could exceed the best of all of them: the
+    largest maximum is certified to the gap, the others only below it."""
+    rng = np.random.default_rng(8)
+    n1, n2 = random_network([2, 16, 16, 2], rng), random_network([2, 8, 2], rng)
+    merged = merge_networks(n1, n2).network
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    objectives = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
+    dense = (merged.forward(g) @ objectives.T).max(0)
+    res = search(merged, lo, hi, objectives, joint=True, rel_gap=1e-2, time_budget=20)
+    assert res.complete and np.all(res.upper >= dense - 1e-12)
+    eps_w, eps_c = res.value.max(), res.upper.max()
+    assert eps_w <= dense.max() + 1e-9 and eps_c - eps_w <= 1e-2 * eps_w + 1e-9
 
 
 def test_anytime_a_tiny_budget_still_gives_a_sound_bound():
@@ -68,10 +93,9 @@ def test_anytime_a_tiny_budget_still_gives_a_sound_bound():
     lo, hi = -np.ones(5), np.ones(5)
     c = np.eye(5)[2]
     sampled = float((merged.forward(rng.uniform(lo, hi, (200000, 5))) @ c).max())
-    res = input_bab_max(lo, hi, c, interval_bound(merged), merged_value(merged),
-                        rel_gap=0.0, time_budget=0.05)
+    res = search(merged, lo, hi, c[None], rel_gap=0.0, time_budget=0.05)
     assert res.reason == "budget" and not res.complete
-    assert res.upper >= sampled
+    assert res.upper[0] >= sampled
 
 
 def test_union_of_boxes_and_a_starting_witness():
@@ -82,7 +106,7 @@ def test_union_of_boxes_and_a_starting_witness():
     c = np.array([1.0])
     pts = np.concatenate([rng.uniform(lows[k], highs[k], (50000, 3)) for k in range(2)])
     sampled = float((merged.forward(pts) @ c).max())
-    res = input_bab_max(lows, highs, c, interval_bound(merged), merged_value(merged),
-                        start_value=sampled - 1.0, rel_gap=1e-3, time_budget=20)
-    assert res.complete and res.upper >= sampled - 1e-12
-    assert any(np.all((res.x >= lows[k]) & (res.x <= highs[k])) for k in range(2))
+    res = search(merged, lows, highs, c[None], start=[sampled - 1.0], rel_gap=1e-3,
+                 time_budget=20)
+    assert res.complete and res.upper[0] >= sampled - 1e-12
+    assert any(np.all((res.x[0] >= lows[k]) & (res.x[0] <= highs[k])) for k in range(2))

@@ -14,6 +14,7 @@ from netbuild import random_network
 import nnbisim.diffbounds as diffbounds
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.diffbounds import differential_bounds, same_architecture
+from nnbisim.diffrelax import relaxation
 from nnbisim.errors import InputError, ShapeMismatchError
 from nnbisim.model import Network
 from nnbisim.specs.io import read_spec
@@ -269,7 +270,7 @@ def test_relaxations_hold_at_every_vertex():
     relu(z1) - relu(z2) is linear: {z1, z2, z1 - z2 at their bounds, z1 = 0, z2 = 0}."""
     rng = np.random.default_rng(9)
     bounds = _random_neuron_bounds(rng, 400)
-    r = diffbounds._relaxation(*(torch.tensor(b)[None] for b in bounds))
+    r = relaxation(*(torch.tensor(b)[None] for b in bounds))
     coef = {name: getattr(r, name)[0].numpy()
             for name in ("mu1", "lam1", "beta1", "mu2", "lam2", "beta2", "dl0", "du0")}
     dl, du = (np.stack([x[0].numpy() for x in side]) for side in (r.dl, r.du))
