@@ -148,11 +148,30 @@ class _Search:
         top = np.argsort(-score)[:count]
         self._offer(improve((self.lo[top] + self.hi[top]) / 2))
 
+    def _best_split(self, lo: np.ndarray, hi: np.ndarray, parent: np.ndarray, cand: np.ndarray,
+                    widths: np.ndarray) -> tuple:
+        """Bound both halves of each box for every candidate dimension ``cand`` (B, c) and keep,
+        per box, the split whose worse half has the lower score."""
+        b, c = cand.shape
+        dims = cand.T.reshape(-1)  # candidate-major
+        clo, chi = _children(np.tile(lo, (c, 1)), np.tile(hi, (c, 1)), dims)
+        cub, cslope = self._bound(clo, chi, np.tile(parent, (2 * c, 1)))
+        self.bounded += 2 * c * b
+        if c == 1:
+            return clo, chi, cub, cslope
+        worst = np.maximum(self.score(cub[:c * b]), self.score(cub[c * b:])).reshape(c, b)
+        worst = np.where(np.take_along_axis(widths, cand, 1).T > 0, worst, np.inf)
+        sel = np.argmin(worst, axis=0) * b + np.arange(b)
+        idx = np.concatenate([sel, c * b + sel])
+        return clo[idx], chi[idx], cub[idx], None if cslope is None else cslope[idx]
+
     def split(self, k: int, how: str) -> None:
         """Split the ``k`` open boxes of highest score and bound the halves. ``how``: "slope"
         (the dimension where the worst objective's bound function varies most, slope times
-        width, as ReluVal), "smart" (bound both halves of every dimension, keep the split whose
-        worse half is best: 2n bounds per box), or "widest" (relative to the input set)."""
+        width, as ReluVal), "widest" (relative to the input set), "absolute" (widest),
+        "hybrid" (bound the splits of both "slope" and "widest", keep the better) or "smart"
+        (bound the halves of every dimension, keep the split whose worse half is best: 2n
+        bounds per box)."""
         score = self.score(self.ub)
         pick = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
         rest = np.ones(len(score), bool)
@@ -161,25 +180,28 @@ class _Search:
         b, n = lo.shape
         widths = (hi - lo) / self.scale
         if how == "smart" and n > 1:
-            dims = np.repeat(np.arange(n), b)  # dimension-major
-            clo, chi = _children(np.tile(lo, (n, 1)), np.tile(hi, (n, 1)), dims)
-            cub, cslope = self._bound(clo, chi, np.tile(parent, (2 * n, 1)))
-            worst = np.maximum(self.score(cub[:n * b]), self.score(cub[n * b:])).reshape(n, b)
-            worst = np.where(widths.T > 0, worst, np.inf)
-            sel = np.argmin(worst, axis=0) * b + np.arange(b)
-            idx = np.concatenate([sel, n * b + sel])
-            clo, chi, cub = clo[idx], chi[idx], cub[idx]
-            cslope = None if cslope is None else cslope[idx]
-            self.bounded += 2 * n * b
+            cand = np.repeat(np.arange(n)[None], b, 0)  # every dimension
+        elif how == "hybrid" and self.slope is not None:
+            # the dimension of largest slope times width and the relatively widest one
+            influence = np.where(widths > 0, np.abs(self.slope[pick]) * (hi - lo), -1.0)
+            cand = np.stack([np.argmax(influence, 1), np.argmax(widths, 1)], 1)
+        elif how == "slope" and self.slope is not None:
+            influence = np.where(widths > 0, np.abs(self.slope[pick]) * (hi - lo), -1.0)
+            cand = np.argmax(influence, 1)[:, None]
+        elif how == "absolute":
+            cand = np.argmax(hi - lo, 1)[:, None]
         else:
-            if how == "slope" and self.slope is not None:
-                influence = np.abs(self.slope[pick]) * (hi - lo)
-                dims = np.argmax(np.where(widths > 0, influence, -1.0), axis=1)
-            else:
-                dims = np.argmax(widths, axis=1)
-            clo, chi = _children(lo, hi, dims)
-            cub, cslope = self._bound(clo, chi, np.tile(parent, (2, 1)))
-            self.bounded += 2 * b
+            cand = np.argmax(widths, 1)[:, None]
+        if cand.shape[1] == 2:  # boxes whose two candidates agree need one split only
+            same = cand[:, 0] == cand[:, 1]
+            parts = [self._best_split(lo[g], hi[g], parent[g], cand[g][:, :1 if one else 2],
+                                      widths[g])
+                     for g, one in ((same, True), (~same, False)) if g.any()]
+            clo, chi, cub = (np.concatenate([p[j] for p in parts]) for j in range(3))
+            cslope = (None if any(p[3] is None for p in parts)
+                      else np.concatenate([p[3] for p in parts]))
+        else:
+            clo, chi, cub, cslope = self._best_split(lo, hi, parent, cand, widths)
         self._offer((clo + chi) / 2)
         self.lo = np.concatenate([self.lo[rest], clo])
         self.hi = np.concatenate([self.hi[rest], chi])
@@ -202,7 +224,7 @@ def input_bab(
     time_budget: float = 10.0,
     batch: int | None = None,
     max_boxes: int = 5_000_000,
-    split: str = "widest",
+    split: str = "hybrid",
     polish: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: Progress | None = None,
 ) -> BabResult:

@@ -75,24 +75,27 @@ def bisect(
     abs_gap: float = 1e-9,
     deadline: float,
     query_timeout: float = 60.0,
+    floor: float = -np.inf,
 ) -> Bracket:
     """Move ``bracket`` towards the exact maximum until the gap closes or ``deadline`` passes.
 
     ``replay`` maps inputs (n, in) to ``N1 - N2`` on the original files; ``deadline`` is a
-    ``time.perf_counter()`` value.
+    ``time.perf_counter()`` value. ``floor``: a value known to be attained elsewhere (eps's
+    witnessed value when only eps matters): the search then only needs the certified bound
+    within the gap of ``max(witnessed, floor)``.
     """
     i, s = bracket.index, bracket.sign
     tag = f"{i}_{'pos' if s > 0 else 'neg'}"
     step = 0
     while True:
-        if gap_closed(bracket.witnessed, bracket.certified, rel_gap, abs_gap):
+        if gap_closed(max(bracket.witnessed, floor), bracket.certified, rel_gap, abs_gap):
             bracket.stopped = "gap"
             return bracket
         left = deadline - time.perf_counter()
         if left <= 1.0:
             bracket.stopped = "budget"
             return bracket
-        t = (bracket.witnessed + bracket.certified) / 2
+        t = (max(bracket.witnessed, floor) + bracket.certified) / 2
         all_hold = True
         for b, box in enumerate(inputs.boxes):
             step += 1

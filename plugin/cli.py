@@ -167,7 +167,7 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     rep = compute_epsilon(args.n1, args.n2, inputs, verifier=args.verifier, engine=args.engine,
-                          rel_gap=args.rel_gap, time_budget=args.time_budget,
+                          aim=args.aim, rel_gap=args.rel_gap, time_budget=args.time_budget,
                           query_timeout=args.query_timeout, workdir=args.workdir,
                           progress=None if args.quiet else progress)
     print(format_epsilon(rep))
@@ -241,8 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="marabou (default: bounds, then Marabou bisection), bounds (own engine "
                    "only), none (witnesses only), vnncomp:DIR, or a registered plug-in")
     e.add_argument("--engine", default="auto",
-                   choices=["auto", "differential", "crown", "interval"],
-                   help="bound engine (auto: differential when the layer sizes agree)")
+                   choices=["auto", "differential", "crown", "separate", "interval"],
+                   help="bound engine (auto: differential when the layer sizes agree, else "
+                   "crown on the merged network; separate bounds each network on its own)")
+    e.add_argument("--aim", default="eps", choices=["eps", "outputs"],
+                   help="eps: close the gap of eps itself (default); outputs: of every "
+                   "output's min and max on its own (slower)")
     e.add_argument("--rel-gap", type=float, default=0.01,
                    help="stop when certified is within this relative gap of witnessed")
     e.add_argument("--time-budget", type=float, default=60.0, metavar="S")

@@ -25,6 +25,7 @@ from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.bab import Bounded, BoundFn, gap_closed, input_bab
 from nnbisim.bisection import Bracket, bisect
 from nnbisim.errors import InputError, ShapeMismatchError
+from nnbisim.fp import down, up
 from nnbisim.model import Network
 from nnbisim.specs.sets import InputSet
 from nnbisim.witness import find_witnesses, onnx_replay, polisher
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 INPUT_SPLIT_MAX_DIM = 16  # inputs up to this size are split; wider ones split ReLUs
+# differential: bounds of the difference (same layer sizes); crown: CROWN on the merged network;
+# separate: each network bounded by CROWN on its own, the bounds subtracted (a baseline)
+ENGINES = ("differential", "crown", "separate", "interval")
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,8 @@ def choose_engine(n1: Network, n2: Network, engine: str = "auto") -> str:
         raise ShapeMismatchError(
             f"differential bounds need the same layer sizes, but N1 is {n1.describe()} and N2 "
             f"is {n2.describe()}; use --engine crown")
-    if engine not in ("differential", "crown", "interval"):
-        raise InputError(f"unknown engine {engine!r}; use auto, differential, crown or interval")
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use auto or one of {', '.join(ENGINES)}")
     return engine
 
 
@@ -124,6 +128,14 @@ def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
         return bound
     from nnbisim.bounds import crown_bounds, interval_bounds, prepare
 
+    if engine == "separate":
+        t1, t2 = prepare(n1), prepare(n2)
+
+        def separate(lo: np.ndarray, hi: np.ndarray) -> Bounded:
+            r1, r2 = crown_bounds(t1, lo, hi), crown_bounds(t2, lo, hi)
+            low, high = down(r1.lo - r2.hi), up(r1.hi - r2.lo)  # rounded outward
+            return Bounded(interleave(low.numpy(), high.numpy()))
+        return separate
     merged = prepare(merge_networks(n1, n2).network)
     if engine == "interval":
         def ibp(lo: np.ndarray, hi: np.ndarray) -> Bounded:
@@ -154,6 +166,7 @@ def compute_epsilon(
     *,
     verifier: str = "bounds",
     engine: str = "auto",
+    aim: str = "eps",
     rel_gap: float = 0.01,
     time_budget: float = 60.0,
     workdir: Path | None = None,
@@ -165,7 +178,12 @@ def compute_epsilon(
 
     ``verifier``: ``none`` (witnesses only), ``bounds`` (own engine with branch and bound) or an
     exact verifier for bisection after the bounds (``marabou``, ``vnncomp:DIR``, a plug-in).
+    ``aim``: ``eps`` closes the gap of eps (the largest difference over all outputs and signs;
+    the other intervals are certified only below it), ``outputs`` that of every output's
+    interval on its own (slower).
     """
+    if aim not in ("eps", "outputs"):
+        raise InputError(f"unknown aim {aim!r}; use eps or outputs")
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     n1, n2 = load_network(n1_path), load_network(n2_path)
@@ -187,7 +205,8 @@ def compute_epsilon(
     if verifier != "none":
         used = choose_engine(n1, n2, engine)
         share = time_budget * (0.5 if exact else 1.0) - (time.perf_counter() - t0)
-        _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay)
+        _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay,
+                 joint=aim == "eps")
     queries: list[dict] = []
     if exact:
         from nnbisim.verifiers import get_verifier
@@ -199,13 +218,14 @@ def compute_epsilon(
             merged_path = save_model(network_to_model(merge_networks(n1, n2).network),
                                      work / "merged.onnx", force=True)
             deadline = t0 + time_budget
-            for br in brackets:
-                if gap_closed(br.witnessed, br.certified, rel_gap, 1e-9):
+            for br in sorted(brackets, key=lambda b: -b.certified):
+                floor = max(b.witnessed for b in brackets) if aim == "eps" else -np.inf
+                if gap_closed(max(br.witnessed, floor), br.certified, rel_gap, 1e-9):
                     continue
                 say(f"{tool.name}: bisecting output {br.index} sign {br.sign:+d} in "
-                    f"[{br.witnessed:.6g}, {br.certified:.6g}]")
+                    f"[{max(br.witnessed, floor):.6g}, {br.certified:.6g}]")
                 bisect(br, merged_path, inputs, m, 0, tool, replay, work, rel_gap=rel_gap,
-                       deadline=deadline, query_timeout=query_timeout)
+                       deadline=deadline, query_timeout=query_timeout, floor=floor)
                 queries += [q.to_json() for q in br.queries]
     if verifier == "none":
         notes.append("no certified bound was asked for (--verifier none)")
