@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Bounded:
     """Upper bounds ``(B, K)`` of every objective over each box; optionally, per box and
-    objective, the input where the bound's linear function of x peaks (a witness candidate) and
-    that function's slopes (which dimensions to split)."""
+    objective, the slopes of the linear function of x whose maximum is the bound (which
+    dimensions to split; its peak is a witness candidate) and a better candidate input."""
 
     upper: np.ndarray
     vertex: np.ndarray | None = None
@@ -109,9 +109,12 @@ class _Search:
         ub = res.upper if parent is None else np.minimum(res.upper, parent)
         rows = np.arange(len(lo))
         k = np.argmax(ub - self.goal(), axis=1)
+        slope = None if res.slope is None else res.slope[rows, k]
         if res.vertex is not None:  # the vertex behind each box's worst bound
             self._offer(res.vertex[rows, k])
-        return ub, None if res.slope is None else res.slope[rows, k]
+        elif slope is not None:  # where that bound's linear function peaks
+            self._offer(np.where(slope > 0, hi, lo))
+        return ub, slope
 
     def _offer(self, x: np.ndarray) -> None:
         vals = self.value(x)

@@ -115,6 +115,9 @@ class BoundResult:
     cannot hold together (their bounds are ``-inf``/``+inf``; prune them). ``coefficients``:
     per hidden layer ``(B, K, width)``, the coefficient of each ReLU output in the
     back-substituted upper bound of each row (for branching heuristics), when asked for.
+    ``slopes``: ``(B, 2K, n_in)`` (``(B, K, n_in)`` with ``sides="upper"``), the input
+    coefficients of the linear functions whose maxima are the ``K`` upper bounds and then whose
+    maxima are minus the ``K`` lower bounds, when asked for.
     ``alphas``/``betas``: when optimised, per hidden layer ``(B, R, width)`` lower slopes and
     split multipliers (``None`` for a layer without splits), ``R`` the ``K`` upper rows then,
     unless ``sides="upper"``, the ``K`` lower rows: a warm start for related problems.
@@ -127,6 +130,7 @@ class BoundResult:
     coefficients: tuple[torch.Tensor, ...] | None = None
     alphas: tuple[torch.Tensor, ...] | None = None
     betas: tuple[torch.Tensor | None, ...] | None = None
+    slopes: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -249,11 +253,13 @@ def _fwd_relu(tn: TorchNet, s: _Linear, r: _Relax, xmax: torch.Tensor) -> _Linea
 def _backsub(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_Relax],
              xl: torch.Tensor, xu: torch.Tensor, alphas: list[torch.Tensor] | None = None,
              betas: list[torch.Tensor | None] | None = None, *, mass: torch.Tensor | None = None,
-             coefficients: list[torch.Tensor] | None = None) -> torch.Tensor:
+             coefficients: list[torch.Tensor] | None = None,
+             input_slopes: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Upper bounds ``(B, R)`` of the rows ``a @ h_{k-1} + const`` (``a`` is ``(B, R, w)``,
     ``k = len(relax)``). With ``mass`` (the magnitude of what was rounded before) the margin
     is added and the result is sound; without, it is the plain float value (for optimising).
-    ``alphas``/``betas``: per layer dense ``(B, R, w)`` lower slopes / split multipliers."""
+    ``alphas``/``betas``: per layer dense ``(B, R, w)`` lower slopes / split multipliers.
+    ``input_slopes``, if given, receives the final coefficients on the input ``(B, R, n_in)``."""
     for j in reversed(range(len(relax))):
         r = relax[j]
         if coefficients is not None:
@@ -274,6 +280,8 @@ def _backsub(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_Re
             terms = a_pos @ r.terms
             const = const + terms[..., 0]
             mass = mass + terms[..., 1] - _bmv(a_neg, r.mag)
+    if input_slopes is not None:
+        input_slopes.append(a)
     a_pos = a.clamp(min=0)
     a_neg = a - a_pos
     val = _bmv(a_pos, xu) + _bmv(a_neg, xl) + const
@@ -470,7 +478,7 @@ def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
                  C: Tensorish | None = None, *, alpha: bool = False, beta: bool = False,
                  alpha_iters: int = 20, splits: object = None, sides: Sides = "both",
                  return_layers: bool = False, warm_start: Params | None = None,
-                 device: str | torch.device = "cpu") -> BoundResult:
+                 slopes: bool = False, device: str | torch.device = "cpu") -> BoundResult:
     """Sound CROWN bounds of ``C @ N(x)`` over each box (``lower``/``upper`` ``(B, n_in)``).
 
     ``C``: ``(K, m)`` or ``(B, K, m)``, default identity; ``lo``/``hi`` are ``(B, K)``.
@@ -502,8 +510,9 @@ def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
                                       warm_start)
     with torch.no_grad():
         coefficients: list[torch.Tensor] | None = [a] * len(relax) if return_layers else None
+        found: list[torch.Tensor] | None = [] if slopes else None
         bound = _backsub(tn, a, const, relax, xl, xu, alphas, betas, mass=mass,
-                         coefficients=coefficients)
+                         coefficients=coefficients, input_slopes=found)
         inf = torch.tensor(float("inf"), dtype=torch.float64, device=tn.device)
         dead = infeasible.unsqueeze(1)
         hi = torch.where(dead, inf, bound[:, :n_rows])
@@ -512,4 +521,5 @@ def crown_bounds(net: Network | TorchNet, lower: Tensorish, upper: Tensorish,
     coeffs = tuple(c[:, :n_rows] for c in coefficients) if coefficients is not None else None
     return BoundResult(lo, hi, tuple(layers) if return_layers else None, infeasible, coeffs,
                        None if alphas is None else tuple(alphas),
-                       None if betas is None else tuple(betas))
+                       None if betas is None else tuple(betas),
+                       found[0] if found else None)

@@ -68,14 +68,6 @@ class DiffBoundsResult:
     slope_lo: torch.Tensor | None = None
     slope_hi: torch.Tensor | None = None
 
-    def vertices(self, lower: torch.Tensor, upper: torch.Tensor, which: str = "hi"
-                 ) -> torch.Tensor:
-        """The box corners (B, K, n_in) where the linear function behind ``hi`` is largest
-        (``which="hi"``) or the one behind ``lo`` smallest."""
-        if which == "hi":
-            return torch.where(self.slope_hi > 0, upper.unsqueeze(1), lower.unsqueeze(1))
-        return torch.where(self.slope_lo > 0, lower.unsqueeze(1), upper.unsqueeze(1))
-
 
 def same_architecture(n1: Network, n2: Network) -> bool:
     """Do the two networks have the same input size and the same size of every layer?"""
@@ -351,9 +343,11 @@ def _bounds_chunk(layers: list[_Joint], lo: T, hi: T, c_mat: T, want_slopes: boo
             unstable = ((b[0] < 0) & (b[1] > 0)) | ((b[2] < 0) & (b[3] > 0))
             if not use_forms:  # interval bounds are loose: tight bounds of stable neurons pay off
                 unstable = unstable.any(1, keepdim=True).expand_as(unstable)
-            z1 = _refine(k, b[0:2], unstable, 0, st)
-            z2 = _refine(k, b[2:4], unstable, 1, st)
-            b = _tighten(z1, z2, b[4:6])
+            # N1 first; N2's bounds follow from z2 = z1 - dz where dz is small against z1
+            b = _tighten(_refine(k, b[0:2], unstable, 0, st), b[2:4], b[4:6])
+            unstable = ((b[0] < 0) & (b[1] > 0)) | ((b[2] < 0) & (b[3] > 0))
+            own = unstable & (b[5] - b[4] > 0.1 * (b[1] - b[0]))
+            b = _tighten(b[0:2], _refine(k, b[2:4], own, 1, st), b[4:6])
             unstable = ((b[0] < 0) & (b[1] > 0)) | ((b[2] < 0) & (b[3] > 0))
             b = _tighten(b[0:2], b[2:4], _refine(k, b[4:6], unstable, 2, st))
         r = relaxation(*b)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_load import load_network
@@ -118,13 +117,9 @@ def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
 
         def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
             res = diff.bounds(lo, hi, slopes=True)
-            lt, ht = torch.as_tensor(lo), torch.as_tensor(hi)
-            vertex = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
-            vertex[:, 0::2] = res.vertices(lt, ht, "hi").numpy()
-            vertex[:, 1::2] = res.vertices(lt, ht, "lo").numpy()
-            slope = np.empty_like(vertex)
+            slope = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
             slope[:, 0::2], slope[:, 1::2] = res.slope_hi.numpy(), -res.slope_lo.numpy()
-            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), vertex, slope)
+            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), None, slope)
         return bound
     from nnbisim.bounds import crown_bounds, interval_bounds, prepare
 
@@ -144,8 +139,10 @@ def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
         return ibp
 
     def crown(lo: np.ndarray, hi: np.ndarray) -> Bounded:
-        res = crown_bounds(merged, lo, hi)
-        return Bounded(interleave(res.lo.numpy(), res.hi.numpy()))
+        res = crown_bounds(merged, lo, hi, slopes=True)
+        slope = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
+        slope[:, 0::2], slope[:, 1::2] = res.slopes[:, :m].numpy(), res.slopes[:, m:].numpy()
+        return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), None, slope)
     return crown
 
 

@@ -96,3 +96,75 @@ def test_bad_regions_are_refused(capsys, pair, args, match):
     code = main(["epsilon", str(p1), str(p2), *args, "--verifier", "bounds"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and match in err[0]
+
+
+def test_known_kink_is_certified_exactly(tmp_path):
+    """N1 = 2 relu(x), N2 = 0.25 over [-1, 0.5]: the difference ranges over [-0.25, 0.75]."""
+    relu = Network.from_weights([np.array([[2.0]]), np.array([[1.0]])], [[0.0], [0.0]])
+    const = Network.from_weights([np.array([[0.0]])], [[0.25]])
+    p1 = save(network_to_model(relu), tmp_path / "relu.onnx")
+    p2 = save(network_to_model(const), tmp_path / "const.onnx")
+    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0], [0.5])), verifier="bounds",
+                          aim="outputs", rel_gap=1e-6, time_budget=10)
+    assert rep.witnessed == pytest.approx(0.75, abs=1e-7)
+    assert 0.75 <= rep.certified <= 0.75 + 1e-6
+    (out,) = rep.outputs
+    assert out.min_witnessed == pytest.approx(-0.25, abs=1e-7)
+    assert -0.25 - 1e-6 <= out.min_certified <= -0.25
+
+
+@pytest.mark.parametrize("engine", ["differential", "crown", "separate"])
+def test_every_engine_certifies_above_the_dense_maximum(tmp_path, engine):
+    """Same layer sizes (a float16 copy), so all three engines apply."""
+    rng = np.random.default_rng(11)
+    n1 = random_network([2, 16, 16, 2], rng)
+    n2 = Network.from_weights([layer.weight.astype(np.float16).astype(np.float64) * 1.01
+                               for layer in n1.layers], [layer.bias for layer in n1.layers])
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", engine=engine,
+                          rel_gap=0.01, time_budget=10)
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 501)] * 2), -1).reshape(-1, 2)
+    d = n1.forward(g) - n2.forward(g)
+    assert rep.engine == engine
+    assert rep.certified >= np.abs(d).max() - 1e-12
+    assert rep.witnessed <= rep.certified <= 1.01 * rep.witnessed + 1e-9
+    for o in rep.outputs:  # every interval covers the dense range, even where not refined
+        assert o.max_certified >= d[:, o.index].max() - 1e-12
+        assert o.min_certified <= d[:, o.index].min() + 1e-12
+
+
+def test_outputs_aim_closes_every_interval(tmp_path):
+    rng = np.random.default_rng(12)
+    n1, n2 = random_network([2, 12, 12, 3], rng), random_network([2, 6, 3], rng)
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0, -1.0], [1.0, 1.0])),
+                          verifier="bounds", aim="outputs", rel_gap=0.01, time_budget=20)
+    for o in rep.outputs:
+        assert o.max_certified - o.max_witnessed <= 0.01 * abs(o.max_witnessed) + 1e-9
+        assert o.min_witnessed - o.min_certified <= 0.01 * abs(o.min_witnessed) + 1e-9
+
+
+def test_json_is_written_when_the_budget_runs_out(tmp_path, capsys):
+    rng = np.random.default_rng(13)
+    n1 = random_network([5, 40, 40, 40, 5], rng)
+    n2 = Network.from_weights([layer.weight.astype(np.float16).astype(np.float64)
+                               for layer in n1.layers], [layer.bias for layer in n1.layers])
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    out = tmp_path / "eps.json"
+    code = main(["epsilon", str(p1), str(p2), "--center", "0,0,0,0,0", "--radius", "1",
+                 "--verifier", "bounds", "--rel-gap", "0", "--time-budget", "0.5",
+                 "--json", str(out), "--quiet"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert 0 < data["eps"]["witnessed"] <= data["eps"]["certified"] < np.inf
+    assert data["searches"][0]["reason"] == "budget"
+
+
+def test_unknown_aim_is_refused(pair):
+    _, p1, p2 = pair
+    with pytest.raises(Exception, match="aim"):
+        compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))), aim="everything")

@@ -67,3 +67,46 @@ def test_marabou_bisection_finds_the_kink(tmp_path):
     assert 0.75 - 1e-6 <= br.certified <= 0.75 * 1.01 + 1e-6
     assert 0.75 / 1.01 - 1e-6 <= br.witnessed <= 0.75 + 1e-6  # Marabou's point, replayed
     assert {q.status for q in br.queries} <= {"sat", "unsat"} and len(br.queries) >= 2
+
+
+@pytest.mark.marabou
+def test_marabou_bisection_agrees_with_the_bound_engine(tmp_path):
+    """On a small pair the exact search and the own branch and bound meet within the gap."""
+    from nnbisim.epsilon import compute_epsilon
+
+    rng = np.random.default_rng(3)
+    n1, n2 = random_network([2, 8, 8, 1], rng), random_network([2, 4, 1], rng)
+    p1 = save(network_to_model(n1), tmp_path / "n1.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "n2.onnx")
+    merged = save(network_to_model(merge_networks(n1, n2).network), tmp_path / "m.onnx")
+    inputs = InputSet.of(Box([-1.0, -1.0], [1.0, 1.0]))
+    own = compute_epsilon(p1, p2, inputs, verifier="bounds", aim="outputs", rel_gap=0.01,
+                          time_budget=20)
+    (out,) = own.outputs
+    wits = {(w.index, w.sign): w for w in find_witnesses(n1, n2, inputs, onnx_replay(p1, p2))}
+    start = wits[0, 1]
+    br = Bracket(0, 1, witnessed=start.value / 2, certified=10 * out.max_certified + 1,
+                 witness_x=start.x)
+    bisect(br, merged, inputs, 1, 0, get_verifier("marabou"), onnx_replay(p1, p2), tmp_path,
+           rel_gap=0.01, deadline=time.perf_counter() + 120)
+    assert br.stopped == "gap"
+    lo, hi = max(br.witnessed, out.max_witnessed), min(br.certified, out.max_certified)
+    assert lo <= hi * (1 + 1e-6) + 1e-9  # the two brackets overlap
+    assert br.certified >= out.max_witnessed - 1e-6 and out.max_certified >= br.witnessed - 1e-6
+
+
+def test_polisher_climbs_inside_the_boxes():
+    from nnbisim.witness import polisher
+
+    rng = np.random.default_rng(4)
+    n1, n2 = random_network([3, 12, 12, 2], rng), random_network([3, 6, 2], rng)
+    inputs = InputSet([Box([-1, -1, -1], [0, 0, 0]), Box([0.5, 0.5, 0.5], [1, 1, 1])])
+    starts = np.concatenate([inputs.boxes[0].sample(5, rng), inputs.boxes[1].sample(5, rng)])
+    ends = polisher(n1, n2, inputs, steps=30)(starts)
+    assert ends.shape == (4 * 10, 3)
+    inside = [any(b.contains(x) for b in inputs.boxes) for x in ends]
+    assert all(inside)
+    d0 = n1.forward(starts) - n2.forward(starts)
+    d1 = (n1.forward(ends) - n2.forward(ends)).reshape(4, 10, 2)
+    for k, (i, s) in enumerate([(0, 1), (0, -1), (1, 1), (1, -1)]):
+        assert np.all(s * d1[k, :, i] >= s * d0[:, i] - 1e-12)  # climbing never goes down
