@@ -110,3 +110,42 @@ def merge_networks(n1: Network, n2: Network, outputs: OutputsMode = "diff") -> M
         n_outputs=m,
         outputs=outputs,
     )
+
+
+def split_merged(net: Network, blocks: tuple[tuple[int, int], ...], n_outputs: int,
+                 outputs: OutputsMode) -> tuple[Network, Network]:
+    """The two networks of a sequential comparison network (as :func:`merge_networks` built
+    it, with its ``blocks``), computing the same ``y1``, ``y2`` (for ``all``) or the same
+    ``y1 - y2`` (for ``diff``, where only the difference of the output biases is known: N1 gets
+    it, N2 none). A shallower network comes back with its identity padding."""
+    depth = len(blocks)
+    m = n_outputs
+    if len(net.layers) != depth + 1:
+        raise ShapeMismatchError(f"a comparison network with {depth} hidden layers has "
+                                 f"{depth + 1} layers, this one {len(net.layers)}")
+    parts: tuple[list[Layer], list[Layer]] = ([], [])
+    prev = (0, 0)
+    for k, (w1, w2) in enumerate(blocks):
+        layer = net.layers[k]
+        if k == 0:
+            parts[0].append(Layer(layer.weight[:w1], layer.bias[:w1]))
+            parts[1].append(Layer(layer.weight[w1:], layer.bias[w1:]))
+        else:
+            parts[0].append(Layer(layer.weight[:w1, :prev[0]], layer.bias[:w1]))
+            parts[1].append(Layer(layer.weight[w1:, prev[0]:], layer.bias[w1:]))
+        prev = (w1, w2)
+    out = net.layers[-1]
+    a = prev[0] if depth else None
+    if outputs == "all":
+        w, b = out.weight, out.bias
+        cols1, cols2 = (slice(0, a), slice(a, None)) if depth else (slice(None), slice(None))
+        parts[0].append(Layer(w[:m, cols1], b[:m]))
+        parts[1].append(Layer(w[m:2 * m, cols2], b[m:2 * m]))
+    elif depth:
+        parts[0].append(Layer(out.weight[:, :a], out.bias))
+        parts[1].append(Layer(-out.weight[:, a:], np.zeros(m)))
+    else:
+        raise ShapeMismatchError("a comparison network of two networks without hidden layers "
+                                 "and only the difference as output cannot be split")
+    shape = net.input_shape
+    return (Network(tuple(parts[0]), shape, name="N1"), Network(tuple(parts[1]), shape, name="N2"))

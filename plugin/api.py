@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from nnbisim.adapters.onnx_write import network_to_model
 Form = Literal["sequential", "graph"]
 META_OUTPUTS = "nnbisim.outputs"
 META_N_OUTPUTS = "nnbisim.n_outputs"
+META_BLOCKS = "nnbisim.blocks"  # hidden widths of N1 and N2 per layer (sequential form only)
 
 
 def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"
@@ -60,7 +62,10 @@ def merge_files(
         n_out = merged.n_outputs
     else:
         raise ValueError(f"form must be 'sequential' or 'graph', not {form!r}")
-    onnx.helper.set_model_props(model, {META_OUTPUTS: outputs, META_N_OUTPUTS: str(n_out)})
+    props = {META_OUTPUTS: outputs, META_N_OUTPUTS: str(n_out)}
+    if form == "sequential" and not separate_comparison:
+        props[META_BLOCKS] = json.dumps([list(b) for b in merged.blocks])
+    onnx.helper.set_model_props(model, props)
     return model
 
 
@@ -70,6 +75,15 @@ def merged_layout(model: onnx.ModelProto) -> tuple[OutputsMode, int] | None:
     if META_OUTPUTS not in props:
         return None
     return props[META_OUTPUTS], int(props[META_N_OUTPUTS])  # type: ignore[return-value]
+
+
+def merged_blocks(model: onnx.ModelProto) -> tuple[tuple[int, int], ...] | None:
+    """The per-layer widths ``(N1, N2)`` of a sequential comparison network written by
+    :func:`merge_files` (to split it back into the pair), or None."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_BLOCKS not in props:
+        return None
+    return tuple((int(a), int(b)) for a, b in json.loads(props[META_BLOCKS]))
 
 
 @dataclass(frozen=True)

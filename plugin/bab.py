@@ -52,7 +52,7 @@ class BabResult:
     x: np.ndarray
     boxes: int
     seconds: float
-    reason: str  # "gap", "budget", "exhausted", "interrupted", "max-boxes"
+    reason: str  # "gap", "budget", "exhausted", "found", "interrupted", "max-boxes"
 
     @property
     def complete(self) -> bool:
@@ -81,8 +81,8 @@ class _Search:
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, bound: BoundFn, value: ValueFn,
                  best: np.ndarray, best_x: np.ndarray, joint: bool, rel_gap: float,
-                 abs_gap: float):
-        self.bound, self.value, self.joint = bound, value, joint
+                 abs_gap: float, target: float | None = None):
+        self.bound, self.value, self.joint, self.target = bound, value, joint, target
         self.rel_gap, self.abs_gap = rel_gap, abs_gap
         self.best, self.best_x = best.astype(np.float64).copy(), best_x.copy()
         self.closed = np.full(len(best), -np.inf)
@@ -95,11 +95,19 @@ class _Search:
     # thresholds: a box is closed once no objective can beat ``floor``; the search is done once
     # no open bound exceeds ``goal``
     def floor(self) -> np.ndarray:
+        if self.target is not None:
+            return np.full_like(self.best, self.target)
         return np.full_like(self.best, self.best.max()) if self.joint else self.best
 
     def goal(self) -> np.ndarray:
         f = self.floor()
+        if self.target is not None:
+            return f
         return f + np.maximum(self.abs_gap, self.rel_gap * np.abs(f))
+
+    def found(self) -> bool:
+        """Decision mode: has some objective reached the target?"""
+        return self.target is not None and bool(self.best.max() >= self.target)
 
     def _bound(self, lo: np.ndarray, hi: np.ndarray, parent: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -129,7 +137,8 @@ class _Search:
         return ((ub - goal) / np.maximum(goal - floor, 1e-300)).max(axis=1)
 
     def prune(self) -> None:
-        shut = (self.ub <= self.floor()).all(axis=1)
+        below = self.ub < self.floor() if self.target is not None else self.ub <= self.floor()
+        shut = below.all(axis=1)
         if shut.any():
             self.closed = np.maximum(self.closed, self.ub[shut].max(axis=0))
             keep = ~shut
@@ -142,6 +151,8 @@ class _Search:
         return np.maximum(np.maximum(top, self.closed), self.best)
 
     def done(self) -> bool:
+        if self.target is not None:
+            return not len(self.ub)
         top = self.ub.max(axis=0) if len(self.ub) else np.full_like(self.best, -np.inf)
         return bool((top <= self.goal()).all())
 
@@ -229,6 +240,7 @@ def input_bab(
     max_boxes: int = 5_000_000,
     split: str = "hybrid",
     polish: Callable[[np.ndarray], np.ndarray] | None = None,
+    target: float | None = None,
     progress: Progress | None = None,
 ) -> BabResult:
     """Maximise every objective over the union of boxes ``lower[j] <= x <= upper[j]``.
@@ -239,12 +251,14 @@ def input_bab(
     step (default: sized so that a step takes about a tenth of a second); ``split`` picks the
     dimension (see :meth:`_Search.split`). ``polish``, if given, improves points (a local
     search); every second it is run from the centres of the boxes of highest score.
+    ``target`` turns the search into a decision: it stops as soon as an objective reaches the
+    target (reason "found") or no box can (every bound below it: "exhausted").
     """
     t0 = time.perf_counter()
     lo = np.atleast_2d(np.asarray(lower, np.float64))
     hi = np.atleast_2d(np.asarray(upper, np.float64))
     s = _Search(lo, hi, bound, value, np.asarray(start_values, np.float64),
-                np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap)
+                np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target)
     k, reason = batch or 16, "budget"
     polished = t0
     try:
@@ -252,6 +266,9 @@ def input_bab(
             s.prune()
             if progress is not None:
                 progress(float(s.best.max()), float(s.upper().max()), s.bounded)
+            if s.found():
+                reason = "found"
+                break
             if not len(s.ub):
                 reason = "exhausted"
                 break

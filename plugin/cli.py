@@ -153,6 +153,16 @@ def format_epsilon(rep) -> str:
     return "\n".join(lines)
 
 
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
+    return name
+
+
 def cmd_epsilon(args: argparse.Namespace) -> int:
     from nnbisim.epsilon import compute_epsilon
 
@@ -168,6 +178,7 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rep = compute_epsilon(args.n1, args.n2, inputs, verifier=args.verifier, engine=args.engine,
                           aim=args.aim, rel_gap=args.rel_gap, time_budget=args.time_budget,
+                          device=_device(args.device),
                           query_timeout=args.query_timeout, workdir=args.workdir,
                           progress=None if args.quiet else progress)
     print(format_epsilon(rep))
@@ -244,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "differential", "crown", "separate", "interval"],
                    help="bound engine (auto: differential when the layer sizes agree, else "
                    "crown on the merged network; separate bounds each network on its own)")
+    e.add_argument("--device", default="auto",
+                   help="where the bound engines run: auto (a CUDA GPU when torch sees one, "
+                   "else cpu), cpu, cuda, cuda:1, ...")
     e.add_argument("--aim", default="eps", choices=["eps", "outputs"],
                    help="eps: close the gap of eps itself (default); outputs: of every "
                    "output's min and max on its own (slower)")

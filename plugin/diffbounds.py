@@ -315,11 +315,13 @@ def _tighten(b1: tuple[T, T], b2: tuple[T, T], bd: tuple[T, T]) -> tuple[T, ...]
             torch.maximum(dlo, down(a1 - c2)), torch.minimum(dhi, up(c1 - a2)))
 
 
-def _bounds_chunk(layers: list[_Joint], lo: T, hi: T, c_mat: T, want_slopes: bool
-                  ) -> tuple[T, T, T | None, T | None]:
-    """Layer by layer concrete bounds and relaxations, then the bounds of ``C dz`` and of
-    ``C z1 - C z2`` of the output layer, the tighter kept: ``(lower, upper)`` (B, K) and, with
-    ``want_slopes``, the slopes of the linear functions behind them (B, K, n_in)."""
+def _bounds_chunk(layers: list[_Joint], lo: T, hi: T, rows: Rows, want_slopes: bool
+                  ) -> tuple[T, T | None]:
+    """Layer by layer concrete bounds and relaxations, then lower bounds ``(B, R)`` of the
+    output rows ``A1 y1 + A2 y2 + Ad d`` (``rows = (A1, A2, Ad)``, each ``(R, m)`` or None),
+    computed both as given (``d`` as its own stream) and with ``d = y1 - y2`` folded into the
+    networks' own streams, the tighter kept; with ``want_slopes`` also the slopes (B, R, n_in)
+    of the linear functions behind them."""
     xmax = torch.maximum(lo.abs(), hi.abs())
     zeros = torch.zeros_like(lo)
     st = _State((lo, hi, xmax), layers, [], [], [])
@@ -359,17 +361,16 @@ def _bounds_chunk(layers: list[_Joint], lo: T, hi: T, c_mat: T, want_slopes: boo
             f = forms.relu(f, fmin, fmax, torch.cat([act1, act1, act2, act2], 1),
                            torch.cat([dead1, dead1, dead2, dead2], 1), a.forms.upper)
     st.scale.append(_scales(layers[-1], *vmax))
-    last, kk = len(layers) - 1, int(c_mat.shape[0])
-    both = torch.cat([c_mat, -c_mat])
-    diff, xd = _backsub((None, None, both), last, st, want_slopes)
-    sep, xs = _backsub((both, -both, None), last, st, want_slopes)
-    use_sep = sep > diff
-    low = torch.where(use_sep, sep, diff)
-    if not want_slopes:
-        return low[:, :kk], -low[:, kk:], None, None
-    g = torch.where(use_sep.unsqueeze(-1), xs, xd)
-    g = torch.cat([g[:, :kk], -g[:, kk:]], 1)  # slopes of the lower, then the upper functions
-    return low[:, :kk], -low[:, kk:], g[:, :kk], g[:, kk:]
+    last = len(layers) - 1
+    a1, a2, ad = rows
+    low, g = _backsub(rows, last, st, want_slopes)
+    if ad is not None:  # the same rows with d = y1 - y2 through each network's own relaxations
+        sep, gs = _backsub((_add(a1, ad), _add(a2, -ad), None), last, st, want_slopes)
+        better = sep > low
+        low = torch.where(better, sep, low)
+        if want_slopes:
+            g = torch.where(better.unsqueeze(-1), gs, g)
+    return low, g
 
 
 class DiffEngine:
@@ -390,37 +391,65 @@ class DiffEngine:
                slopes: bool = False) -> DiffBoundsResult:
         """Bounds of ``C @ (N1(x) - N2(x))`` (C of shape (K, m); default the identity) over each
         box ``lower[b] <= x <= upper[b]`` (arrays (B, n_in), or one box (n_in,))."""
-        lo, hi = _as_tensor(lower, self.device), _as_tensor(upper, self.device)
-        if lo.ndim == 1:
-            lo, hi = lo.unsqueeze(0), hi.unsqueeze(0)
+        lo, hi = self._boxes(lower, upper)
         c_mat = (torch.eye(self.n_out, dtype=torch.float64, device=self.device) if C is None
                  else _as_tensor(C, self.device))
         if c_mat.ndim == 1:
             c_mat = c_mat.unsqueeze(0)
-        self._check(lo, hi, c_mat)
-        if lo.shape[0] == 0:
-            empty = lo.new_zeros(0, int(c_mat.shape[0]))
-            return DiffBoundsResult(empty, empty.clone())
-        widest = max(self.n_in, *(a.n_out for a in self.layers))
-        chunk = max(1, min(_BOXES_PER_CHUNK,
-                           _ELEMENTS_PER_CHUNK // (4 * int(c_mat.shape[0]) * widest)))
-        parts = [_bounds_chunk(self.layers, lo[i:i + chunk], hi[i:i + chunk], c_mat, slopes)
-                 for i in range(0, lo.shape[0], chunk)]
-        cat = [None if parts[0][j] is None else torch.cat([p[j] for p in parts])
-               for j in range(4)]
-        return DiffBoundsResult(*cat)
+        self._check_rows(c_mat, "C")
+        kk = int(c_mat.shape[0])
+        low, g = self._lower(lo, hi, (None, None, torch.cat([c_mat, -c_mat])), slopes)
+        if g is None:
+            return DiffBoundsResult(low[:, :kk], -low[:, kk:])
+        return DiffBoundsResult(low[:, :kk], -low[:, kk:], g[:, :kk], -g[:, kk:])
 
-    def _check(self, lo: T, hi: T, c_mat: T) -> None:
+    def row_bounds(self, lower: Array, upper: Array, a1: Array | None, a2: Array | None,
+                   ad: Array | None, slopes: bool = False) -> tuple[T, T | None]:
+        """Lower bounds ``(B, R)`` of ``A1 N1(x) + A2 N2(x) + Ad (N1(x) - N2(x))`` over each box
+        (each matrix ``(R, m)`` or None for zero), and optionally the slopes ``(B, R, n_in)``
+        of the linear functions whose minima they are: any linear function of the two
+        networks' outputs, as a two-network query states it."""
+        lo, hi = self._boxes(lower, upper)
+        mats = [None if a is None else _as_tensor(a, self.device) for a in (a1, a2, ad)]
+        given = [a for a in mats if a is not None]
+        if not given:
+            raise InputError("give at least one of the row matrices A1, A2, Ad")
+        for name, a in zip(("A1", "A2", "Ad"), mats, strict=True):
+            if a is not None:
+                self._check_rows(a, name)
+        if len({int(a.shape[0]) for a in given}) != 1:
+            raise ShapeMismatchError("A1, A2 and Ad must have the same number of rows")
+        return self._lower(lo, hi, (mats[0], mats[1], mats[2]), slopes)
+
+    def _lower(self, lo: T, hi: T, rows: Rows, slopes: bool) -> tuple[T, T | None]:
+        count = int(next(a for a in rows if a is not None).shape[0])
+        if lo.shape[0] == 0:
+            empty = lo.new_zeros(0, count)
+            return empty, (lo.new_zeros(0, count, self.n_in) if slopes else None)
+        widest = max(self.n_in, *(a.n_out for a in self.layers))
+        chunk = max(1, min(_BOXES_PER_CHUNK, _ELEMENTS_PER_CHUNK // (6 * count * widest)))
+        parts = [_bounds_chunk(self.layers, lo[i:i + chunk], hi[i:i + chunk], rows, slopes)
+                 for i in range(0, lo.shape[0], chunk)]
+        low = torch.cat([p[0] for p in parts])
+        return low, (torch.cat([p[1] for p in parts]) if slopes else None)
+
+    def _boxes(self, lower: Array, upper: Array) -> tuple[T, T]:
+        lo, hi = _as_tensor(lower, self.device), _as_tensor(upper, self.device)
+        if lo.ndim == 1:
+            lo, hi = lo.unsqueeze(0), hi.unsqueeze(0)
         if lo.ndim != 2 or lo.shape != hi.shape or lo.shape[1] != self.n_in:
             raise ShapeMismatchError(
                 f"boxes must be lower/upper arrays of shape (B, {self.n_in}), got "
                 f"{tuple(lo.shape)} and {tuple(hi.shape)}")
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()) or (lo > hi).any():
             raise InputError("every box needs finite bounds with lower <= upper")
-        if c_mat.ndim != 2 or c_mat.shape[1] != self.n_out or not torch.isfinite(c_mat).all():
+        return lo, hi
+
+    def _check_rows(self, a: T, name: str) -> None:
+        if a.ndim != 2 or a.shape[1] != self.n_out or not torch.isfinite(a).all():
             raise ShapeMismatchError(
-                f"C must be a finite matrix of shape (K, {self.n_out}), got "
-                f"{tuple(c_mat.shape)}")
+                f"{name} must be a finite matrix of shape (K, {self.n_out}), got "
+                f"{tuple(a.shape)}")
 
 
 def _as_tensor(x: Array, device: torch.device | str) -> T:

@@ -99,10 +99,11 @@ def choose_engine(n1: Network, n2: Network, engine: str = "auto") -> str:
     return engine
 
 
-def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
-    """``(lower, upper) -> (upper bounds (B, 2m), candidates)`` of the objectives
-    ``+(N1 - N2)_0, -(N1 - N2)_0, +(N1 - N2)_1, ...`` per box, by the chosen engine;
-    candidates are the inputs the differential engine's bounds point at (None otherwise)."""
+def objective_bounds(n1: Network, n2: Network, engine: str, device: str = "cpu") -> BoundFn:
+    """``(lower, upper) -> Bounded``: upper bounds (B, 2m) of the objectives
+    ``+(N1 - N2)_0, -(N1 - N2)_0, +(N1 - N2)_1, ...`` per box, by the chosen engine, with the
+    slopes of the linear bounds behind them (for splitting and witness candidates).
+    The engines run on ``device`` (``cpu``, ``cuda``, ...)."""
     m = n1.out_size
 
     def interleave(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -113,37 +114,41 @@ def objective_bounds(n1: Network, n2: Network, engine: str) -> BoundFn:
     if engine == "differential":
         from nnbisim.diffbounds import DiffEngine
 
-        diff = DiffEngine(n1, n2)
+        diff = DiffEngine(n1, n2, device)
 
         def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
             res = diff.bounds(lo, hi, slopes=True)
             slope = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
-            slope[:, 0::2], slope[:, 1::2] = res.slope_hi.numpy(), -res.slope_lo.numpy()
-            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), None, slope)
+            slope[:, 0::2], slope[:, 1::2] = _host(res.slope_hi), -_host(res.slope_lo)
+            return Bounded(interleave(_host(res.lo), _host(res.hi)), None, slope)
         return bound
     from nnbisim.bounds import crown_bounds, interval_bounds, prepare
 
     if engine == "separate":
-        t1, t2 = prepare(n1), prepare(n2)
+        t1, t2 = prepare(n1, device), prepare(n2, device)
 
         def separate(lo: np.ndarray, hi: np.ndarray) -> Bounded:
             r1, r2 = crown_bounds(t1, lo, hi), crown_bounds(t2, lo, hi)
             low, high = down(r1.lo - r2.hi), up(r1.hi - r2.lo)  # rounded outward
-            return Bounded(interleave(low.numpy(), high.numpy()))
+            return Bounded(interleave(_host(low), _host(high)))
         return separate
-    merged = prepare(merge_networks(n1, n2).network)
+    merged = prepare(merge_networks(n1, n2).network, device)
     if engine == "interval":
         def ibp(lo: np.ndarray, hi: np.ndarray) -> Bounded:
             res = interval_bounds(merged, lo, hi)
-            return Bounded(interleave(res.lo.numpy(), res.hi.numpy()))
+            return Bounded(interleave(_host(res.lo), _host(res.hi)))
         return ibp
 
     def crown(lo: np.ndarray, hi: np.ndarray) -> Bounded:
         res = crown_bounds(merged, lo, hi, slopes=True)
         slope = np.empty((lo.shape[0], 2 * m, lo.shape[1]))
-        slope[:, 0::2], slope[:, 1::2] = res.slopes[:, :m].numpy(), res.slopes[:, m:].numpy()
-        return Bounded(interleave(res.lo.numpy(), res.hi.numpy()), None, slope)
+        slope[:, 0::2], slope[:, 1::2] = _host(res.slopes[:, :m]), _host(res.slopes[:, m:])
+        return Bounded(interleave(_host(res.lo), _host(res.hi)), None, slope)
     return crown
+
+
+def _host(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def objective_values(n1: Network, n2: Network) -> Callable[[np.ndarray], np.ndarray]:
@@ -169,12 +174,14 @@ def compute_epsilon(
     workdir: Path | None = None,
     query_timeout: float = 60.0,
     seed: int = 0,
+    device: str = "cpu",
     progress: Progress | None = None,
 ) -> EpsilonReport:
     """Bracket eps and every output's difference interval over ``inputs``.
 
     ``verifier``: ``none`` (witnesses only), ``bounds`` (own engine with branch and bound) or an
     exact verifier for bisection after the bounds (``marabou``, ``vnncomp:DIR``, a plug-in).
+    ``device``: where the bound engines run (``cpu``; ``cuda`` on a GPU machine).
     ``aim``: ``eps`` closes the gap of eps (the largest difference over all outputs and signs;
     the other intervals are certified only below it), ``outputs`` that of every output's
     interval on its own (slower).
@@ -203,7 +210,7 @@ def compute_epsilon(
         used = choose_engine(n1, n2, engine)
         share = time_budget * (0.5 if exact else 1.0) - (time.perf_counter() - t0)
         _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay,
-                 joint=aim == "eps")
+                 joint=aim == "eps", device=device)
     queries: list[dict] = []
     if exact:
         from nnbisim.verifiers import get_verifier
@@ -232,7 +239,8 @@ def compute_epsilon(
 
 def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket], engine: str,
              rel_gap: float, budget: float, searches: list[dict], say: Progress,
-             replay: Callable[[np.ndarray], np.ndarray], joint: bool = True) -> None:
+             replay: Callable[[np.ndarray], np.ndarray], joint: bool = True,
+             device: str = "cpu") -> None:
     """Branch and bound on all outputs and signs at once; fills ``certified`` (and better
     witnesses, counted only once replayed on the original files)."""
     lower = np.array([b.lower for b in inputs.boxes])
@@ -261,7 +269,8 @@ def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket]
             last[0] = now
             say(f"  eps in [{best:.6g}, {top:.6g}], {boxes} boxes bounded")
 
-    res = input_bab(lower, upper, objective_bounds(n1, n2, engine), objective_values(n1, n2),
+    res = input_bab(lower, upper, objective_bounds(n1, n2, engine, device),
+                    objective_values(n1, n2),
                     start_values=np.array([b.witnessed for b in brackets]),
                     start_x=np.array([b.witness_x for b in brackets]), joint=joint,
                     rel_gap=rel_gap, time_budget=budget, progress=progress,

@@ -56,9 +56,10 @@ class Verifier(Protocol):
 
 # Verifiers shipped with nnbisim, by name: "module:attribute" of a class or zero-argument factory
 # (imported only when asked for), or the factory itself. Built-ins replay their own
-# counterexamples. The hook for more: the bound engine adds "bounds" to this dict.
+# counterexamples.
 BUILTIN_VERIFIERS: dict[str, str | Callable[[], Verifier]] = {
     "marabou": "nnbisim.adapters.marabou:MarabouVerifier",
+    "bounds": "nnbisim.decide:BoundsVerifier",
 }
 
 

@@ -69,20 +69,16 @@ def _starts(f1, f2, box: Box, objectives: torch.Tensor, n: int, top: int,
     return x[best]
 
 
-def climb(f1, f2, objectives: torch.Tensor, x: torch.Tensor, lo: torch.Tensor,
+def climb(evaluate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lo: torch.Tensor,
           hi: torch.Tensor, steps: int) -> torch.Tensor:
-    """Hill climbing along the gradient of ``objectives[k] @ (N1 - N2)`` from start points
-    ``x[k]`` (K, P, n_in), each kept in its box ``[lo, hi]`` (broadcastable to x): each step
-    moves ``alpha * width`` along the gradient scaled to unit largest component, and is kept
-    only where it improves; ``alpha`` shrinks geometrically from 1/10 to 1e-6 (the difference of
-    two ReLU networks is piecewise linear with many small pieces, so long steps find the right
-    piece and short ones its best corner). Returns the end points (K, P, n_in).
+    """Hill climbing on ``evaluate`` (points (..., n_in) -> values (...), differentiable) from
+    start points ``x``, each kept in its box ``[lo, hi]`` (broadcastable to x): each step moves
+    ``alpha * width`` along the gradient scaled to unit largest component, and is kept only
+    where it improves; ``alpha`` shrinks geometrically from 1/10 to 1e-6 (ReLU networks are
+    piecewise linear with many small pieces, so long steps find the right piece and short ones
+    its best corner). Returns the end points (same shape as ``x``).
     """
     width = (hi - lo).clamp_min(0)
-
-    def evaluate(pt: torch.Tensor) -> torch.Tensor:
-        return ((torch_forward(f1, pt) - torch_forward(f2, pt)) * objectives[:, None, :]).sum(-1)
-
     x = x.clone()
     for alpha in np.geomspace(0.1, 1e-6, max(steps, 1)):
         xg = x.detach().requires_grad_(True)
@@ -95,6 +91,14 @@ def climb(f1, f2, objectives: torch.Tensor, x: torch.Tensor, lo: torch.Tensor,
             better = (evaluate(cand) > vals.detach()).unsqueeze(-1)
             x = torch.where(better, cand, x)
     return x
+
+
+def difference_objectives(f1, f2, objectives: torch.Tensor
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x (K, P, n) -> objectives[k] @ (N1(x) - N2(x))`` (K, P): what the climbs maximise."""
+    def evaluate(pt: torch.Tensor) -> torch.Tensor:
+        return ((torch_forward(f1, pt) - torch_forward(f2, pt)) * objectives[:, None, :]).sum(-1)
+    return evaluate
 
 
 def polisher(n1: Network, n2: Network, inputs: InputSet, steps: int = 60
@@ -112,7 +116,8 @@ def polisher(n1: Network, n2: Network, inputs: InputSet, steps: int = 60
         inside = ((x[:, None] >= lows[None]) & (x[:, None] <= highs[None])).all(-1)
         home = inside.to(torch.int8).argmax(1)
         starts = x.unsqueeze(0).expand(len(objectives), -1, -1)
-        out = climb(f1, f2, objectives, starts, lows[home], highs[home], steps)
+        out = climb(difference_objectives(f1, f2, objectives), starts, lows[home], highs[home],
+                    steps)
         return out.reshape(-1, x.shape[-1]).numpy()
     return polish
 
@@ -145,8 +150,8 @@ def find_witnesses(
     samples = max(1024, min(samples, 2_000_000 // max(inputs.dim, 1)))  # wide inputs: fewer
     for b, box in enumerate(inputs.boxes):
         starts = _starts(f1, f2, box, objectives, samples, restarts, rng)
-        xs = climb(f1, f2, objectives, starts, torch.tensor(box.lower), torch.tensor(box.upper),
-                   steps)
+        xs = climb(difference_objectives(f1, f2, objectives), starts, torch.tensor(box.lower),
+                   torch.tensor(box.upper), steps)
         xs = xs.reshape(-1, xs.shape[-1]).numpy()
         cand_x.append(xs)
         cand_box += [b] * len(xs)

@@ -328,3 +328,25 @@ def test_rounding_is_covered_for_one_ulp_apart_networks():
             for r in (res, tiny):
                 assert Fraction(float(r.lo[row, i])) <= value <= Fraction(float(r.hi[row, i]))
         assert (res.hi[row] - res.lo[row]).max() < 1e-12
+
+
+def test_row_bounds_cover_any_linear_function_of_both_outputs():
+    rng = np.random.default_rng(12)
+    n1 = random_network([3, 12, 12, 3], rng)
+    n2 = float16_copy(n1)
+    from nnbisim.diffbounds import DiffEngine
+
+    engine = DiffEngine(n1, n2)
+    a1, a2, ad = (rng.normal(size=(4, 3)) for _ in range(3))
+    lo = rng.uniform(-1, 0, (5, 3))
+    hi = lo + rng.uniform(0.01, 0.5, (5, 3))
+    low, slope = engine.row_bounds(lo, hi, a1, a2, ad, slopes=True)
+    assert low.shape == (5, 4) and slope.shape == (5, 4, 3)
+    for b in range(5):
+        x = lo[b] + (hi[b] - lo[b]) * rng.random((5000, 3))
+        y1, y2 = n1.forward(x), n2.forward(x)
+        vals = y1 @ a1.T + y2 @ a2.T + (y1 - y2) @ ad.T
+        assert np.all(low[b].numpy() <= vals.min(0) + EVAL_TOL)
+    only_diff, _ = engine.row_bounds(lo, hi, None, None, ad)
+    direct = engine.bounds(lo, hi, C=ad)
+    np.testing.assert_allclose(only_diff.numpy(), direct.lo.numpy(), rtol=1e-12, atol=1e-15)

@@ -1,0 +1,96 @@
+"""The own engine as a decision procedure and as the ``bounds`` verifier plug-in."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from netbuild import random_network, save
+
+from nnbisim.adapters.compress import round_weights
+from nnbisim.adapters.merge import merge_networks, split_merged
+from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.api import merge_files, merged_blocks
+from nnbisim.decide import decide, pair, single
+from nnbisim.model import Network
+from nnbisim.specs.discrepancy import violation_property
+from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
+from nnbisim.specs.vnnlib1 import write_vnnlib1
+from nnbisim.verdict import Status
+from nnbisim.verifiers import get_verifier
+
+
+def at_least(width: int, index: int, t: float) -> OutputConstraint:
+    """Unsafe: y[index] >= t."""
+    row = np.zeros(width)
+    row[index] = -1.0
+    return OutputConstraint((Polytope(row, [-t]),))
+
+
+def test_single_network_holds_and_is_violated_at_the_true_maximum():
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
+    top = float(net.forward(g).max())
+    subject = single(net)
+    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 20)
+    assert held.status is Status.HOLDS
+    hit = decide(subject, [SpecCase(box, at_least(1, 0, top - 0.01))], 20)
+    assert hit.status is Status.VIOLATED and box.contains(hit.x)
+    assert float(net.forward(hit.x)[0]) >= top - 0.01
+
+
+def test_pair_rows_decide_a_discrepancy_threshold():
+    rng = np.random.default_rng(1)
+    n1 = random_network([3, 16, 16, 2], rng)
+    n2 = round_weights(n1)
+    box = Box(-np.ones(3), np.ones(3))
+    x = box.sample(200000, rng)
+    d = n1.forward(x) - n2.forward(x)
+    top = float(d[:, 0].max())
+    for layout, width, col in (("all", 6, 4), ("diff", 2, 0)):
+        subject = pair(n1, n2, layout)
+        assert subject.n_outputs == width
+        held = decide(subject, [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20)
+        assert held.status is Status.HOLDS
+        hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], 20)
+        assert hit.status is Status.VIOLATED
+
+
+def test_split_merged_gives_back_the_pair():
+    rng = np.random.default_rng(2)
+    n1, n2 = random_network([3, 8, 8, 8, 2], rng), random_network([3, 5, 2], rng)
+    x = rng.uniform(-1, 1, (500, 3))
+    for outputs in ("all", "diff"):
+        merged = merge_networks(n1, n2, outputs)
+        a, b = split_merged(merged.network, merged.blocks, 2, outputs)
+        np.testing.assert_allclose(a.forward(x) - b.forward(x), n1.forward(x) - n2.forward(x),
+                                   atol=1e-12)
+        if outputs == "all":
+            np.testing.assert_allclose(a.forward(x), n1.forward(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("status", ["holds", "violated"])
+def test_bounds_verifier_on_a_merged_file_uses_the_pair(tmp_path, status):
+    rng = np.random.default_rng(3)
+    n1 = random_network([2, 12, 12, 1], rng)
+    n2 = Network.from_weights([layer.weight * 1.01 for layer in n1.layers],
+                              [layer.bias for layer in n1.layers])
+    p1 = save(network_to_model(n1), tmp_path / "n1.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "n2.onnx")
+    merged = save(merge_files(p1, p2), tmp_path / "m.onnx")
+    assert merged_blocks(onnx.load(str(merged))) == ((12, 12), (12, 12))
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    x = box.sample(100000, rng)
+    d = n1.forward(x) - n2.forward(x)
+    sign = 1 if d.max() >= -d.min() else -1
+    top = float((sign * d).max())
+    t = 3 * top + 1e-4 if status == "holds" else 0.3 * top
+    prop = tmp_path / "p.vnnlib"
+    write_vnnlib1(violation_property(InputSet.of(box), 1, 0, sign, t), prop)
+    verdict = get_verifier("bounds").check(merged, prop, 30)
+    expected = Status.HOLDS if status == "holds" else Status.VIOLATED
+    assert verdict.status is expected, verdict.message
+    if expected is Status.VIOLATED:
+        assert verdict.counterexample is not None and box.contains(verdict.counterexample)
