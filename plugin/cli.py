@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_epsilon)
 
+    from nnbisim.cli_vnncomp import add_parser as add_vnncomp
+
+    add_vnncomp(sub)
+
     d = sub.add_parser("demo", help="the built-in example, end to end")
     d.add_argument("--out", type=Path, default=Path("nnbisim-demo"))
     d.add_argument("--force", action="store_true")

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# VNN-COMP tool script: run_instance.sh v1 CATEGORY NETWORK VNNLIB RESULTFILE TIMEOUT
+# NETWORK is one ONNX path or a VNN-COMP 2026 list of (name, path) pairs; relative paths are
+# looked up from the current folder and then from the VNN-LIB file's folders upwards.
+# RESULTFILE gets sat (with a replayed counterexample), unsat, timeout, unknown or error.
+set -uo pipefail
+if [ "$#" -ne 6 ] || [ "$1" != "v1" ]; then
+    echo "usage: run_instance.sh v1 CATEGORY NETWORK VNNLIB RESULTFILE TIMEOUT" >&2
+    exit 1
+fi
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${NNBISIM_PYTHON:-$here/.venv/bin/python}"
+"$python" -m nnbisim.cli vnncomp run "$3" "$4" "$5" "$6"
+code=$?
+if [ ! -s "$5" ]; then
+    echo "error" > "$5"
+fi
+exit $code
