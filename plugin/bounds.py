@@ -174,8 +174,12 @@ def _relax(lo: torch.Tensor, hi: torch.Tensor, mag: torch.Tensor, split: torch.T
 
 def _box(lower: Tensorish, upper: Tensorish, n_in: int, device: torch.device
          ) -> tuple[torch.Tensor, torch.Tensor]:
-    xl = torch.as_tensor(lower, dtype=torch.float64).to(device)
-    xu = torch.as_tensor(upper, dtype=torch.float64).to(device)
+    def tensor(v: Tensorish) -> torch.Tensor:
+        if torch.is_tensor(v):
+            return v.to(dtype=torch.float64, device=device)
+        return torch.tensor(np.asarray(v, np.float64), dtype=torch.float64, device=device)
+
+    xl, xu = tensor(lower), tensor(upper)
     xl, xu = xl.reshape(-1, xl.shape[-1]), xu.reshape(-1, xu.shape[-1])
     if xl.shape != xu.shape or xl.shape[1] != n_in:
         raise ShapeMismatchError(

@@ -272,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_epsilon)
 
+    from nnbisim.cli_assure import add_assure_parser
     from nnbisim.cli_vnncomp import add_parser as add_vnncomp
 
     add_vnncomp(sub)
+    add_assure_parser(sub)
 
     d = sub.add_parser("demo", help="the built-in example, end to end")
     d.add_argument("--out", type=Path, default=Path("nnbisim-demo"))

@@ -15,7 +15,7 @@ def _default_acasxu() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "acasxu"
 
 
-def _progress(start: float):
+def progress_to_stderr(start: float):
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {msg}", file=sys.stderr, flush=True)
     return say
@@ -59,7 +59,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     out = write_benchmark(read_pairs(args.pairs), args.out, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
-                          progress=_progress(time.perf_counter()))
+                          progress=progress_to_stderr(time.perf_counter()))
     print(out)
     return 0
 
@@ -80,7 +80,7 @@ def cmd_acasxu(args: argparse.Namespace) -> int:
     out = write_benchmark(pairs, args.out, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
                           name=f"acasxu_{args.compression}_equivalence",
-                          progress=_progress(time.perf_counter()))
+                          progress=progress_to_stderr(time.perf_counter()))
     print(out)
     return 0
 
@@ -136,3 +136,4 @@ def add_parser(sub) -> None:
         p.add_argument("--force", action="store_true")
     k.set_defaults(func=cmd_benchmark)
     a.set_defaults(func=cmd_acasxu)
+

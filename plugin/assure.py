@@ -1,0 +1,176 @@
+"""Assured compression: decide a property of N1 through a compressed N2 and the bound on N1 - N2.
+
+For each input box of the property: certify the per-output interval of ``N1 - N2`` over it,
+enlarge the unsafe set by it (:mod:`nnbisim.specs.assurance`) and decide the enlarged property on
+N2. ``holds`` on N2 proves the box safe for N1. A counterexample of N2 is replayed on N1: if N1
+violates the original property there, it is a real counterexample. Otherwise the box is split in
+two along its relatively widest side (the difference interval shrinks with the box) and both
+halves are retried; boxes still open when their share of the budget ends, or too deep, are
+decided on N1 directly. The report says which route settled which box.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnbisim.model import Network
+from nnbisim.specs.sets import Box, InputSet, OutputConstraint, SpecCase
+from nnbisim.verdict import Status
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked directly
+
+
+@dataclass(frozen=True)
+class Piece:
+    """How one box of the input set was settled."""
+
+    case: int
+    lower: np.ndarray
+    upper: np.ndarray
+    depth: int
+    route: str  # "compressed", "direct", "open"
+    result: str  # "holds", "violated", "unknown"
+    eps: float  # certified max |N1 - N2| over the box (nan when not computed)
+    eps_seconds: float
+    n2_seconds: float
+    direct_seconds: float
+
+    def to_json(self) -> dict:
+        return {"case": self.case, "lower": self.lower.tolist(), "upper": self.upper.tolist(),
+                "depth": self.depth, "route": self.route, "result": self.result,
+                "eps": self.eps, "eps_seconds": round(self.eps_seconds, 3),
+                "n2_seconds": round(self.n2_seconds, 3),
+                "direct_seconds": round(self.direct_seconds, 3)}
+
+
+@dataclass(frozen=True)
+class AssureReport:
+    """The verdict for N1 with its proof or counterexample and the per-box record."""
+
+    verdict: str  # "holds", "violated", "unknown", "timeout"
+    counterexample: np.ndarray | None
+    pieces: tuple[Piece, ...]
+    seconds: float
+    n2: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def route(self) -> str:
+        """``compressed`` if every box was settled through N2, ``direct`` if every one on N1,
+        ``mixed`` otherwise."""
+        routes = {p.route for p in self.pieces if p.route != "open"}
+        return routes.pop() if len(routes) == 1 else ("mixed" if routes else "none")
+
+    def to_json(self) -> dict:
+        return {"verdict": self.verdict, "route": self.route,
+                "counterexample": None if self.counterexample is None
+                else self.counterexample.tolist(),
+                "seconds": round(self.seconds, 3), "n2": self.n2,
+                "eps_seconds": round(sum(p.eps_seconds for p in self.pieces), 3),
+                "n2_seconds": round(sum(p.n2_seconds for p in self.pieces), 3),
+                "direct_seconds": round(sum(p.direct_seconds for p in self.pieces), 3),
+                "eps_max": max((p.eps for p in self.pieces if np.isfinite(p.eps)),
+                               default=None),
+                "pieces": [p.to_json() for p in self.pieces], "notes": list(self.notes)}
+
+
+def _violates(net: Network, x: np.ndarray, unsafe: OutputConstraint, runner) -> bool:
+    """Does ``x`` reach ``unsafe`` on the ONNX file (onnxruntime)?"""
+    y = runner.run(np.asarray(x, np.float64))
+    return unsafe.satisfied_by(y, 1e-6 * max(1.0, float(np.max(np.abs(y)))))
+
+
+def _halves(box: Box, scale: np.ndarray) -> tuple[Box, Box]:
+    k = int(np.argmax((box.upper - box.lower) / scale))
+    mid = (box.lower[k] + box.upper[k]) / 2
+    hi1, lo2 = box.upper.copy(), box.lower.copy()
+    hi1[k], lo2[k] = mid, mid
+    return Box(box.lower, hi1), Box(lo2, box.upper)
+
+
+def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
+           time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
+           progress: Callable[[str], None] | None = None) -> AssureReport:
+    """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2."""
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.adapters.replay import OnnxRunner
+    from nnbisim.decide import decide, single
+    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.specs.assurance import enlarge
+
+    t0 = time.perf_counter()
+    deadline = t0 + time_budget
+    say = progress or (lambda _m: None)
+    n1, n2 = load_network(n1_path), load_network(n2_path)
+    s1, s2 = single(n1, device), single(n2, device)
+    r1 = OnnxRunner(n1_path)
+    queue = [(c, case.box, 0) for c, case in enumerate(cases)]
+    scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
+    pieces: list[Piece] = []
+    direct: list[tuple[int, Box, int, float, float, float]] = []
+    while queue:
+        c, box, depth = queue.pop(0)
+        unsafe = cases[c].unsafe
+        left = deadline - time.perf_counter()
+        share = left / (len(queue) + 1 + len(direct))
+        if depth > MAX_DEPTH or share < 0.5:
+            direct.append((c, box, depth, np.nan, 0.0, 0.0))
+            continue
+        te = time.perf_counter()
+        rep = compute_epsilon(n1_path, n2_path, InputSet.of(box), verifier="bounds",
+                              aim="outputs", rel_gap=0.05, time_budget=eps_share * share,
+                              device=device)
+        eps_s = time.perf_counter() - te
+        lo = np.array([o.min_certified for o in rep.outputs])
+        hi = np.array([o.max_certified for o in rep.outputs])
+        tn = time.perf_counter()
+        d = decide(s2, [SpecCase(box, enlarge(unsafe, lo, hi))], (1 - eps_share) * share)
+        n2_s = time.perf_counter() - tn
+        say(f"box {c} depth {depth}: eps {rep.certified:.4g}, N2 {d.status.value}")
+        if d.status is Status.HOLDS:
+            pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "holds",
+                                rep.certified, eps_s, n2_s, 0.0))
+            continue
+        if d.status is Status.VIOLATED and d.x is not None and _violates(n1, d.x, unsafe, r1):
+            pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "violated",
+                                rep.certified, eps_s, n2_s, 0.0))
+            return AssureReport("violated", np.asarray(d.x), tuple(pieces),
+                                time.perf_counter() - t0, str(n2_path),
+                                ("N2's counterexample violates N1 too (replayed in onnxruntime)",))
+        for half in _halves(box, scale):  # the eps interval shrinks with the box
+            queue.append((c, half, depth + 1))
+        pieces.append(Piece(c, box.lower, box.upper, depth, "open", "split", rep.certified,
+                            eps_s, n2_s, 0.0))
+    verdict = "holds"
+    for k, (c, box, depth, eps, eps_s, n2_s) in enumerate(direct):
+        left = deadline - time.perf_counter()
+        share = left / (len(direct) - k)
+        tn = time.perf_counter()
+        if share < 0.1:
+            pieces.append(Piece(c, box.lower, box.upper, depth, "open", "unknown", eps, eps_s,
+                                n2_s, 0.0))
+            verdict = "timeout"
+            continue
+        d = decide(s1, [SpecCase(box, cases[c].unsafe)], share)
+        spent = time.perf_counter() - tn
+        if d.status is Status.VIOLATED and d.x is not None and _violates(n1, d.x,
+                                                                          cases[c].unsafe, r1):
+            pieces.append(Piece(c, box.lower, box.upper, depth, "direct", "violated", eps,
+                                eps_s, n2_s, spent))
+            return AssureReport("violated", np.asarray(d.x), tuple(pieces),
+                                time.perf_counter() - t0, str(n2_path),
+                                ("found on N1 directly (replayed in onnxruntime)",))
+        result = "holds" if d.status is Status.HOLDS else "unknown"
+        pieces.append(Piece(c, box.lower, box.upper, depth, "direct", result, eps, eps_s,
+                            n2_s, spent))
+        if result != "holds":
+            verdict = "timeout"
+    return AssureReport(verdict, None, tuple(pieces), time.perf_counter() - t0, str(n2_path))

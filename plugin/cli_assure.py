@@ -1,0 +1,82 @@
+"""``nnbisim assure``: a property of N1 decided through a compressed N2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nnbisim.cli_vnncomp import progress_to_stderr
+from nnbisim.errors import InputError
+
+
+def cmd_assure(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from nnbisim.adapters.compress import distill, prune_neurons, quantize_weights, round_weights
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.adapters.onnx_write import network_to_model, save_model
+    from nnbisim.assure import assure
+    from nnbisim.specs.io import read_spec_cases
+
+    if (args.compressed is None) == (args.compress is None):
+        raise InputError("give one of --compressed N2.onnx or --compress METHOD")
+    if args.json is not None and args.json.exists() and not args.force:
+        raise InputError(f"{args.json}: already exists; pass --force to overwrite it")
+    cases = read_spec_cases(args.property)
+    n2_path = args.compressed
+    if n2_path is None:
+        n1 = load_network(args.n1)
+        if args.compress == "distill":
+            hidden = tuple(int(h) for h in args.hidden.split(","))
+            n2 = distill(n1, np.array([c.box.lower for c in cases]),
+                         np.array([c.box.upper for c in cases]), hidden, seed=args.seed)
+        elif args.compress == "prune":
+            n2 = prune_neurons(n1, args.fraction, remove=args.remove)
+        elif args.compress == "float16":
+            n2 = round_weights(n1)
+        else:
+            n2 = quantize_weights(n1, 8, per_channel=args.compress == "int8-channel")
+        out = args.workdir or Path(".")
+        out.mkdir(parents=True, exist_ok=True)
+        n2_path = save_model(network_to_model(n2), out / f"{args.n1.stem}_{args.compress}.onnx",
+                             force=args.force)
+        print(f"compressed network: {n2_path} ({n2.describe()})", file=sys.stderr)
+    rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
+                 progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
+    data = rep.to_json()
+    print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
+          f"{rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 {data['n2_seconds']:.1f} s, "
+          f"N1 directly {data['direct_seconds']:.1f} s)")
+    for p in rep.pieces:
+        print(f"  box {p.case} depth {p.depth}: {p.route:>10} {p.result:>8}  eps {p.eps:.4g}")
+    if rep.counterexample is not None:
+        print("counterexample (replayed on N1): [" + ", ".join(f"{v:.6g}" for v in
+                                                              rep.counterexample) + "]")
+    if args.json is not None:
+        args.json.write_text(json.dumps(data, indent=2))
+    return 0
+
+
+def add_assure_parser(sub) -> None:
+    a = sub.add_parser("assure", help="decide a property of N1 through a compressed N2 and the "
+                       "certified bound on N1 - N2")
+    a.add_argument("n1", type=Path, metavar="N1.onnx")
+    a.add_argument("property", type=Path, metavar="PROPERTY.vnnlib")
+    a.add_argument("--compressed", type=Path, metavar="N2.onnx")
+    a.add_argument("--compress", choices=["distill", "prune", "float16", "int8",
+                                          "int8-channel"])
+    a.add_argument("--hidden", default="10,10", help="distill: hidden layer sizes")
+    a.add_argument("--fraction", type=float, default=0.1, help="prune: fraction of neurons")
+    a.add_argument("--remove", action="store_true", help="prune: make the network smaller "
+                   "(default: zero the neurons, same layer sizes)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--time-budget", type=float, default=116.0, metavar="S")
+    a.add_argument("--workdir", type=Path, help="where a compressed network is written")
+    a.add_argument("--json", type=Path, metavar="OUT.json")
+    a.add_argument("--force", action="store_true")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_assure)
