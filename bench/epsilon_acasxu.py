@@ -102,6 +102,15 @@ def summarise(rows: list[dict], out: Path) -> None:
         lines.append(f"- **{e}**: {len(rs)} instances, ratio <= 1.1 on {ok}, median ratio "
                      f"{_fmt(statistics.median(ratios))}, max ratio {_fmt(max(ratios))}, median "
                      f"{statistics.median(secs):.2f} s, max {max(secs):.1f} s")
+    for e in engines:
+        for prop in sorted({r["prop"] for r in rows}):
+            rs = [r for r in rows if r["engine"] == e and r["prop"] == prop]
+            if rs:
+                ratios = [r["ratio"] for r in rs]
+                lines.append(f"  - {e}, property {prop} box: ratio <= 1.1 on "
+                             f"{sum(x <= 1.1 for x in ratios)} of {len(rs)}, median ratio "
+                             f"{_fmt(statistics.median(ratios))}, median "
+                             f"{statistics.median(r['seconds'] for r in rs):.2f} s")
     base = "differential"
     for e in engines:
         if e == base:
@@ -129,6 +138,7 @@ def summarise(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summarise", action="store_true", help="only rewrite the table")
     ap.add_argument("--engines", default="differential,crown,separate")
     ap.add_argument("--budget", type=float, default=10.0)
     ap.add_argument("--rel-gap", type=float, default=0.1)
@@ -143,6 +153,9 @@ def main() -> None:
     done = []
     if args.results.exists():
         done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+    if args.summarise:
+        summarise(done, args.results.with_suffix(".md"))
+        return
     seen = {(r["network"], r["prop"], r["engine"]) for r in done}
     # instance-major, so every network has all engines before the next starts
     todo = [(n, int(p), e) for n in args.networks.split(",") for p in args.props.split(",")

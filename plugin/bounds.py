@@ -403,7 +403,8 @@ def _spec(c: Tensorish | None, tn: TorchNet, batch: int) -> torch.Tensor:
     m = tn.out_size
     if c is None:
         return torch.eye(m, dtype=torch.float64, device=tn.device).expand(batch, m, m)
-    c = torch.as_tensor(c, dtype=torch.float64).to(tn.device)
+    c = (c.to(dtype=torch.float64, device=tn.device) if torch.is_tensor(c)
+         else torch.tensor(np.asarray(c, np.float64), dtype=torch.float64, device=tn.device))
     c = c.unsqueeze(0) if c.ndim == 1 else c
     if c.shape[-1] != m or c.ndim not in (2, 3) or (c.ndim == 3 and c.shape[0] != batch):
         raise ShapeMismatchError(

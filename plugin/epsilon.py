@@ -198,7 +198,7 @@ def compute_epsilon(
         raise ShapeMismatchError(f"the input set has {inputs.dim} values per point but the "
                                  f"networks take {n1.in_size}; give one bound per input")
     replay = onnx_replay(n1_path, n2_path)
-    say("witnesses: sampling and gradient ascent, replayed in onnxruntime")
+    say("witnesses: sampling and hill climbs, replayed in onnxruntime")
     wit = find_witnesses(n1, n2, inputs, replay, seed=seed)
     m = n1.out_size
     brackets = [Bracket(w.index, w.sign, w.value, np.inf, w.x) for w in wit]
