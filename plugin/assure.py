@@ -22,6 +22,7 @@ import numpy as np
 from nnbisim.model import Network
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, SpecCase
 from nnbisim.verdict import Status
+from nnbisim.verifiers import output_tolerance
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class AssureReport:
 def _violates(net: Network, x: np.ndarray, unsafe: OutputConstraint, runner) -> bool:
     """Does ``x`` reach ``unsafe`` on the ONNX file (onnxruntime)?"""
     y = runner.run(np.asarray(x, np.float64))
-    return unsafe.satisfied_by(y, 1e-6 * max(1.0, float(np.max(np.abs(y)))))
+    return unsafe.satisfied_by(y, output_tolerance(y))
 
 
 def _halves(box: Box, scale: np.ndarray) -> tuple[Box, Box]:

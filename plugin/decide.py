@@ -126,91 +126,111 @@ class Decision:
     problems: tuple[dict, ...] = field(default=())
 
 
-def _margin(poly: Polytope) -> tuple[Callable[[np.ndarray], np.ndarray],
-                                     Callable[[torch.Tensor], torch.Tensor]]:
-    a, b = poly.mat, poly.rhs
-    at, bt = torch.tensor(a), torch.tensor(b)
+class _Margins:
+    """The margins ``g_k(x) = min_j (b_kj - A_kj y)`` of every unsafe polytope ``k`` of one
+    case, evaluated together (their rows stacked) and bounded together."""
 
-    def numeric(y: np.ndarray) -> np.ndarray:
-        return (b - y @ a.T).min(axis=-1)
+    def __init__(self, subject: Subject, polys: Sequence[Polytope]):
+        self.subject = subject
+        self.a = np.vstack([p.mat for p in polys])
+        self.b = np.concatenate([p.rhs for p in polys])
+        self.owner = np.concatenate([np.full(len(p.rhs), k) for k, p in enumerate(polys)])
+        self.k = len(polys)
+        self.at, self.bt = torch.tensor(self.a), torch.tensor(self.b)
+        self.mask = torch.tensor(self.owner[None, :] == np.arange(self.k)[:, None])
 
-    def symbolic(y: torch.Tensor) -> torch.Tensor:
-        return (bt - y @ at.T).amin(-1)
-    return numeric, symbolic
+    def value(self, x: np.ndarray) -> np.ndarray:
+        slack = self.b - self.subject.forward(x) @ self.a.T  # (B, rows)
+        return np.stack([slack[:, self.owner == k].min(axis=1) for k in range(self.k)], 1)
+
+    def symbolic(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, P, n) -> (K, P): margin k at the points of row k."""
+        slack = self.bt - self.subject.torch_forward(x) @ self.at.T  # (K, P, rows)
+        big = torch.where(self.mask[:, None, :], slack, torch.full_like(slack, torch.inf))
+        return big.amin(-1)
+
+    def polisher(self, box: Box, steps: int = 60) -> Callable[[np.ndarray], np.ndarray]:
+        """``points (P, n) -> points (K * P, n)``: a climb on every margin from each point."""
+        lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
+
+        def polish(points: np.ndarray) -> np.ndarray:
+            starts = torch.tensor(np.asarray(points, np.float64)).expand(self.k, -1, -1)
+            return climb(self.symbolic, starts, lo, hi, steps).reshape(-1, box.dim).numpy()
+        return polish
+
+    def bound(self, lo: np.ndarray, hi: np.ndarray) -> Bounded:
+        low, slope = self.subject.rows(lo, hi, self.a)
+        gap = np.nextafter(self.b[None] - low, np.inf)  # upper bounds of b_j - A_j y, outward
+        ub = np.empty((len(lo), self.k))
+        sl = np.empty((len(lo), self.k, lo.shape[1]))
+        rows = np.arange(len(lo))
+        for k in range(self.k):
+            idx = np.flatnonzero(self.owner == k)
+            j = idx[np.argmin(gap[:, idx], axis=1)]
+            ub[:, k], sl[:, k] = gap[rows, j], -slope[rows, j]
+        return Bounded(ub, None, sl)
 
 
-def _falsify(subject: Subject, box: Box, poly: Polytope, rng: np.random.Generator,
-             samples: int, restarts: int, steps: int) -> tuple[float, np.ndarray]:
-    """The best margin found by sampling the box and climbing from the best samples."""
-    numeric, symbolic = _margin(poly)
+def _falsify(m: _Margins, box: Box, rng: np.random.Generator, samples: int, restarts: int,
+             steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unsafe polytope the best margin found and its input: samples of the box, then hill
+    climbs from the best of them."""
     x = np.concatenate([box.center[None], box.sample(samples, rng)])
-    g = numeric(subject.forward(x))
-    top = x[np.argsort(-g)[:restarts]]
+    g = m.value(x)  # (N, K)
+    top = np.argsort(-g, axis=0)[:restarts].T  # (K, P)
     lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
-    ends = climb(lambda p: symbolic(subject.torch_forward(p)), torch.as_tensor(top), lo, hi,
-                 steps).numpy()
-    cand = np.concatenate([x[np.argmax(g)][None], ends])
-    vals = numeric(subject.forward(cand))
-    k = int(np.argmax(vals))
-    return float(vals[k]), cand[k]
+    ends = climb(m.symbolic, torch.tensor(x[top]), lo, hi, steps).numpy()  # (K, P, n)
+    best_v, best_x = np.full(m.k, -np.inf), np.zeros((m.k, box.dim))
+    for k in range(m.k):
+        cand = np.concatenate([x[np.argmax(g[:, k])][None], ends[k]])
+        vals = m.value(cand)[:, k]
+        j = int(np.argmax(vals))
+        best_v[k], best_x[k] = vals[j], cand[j]
+    return best_v, best_x
 
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
-    First a quick witness search on every (box, polytope); then branch and bound on each in
-    turn (the budget left shared among those still open). ``violated`` as soon as a margin
-    reaches 0 (in float64: the caller replays it in onnxruntime), ``holds`` when every one is
-    proved unreachable, ``timeout`` otherwise.
+    Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
+    one branch and bound over the box with every polytope's margin as an objective, deciding at
+    0 (the budget left shared among the cases still open). ``violated`` as soon as a margin
+    reaches 0 (in float64: the caller replays it in onnxruntime), ``holds`` when every box is
+    proved unable to reach its unsafe set, ``timeout`` otherwise.
     """
     t0 = time.perf_counter()
     deadline = t0 + time_budget
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(seed)
-    problems = [(c, case.box, poly) for c, case in enumerate(cases)
-                for poly in case.unsafe.disjuncts]
     notes: list[dict] = []
-    samples = max(1024, min(50_000, 1_000_000 // max(cases[0].box.dim, 1)))
-    starts: list[tuple[float, np.ndarray]] = []
-    for c, box, poly in problems:
-        g, x = _falsify(subject, box, poly, rng, samples, 16, 40)
+    samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
+    margins = [_Margins(subject, case.unsafe.disjuncts) for case in cases]
+    starts = []
+    for c, (case, m) in enumerate(zip(cases, margins, strict=True)):
+        g, x = _falsify(m, case.box, rng, samples, 64, 100)
         starts.append((g, x))
-        if g >= 0:
-            say(f"witness in box {c}: margin {g:.3g}")
-            return Decision(Status.VIOLATED, x, time.perf_counter() - t0,
-                            ({"case": c, "margin": g, "how": "witness"},))
-    open_count = len(problems)
-    for (c, box, poly), (g0, x0) in zip(problems, starts, strict=True):
-        share = (deadline - time.perf_counter()) / max(open_count, 1)
+        if g.max() >= 0:
+            say(f"witness in box {c}: margin {g.max():.3g}")
+            return Decision(Status.VIOLATED, x[int(np.argmax(g))], time.perf_counter() - t0,
+                            ({"case": c, "margin": float(g.max()), "how": "witness"},))
+    for c, (case, m, (g0, x0)) in enumerate(zip(cases, margins, starts, strict=True)):
+        share = (deadline - time.perf_counter()) / (len(cases) - c)
         if share <= 0.05:
-            notes.append({"case": c, "how": "bab", "reason": "budget", "margin": g0})
+            notes.append({"case": c, "how": "bab", "reason": "budget",
+                          "margin": float(g0.max())})
             continue
-        numeric, symbolic = _margin(poly)
-        a, b = poly.mat, poly.rhs
-
-        def bound(lo: np.ndarray, hi: np.ndarray, a=a, b=b) -> Bounded:
-            low, slope = subject.rows(lo, hi, a)
-            gap = np.nextafter(b[None] - low, np.inf)  # upper bounds of b_j - A_j y, outward
-            j = np.argmin(gap, axis=1)
-            rows = np.arange(len(lo))
-            return Bounded(gap[rows, j][:, None], None, -slope[rows, j][:, None])
-
-        def value(x: np.ndarray, numeric=numeric) -> np.ndarray:
-            return numeric(subject.forward(x))[:, None]
-
-        res = input_bab(box.lower[None], box.upper[None], bound, value,
-                        start_values=np.array([g0]), start_x=x0[None], target=0.0,
-                        time_budget=share)
-        open_count -= 1
+        res = input_bab(case.box.lower[None], case.box.upper[None], m.bound, m.value,
+                        start_values=g0, start_x=x0, target=0.0, time_budget=share,
+                        polish=m.polisher(case.box))
         notes.append({"case": c, "how": "bab", "reason": res.reason, "boxes": res.boxes,
-                      "seconds": round(res.seconds, 3), "upper": float(res.upper[0]),
-                      "margin": float(res.value[0])})
-        say(f"box {c}, unsafe polytope: {res.reason} after {res.boxes} boxes "
-            f"({res.seconds:.1f} s)")
+                      "seconds": round(res.seconds, 3), "upper": float(res.upper.max()),
+                      "margin": float(res.value.max())})
+        say(f"box {c}: {res.reason} after {res.boxes} boxes ({res.seconds:.1f} s)")
         if res.reason == "found":
-            return Decision(Status.VIOLATED, res.x[0], time.perf_counter() - t0, tuple(notes))
-    proved = all(n.get("reason") == "exhausted" for n in notes) and len(notes) == len(problems)
+            return Decision(Status.VIOLATED, res.x[int(np.argmax(res.value))],
+                            time.perf_counter() - t0, tuple(notes))
+    proved = all(n.get("reason") == "exhausted" for n in notes) and len(notes) == len(cases)
     return Decision(Status.HOLDS if proved else Status.TIMEOUT, None,
                     time.perf_counter() - t0, tuple(notes))
 

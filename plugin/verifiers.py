@@ -119,13 +119,20 @@ def _cases(prop: Property | Sequence[SpecCase]) -> list[tuple[Box, OutputConstra
     return [(case.box, case.unsafe) for case in prop]
 
 
+def output_tolerance(y: np.ndarray, tol: float = 1e-6) -> float:
+    """How far outside an unsafe set a replayed output may lie and still count: ``tol`` times
+    the output's magnitude (float32 evaluation noise), never less than ``tol * 1e-3``. No
+    absolute floor of order 1: differences between a network and its copy can be 1e-5."""
+    return tol * max(float(np.max(np.abs(y))), 1e-3)
+
+
 def confirm_violation(verdict: Verdict, model: Path, prop: Property | Sequence[SpecCase],
                       tol: float = 1e-6) -> Verdict:
     """Replay a ``violated`` verdict's counterexample; keep it only if it is real.
 
     The counterexample must lie in an input box of the property (within ``tol`` relative to
     the bounds; it is then clipped into the box), and onnxruntime's output on ``model`` must lie
-    in that box's unsafe set (within ``tol`` relative to the output's magnitude). Otherwise the
+    in that box's unsafe set (within :func:`output_tolerance`). Otherwise the
     answer becomes ``unknown`` with a message saying why. Other verdicts pass unchanged.
     """
     if verdict.status is not Status.VIOLATED:
@@ -151,7 +158,7 @@ def confirm_violation(verdict: Verdict, model: Path, prop: Property | Sequence[S
             continue
         xc = np.clip(x, box.lower, box.upper)
         y = runner.run(xc)
-        if unsafe.satisfied_by(y, tol * max(1.0, float(np.max(np.abs(y))))):
+        if unsafe.satisfied_by(y, output_tolerance(y, tol)):
             return replace(verdict, counterexample=xc, output=y)
         replayed.append(np.array2string(y, precision=6))
     if not replayed:

@@ -29,6 +29,7 @@ import numpy as np
 
 from nnbisim.errors import InputError, OverwriteError, SpecError
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property, TwoNetworkQuery
+from nnbisim.verifiers import output_tolerance
 
 RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 MANIFEST = "translation.json"
@@ -263,7 +264,7 @@ def replay_pair(query: TwoNetworkQuery, p_f: Path, p_g: Path, x: np.ndarray,
         xc = np.clip(x, box.lower, box.upper)
         y_f, y_g = OnnxRunner(p_f).run(xc), OnnxRunner(p_g).run(xc)
         y = np.concatenate([y_f, y_g])
-        if query.unsafe.satisfied_by(y, tol * max(1.0, float(np.max(np.abs(y))))):
+        if query.unsafe.satisfied_by(y, output_tolerance(y, tol)):
             return y_f, y_g
     return None
 

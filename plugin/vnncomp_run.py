@@ -61,14 +61,16 @@ def _version(path: Path) -> str:
 
 def _marabou_disjuncts(model: Path, boxes_unsafe: list[SpecCase], timeout: float,
                        work: Path) -> tuple[Status, np.ndarray | None]:
-    """Marabou on ``model``, one query per (box, unsafe polytope): ``violated`` on the first
-    replayed counterexample, ``holds`` when every query is unsat."""
+    """Marabou on ``model``, one query per (box, unsafe polytope), the time shared evenly
+    among the queries still to ask: ``violated`` on the first replayed counterexample,
+    ``holds`` when every query is unsat, else the first other answer (timeout, unknown)."""
     from nnbisim.adapters.marabou import MarabouVerifier
     from nnbisim.specs.vnnlib1 import write_vnnlib1
 
     deadline = time.perf_counter() + timeout
     tool = MarabouVerifier()
     jobs = [(c, poly) for c in boxes_unsafe for poly in c.unsafe.disjuncts]
+    worst = Status.HOLDS
     for k, (case, poly) in enumerate(jobs):
         left = deadline - time.perf_counter()
         if left < 1.0:
@@ -76,12 +78,12 @@ def _marabou_disjuncts(model: Path, boxes_unsafe: list[SpecCase], timeout: float
         prop = work / f"disjunct_{k}.vnnlib"
         write_vnnlib1(Property(InputSet.of(case.box), OutputConstraint((poly,)),
                                poly.mat.shape[1]), prop)
-        verdict = tool.check(model, prop, left / (len(jobs) - k))
+        verdict = tool.check(model, prop, max(left / (len(jobs) - k), 1.0))
         if verdict.status is Status.VIOLATED:
             return Status.VIOLATED, verdict.counterexample
-        if verdict.status is not Status.HOLDS:
-            return verdict.status, None
-    return Status.HOLDS, None
+        if verdict.status is not Status.HOLDS and worst is Status.HOLDS:
+            worst = verdict.status  # keep looking: a later disjunct may be reachable
+    return worst, None
 
 
 def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float,
