@@ -60,7 +60,7 @@ def run_one(net_file: str, prop: str, timeout: float, compression: str) -> dict:
 
     from nnbisim.assure import assure
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.vnncomp_run import _marabou_disjuncts
+    from nnbisim.vnncomp_run import marabou_per_disjunct
 
     torch.set_num_threads(1)
     cases = read_spec_cases(DATA / prop)
@@ -70,7 +70,7 @@ def run_one(net_file: str, prop: str, timeout: float, compression: str) -> dict:
     ours = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t1 = time.perf_counter()
-        status, _ = _marabou_disjuncts(DATA / net_file, cases, timeout, Path(tmp))
+        status, _ = marabou_per_disjunct(DATA / net_file, cases, timeout, Path(tmp))
         theirs = time.perf_counter() - t1
     data = rep.to_json()
     return {"network": net_file.replace("ACASXU_run2a_", "").replace("_batch_2000.onnx", ""),

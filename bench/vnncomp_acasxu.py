@@ -46,7 +46,7 @@ def build(compression: str, networks: list[str], props: list[int], timeout: floa
 
 def answer(folder: Path, inst_1: dict, inst_2: dict) -> dict:
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.vnncomp_run import _marabou_disjuncts, run_instance
+    from nnbisim.vnncomp_run import marabou_per_disjunct, run_instance
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def answer(folder: Path, inst_1: dict, inst_2: dict) -> dict:
                             Path(tmp) / "r.txt", inst_2["timeout"], base=folder / "2.0")
         t1 = time.perf_counter()
         model = folder / inst_1["field"]
-        status, _ = _marabou_disjuncts(model, read_spec_cases(folder / inst_1["vnnlib"]),
+        status, _ = marabou_per_disjunct(model, read_spec_cases(folder / inst_1["vnnlib"]),
                                        inst_1["timeout"], Path(tmp))
         t2 = time.perf_counter()
     return {"nnbisim": ours, "nnbisim_s": round(t1 - t0, 2), "marabou": status.vnncomp,

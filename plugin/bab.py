@@ -182,10 +182,9 @@ class _Search:
     def split(self, k: int, how: str) -> None:
         """Split the ``k`` open boxes of highest score and bound the halves. ``how``: "slope"
         (the dimension where the worst objective's bound function varies most, slope times
-        width, as ReluVal), "widest" (relative to the input set), "absolute" (widest),
-        "hybrid" (bound the splits of both "slope" and "widest", keep the better) or "smart"
-        (bound the halves of every dimension, keep the split whose worse half is best: 2n
-        bounds per box)."""
+        width, as ReluVal), "widest" (relative to the input set), "hybrid" (bound the splits
+        of both "slope" and "widest", keep the better) or "smart" (bound the halves of every
+        dimension, keep the split whose worse half is best: 2n bounds per box)."""
         score = self.score(self.ub)
         pick = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
         rest = np.ones(len(score), bool)
@@ -202,8 +201,6 @@ class _Search:
         elif how == "slope" and self.slope is not None:
             influence = np.where(widths > 0, np.abs(self.slope[pick]) * (hi - lo), -1.0)
             cand = np.argmax(influence, 1)[:, None]
-        elif how == "absolute":
-            cand = np.argmax(hi - lo, 1)[:, None]
         else:
             cand = np.argmax(widths, 1)[:, None]
         if cand.shape[1] == 2:  # boxes whose two candidates agree need one split only

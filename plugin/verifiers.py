@@ -121,9 +121,14 @@ def _cases(prop: Property | Sequence[SpecCase]) -> list[tuple[Box, OutputConstra
 
 def output_tolerance(y: np.ndarray, tol: float = 1e-6) -> float:
     """How far outside an unsafe set a replayed output may lie and still count: ``tol`` times
-    the output's magnitude (float32 evaluation noise), never less than ``tol * 1e-3``. No
-    absolute floor of order 1: differences between a network and its copy can be 1e-5."""
-    return tol * max(float(np.max(np.abs(y))), 1e-3)
+    the output's magnitude (float32 evaluation noise), never less than ``tol * 1e-2``.
+
+    Exact tools answer with points on the boundary of the unsafe set, which float32 replay
+    misses by a few 1e-9 even where the output itself is 1e-3 (the difference of two
+    networks is small, the activations it comes from are not). No absolute floor of order
+    ``tol``: differences between a network and its copy can be 1e-5, and benchmark thresholds
+    sit 1% above a certified bound, so the slack must stay well below 1e-7 there."""
+    return tol * max(float(np.max(np.abs(y))), 1e-2)
 
 
 def confirm_violation(verdict: Verdict, model: Path, prop: Property | Sequence[SpecCase],

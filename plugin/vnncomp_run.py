@@ -59,7 +59,7 @@ def _version(path: Path) -> str:
     return detect_version(read_text(path), str(path))
 
 
-def _marabou_disjuncts(model: Path, boxes_unsafe: list[SpecCase], timeout: float,
+def marabou_per_disjunct(model: Path, boxes_unsafe: list[SpecCase], timeout: float,
                        work: Path) -> tuple[Status, np.ndarray | None]:
     """Marabou on ``model``, one query per (box, unsafe polytope), the time shared evenly
     among the queries still to ask: ``violated`` on the first replayed counterexample,
@@ -110,7 +110,7 @@ def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float
         tr = translate(field, vnnlib, tmp, base=base)
         from nnbisim.specs.io import read_spec_cases
 
-        status, x = _marabou_disjuncts(tr.merged, read_spec_cases(tr.vnnlib1), left, Path(tmp))
+        status, x = marabou_per_disjunct(tr.merged, read_spec_cases(tr.vnnlib1), left, Path(tmp))
     if status is Status.HOLDS:
         return "unsat", ""
     if status is Status.VIOLATED and x is not None:
@@ -143,7 +143,7 @@ def _decide_one(model: Path, vnnlib: Path, timeout: float) -> tuple[str, str]:
         left = timeout - (time.perf_counter() - t0) - 1.0
         if left >= 2.0:
             with tempfile.TemporaryDirectory(prefix="nnbisim-run-") as tmp:
-                status, x = _marabou_disjuncts(model, cases, left, Path(tmp))
+                status, x = marabou_per_disjunct(model, cases, left, Path(tmp))
         if status is Status.HOLDS:
             return "unsat", ""
     if status is Status.VIOLATED and x is not None:

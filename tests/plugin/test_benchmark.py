@@ -14,7 +14,7 @@ from nnbisim.benchmark import acasxu_pairs, read_pairs, write_benchmark
 from nnbisim.errors import InputError
 from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.vnncomp import read_instances
-from nnbisim.vnncomp_run import _marabou_disjuncts, run_instance
+from nnbisim.vnncomp_run import marabou_per_disjunct, run_instance
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_marabou_never_contradicts_the_known_answers(bench, tmp_path):
     expected = _expected(bench)
     for inst in read_instances(bench / "instances.csv"):
         rel = str(inst.vnnlib.relative_to(bench))
-        status, _ = _marabou_disjuncts(inst.networks[0][1], read_spec_cases(inst.vnnlib),
+        status, _ = marabou_per_disjunct(inst.networks[0][1], read_spec_cases(inst.vnnlib),
                                        inst.timeout, tmp_path)
         assert status.vnncomp in (expected[rel], "timeout", "unknown", "error"), (rel, status)
 
