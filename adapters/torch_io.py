@@ -3,15 +3,20 @@
 Reads the plain float state dict of a stack of ``nn.Linear`` layers (``fc1.weight``,
 ``fc1.bias``, ...) and the quantized state dict PyTorch's eager-mode quantization writes
 (``fc1._packed_params._packed_params = (qint8 weight, float bias)``, per-layer activation
-``scale``/``zero_point``). For a quantized model this module gives the *dequantized weights*;
-the activation rounding between layers is not part of the dense model (the second paper's
-networks have activation scale 1 and zero point 0).
+``scale``/``zero_point``). :func:`load_state_dict_network` gives the dense model (for a
+quantized file the *dequantized weights*, without activation rounding); :func:`load_torch`
+gives a quantized file as a :class:`~nnbisim.quant.QuantizedNetwork` with its activation
+quantization (the second paper's int8 network has activation scale 1 and zero point 0
+everywhere, so inputs in [-1, 1] are rounded to {0, 1}). The activation dtype is not stored in
+a state dict: it is taken to be quint8 (codes 0..255), PyTorch's default and what the paper's
+model uses.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +24,7 @@ import numpy as np
 
 from nnbisim.errors import InputError
 from nnbisim.model import Layer, Network
+from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer, check_arch
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,64 @@ def load_state_dict_network(
         layers.append(Layer(weight, bias))
     net = Network(tuple(layers), input_shape or (1, layers[0].in_size), name=str(path))
     return net, (quant if quant else None)
+
+
+def _quantizer(sd: dict, prefix: str, path: Path) -> Quantizer:
+    try:
+        scale = float(np.asarray(sd[f"{prefix}.scale"]).reshape(-1)[0])
+        zero = int(np.asarray(sd[f"{prefix}.zero_point"]).reshape(-1)[0])
+    except KeyError as exc:
+        raise InputError(f"{path}: quantized layer '{prefix}' has no {exc.args[0]!r}; the file "
+                         "is not a converted eager-mode quantized state dict") from None
+    return Quantizer(scale, zero, 0, 255)
+
+
+def load_torch(path: str | Path, arch: Sequence[int] | None = None,
+               input_shape: tuple[int, ...] = ()) -> Network | QuantizedNetwork:
+    """A float state dict as a :class:`Network`, a quantized one as a
+    :class:`QuantizedNetwork` (input quantizer from ``quant.scale``/``quant.zero_point``, or
+    scale 1 and zero point 0 if the file has no input stub). ``arch``: the expected sizes;
+    a file of another shape is refused."""
+    path = Path(path)
+    sd = _load_state_dict(path)
+    prefixes = _layer_order(list(sd))
+    if not prefixes:
+        raise InputError(f"{path}: no linear layer weights found (expected keys like "
+                         "'fc1.weight' or 'fc1._packed_params._packed_params')")
+    packed = [sd.get(f"{p}._packed_params._packed_params") for p in prefixes]
+    if all(x is None for x in packed):
+        net, _ = load_state_dict_network(path, input_shape)
+        if arch is not None:
+            check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
+        return net
+    if any(x is None for x in packed):
+        raise InputError(f"{path}: mixes float and quantized linear layers; only all-float or "
+                         "all-quantized stacks are supported")
+    layers = []
+    for p, (w, b) in zip(prefixes, packed, strict=True):
+        if w.dim() != 2:
+            raise InputError(f"{path}: layer '{p}' has a {w.dim()}-D weight; only fully "
+                             "connected layers are supported")
+        codes = w.int_repr().double().numpy()
+        if w.qscheme() in (torch_per_channel()):
+            scales = w.q_per_channel_scales().double().numpy()
+            zeros = w.q_per_channel_zero_points().double().numpy()
+        else:
+            scales = np.full(codes.shape[0], float(w.q_scale()))
+            zeros = np.full(codes.shape[0], float(w.q_zero_point()))
+        bias = np.zeros(codes.shape[0]) if b is None else b.detach().double().numpy()
+        layers.append(QuantizedLayer(codes, scales, zeros, bias, _quantizer(sd, p, path)))
+    stub = "quant" if "quant.scale" in sd else None
+    inp = _quantizer(sd, stub, path) if stub else Quantizer(1.0, 0, 0, 255)
+    net = QuantizedNetwork(inp, tuple(layers), input_shape or (1, layers[0].in_size),
+                           name=str(path))
+    if arch is not None:
+        check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
+    return net
+
+
+def torch_per_channel() -> tuple:
+    import torch
+
+    return (torch.per_channel_affine, torch.per_channel_symmetric,
+            torch.per_channel_affine_float_qparams)

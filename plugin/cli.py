@@ -273,10 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_epsilon)
 
     from nnbisim.cli_assure import add_assure_parser
+    from nnbisim.cli_quant import add_quant_parsers
     from nnbisim.cli_vnncomp import add_parser as add_vnncomp
 
     add_vnncomp(sub)
     add_assure_parser(sub)
+    add_quant_parsers(sub)
 
     d = sub.add_parser("demo", help="the built-in example, end to end")
     d.add_argument("--out", type=Path, default=Path("nnbisim-demo"))

@@ -1,0 +1,314 @@
+"""Quantized networks <-> ONNX.
+
+Written form (:func:`quantized_to_model`), standard ONNX opset 13 that onnxruntime runs with the
+integer semantics of :class:`~nnbisim.quant.QuantizedNetwork`::
+
+    QuantizeLinear(input) -> codes (uint8)
+    per layer: MatMulInteger(codes, W int8, z_in, z_w) -> int32 sum (exact)
+               Cast float -> Mul(s_in * s_w) -> Add(bias) [-> Relu] -> QuantizeLinear -> codes
+    DequantizeLinear(last codes) -> output (float32)
+
+The sum is exact in int32, as in PyTorch's fbgemm kernels; only the one scaling and the bias
+addition are rounded to float32, so outputs agree with PyTorch's int8 forward except where a
+value lies within float32 rounding of a rounding tie.
+
+Read forms (:func:`quantized_from_model`): that one; the QDQ form quantization tools write
+(``DequantizeLinear`` on int8 weight initializers, float ``MatMul``/``Gemm`` + ``Add``,
+``Relu``, and ``QuantizeLinear``/``DequantizeLinear`` pairs on activations); and
+``QLinearMatMul`` (+ ``DequantizeLinear``/``Add`` of the bias). Anything else is refused by
+name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from nnbisim.adapters.onnx_write import IR_VERSION, OPSET
+from nnbisim.errors import UnsupportedModelError
+from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer
+
+META_QUANT = "nnbisim.quantized"
+
+
+def _u8(v: int) -> np.ndarray:
+    return np.array(v, dtype=np.uint8)
+
+
+def quantized_to_model(net: QuantizedNetwork, *, input_name: str = "input",
+                       output_name: str = "output", doc: str = "") -> onnx.ModelProto:
+    """Write ``net`` as ONNX (input ``net.input_shape``, output ``(1, m)``, float32)."""
+    for k, q in enumerate(net.layers):
+        if q.w_codes.min() < -128 or q.w_codes.max() > 127:
+            raise UnsupportedModelError(f"{net.name}: layer {k + 1} has weight codes outside "
+                                        "int8; only int8 weights are written")
+        if q.out is not None and (q.out.qmin, q.out.qmax) != (0, 255):
+            raise UnsupportedModelError(f"{net.name}: layer {k + 1}'s activations are not "
+                                        "uint8; only uint8 activations are written")
+    if (net.input.qmin, net.input.qmax) != (0, 255):
+        raise UnsupportedModelError(f"{net.name}: the input quantizer is not uint8")
+    nodes, inits = [], []
+
+    def init(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    current = input_name
+    shape = list(net.input_shape)
+    if shape != [1, net.in_size]:
+        init("flat_shape", np.array([1, net.in_size], np.int64))
+        nodes.append(helper.make_node("Reshape", [current, "flat_shape"], ["flat"],
+                                      name="flatten_input"))
+        current = "flat"
+    quant = net.input
+    init("in_scale", np.array(quant.scale, np.float32))
+    init("in_zero", _u8(quant.zero_point))
+    nodes.append(helper.make_node("QuantizeLinear", [current, "in_scale", "in_zero"],
+                                  ["in_codes"], name="quantize_input"))
+    codes, zero_name = "in_codes", "in_zero"
+    last = len(net.layers) - 1
+    for k, q in enumerate(net.layers):
+        t = f"layer{k + 1}"
+        init(f"{t}_W", np.ascontiguousarray(q.w_codes.T.astype(np.int8)))
+        wz = q.w_zero_points.astype(np.int8)
+        init(f"{t}_Wzero", wz if np.any(wz != wz[0]) else np.array(wz[0], np.int8))
+        if np.any(wz != wz[0]):
+            raise UnsupportedModelError(f"{net.name}: layer {k + 1} has per-channel weight zero "
+                                        "points; MatMulInteger takes one")
+        nodes.append(helper.make_node("MatMulInteger", [codes, f"{t}_W", zero_name, f"{t}_Wzero"],
+                                      [f"{t}_acc"], name=f"{t}_matmul"))
+        nodes.append(helper.make_node("Cast", [f"{t}_acc"], [f"{t}_accf"], name=f"{t}_cast",
+                                      to=TensorProto.FLOAT))
+        init(f"{t}_scale", np.asarray(quant.scale * q.w_scales, np.float32))
+        init(f"{t}_B", np.asarray(q.bias, np.float32))
+        nodes.append(helper.make_node("Mul", [f"{t}_accf", f"{t}_scale"], [f"{t}_mul"],
+                                      name=f"{t}_mul"))
+        nodes.append(helper.make_node("Add", [f"{t}_mul", f"{t}_B"], [f"{t}_z"], name=f"{t}_add"))
+        z = f"{t}_z"
+        if k < last:
+            nodes.append(helper.make_node("Relu", [z], [f"{t}_relu"], name=f"{t}_relu"))
+            z = f"{t}_relu"
+        if q.out is None:
+            nodes.append(helper.make_node("Identity", [z], [output_name], name="output"))
+            break
+        quant = q.out
+        init(f"{t}_oscale", np.array(quant.scale, np.float32))
+        init(f"{t}_ozero", _u8(quant.zero_point))
+        nodes.append(helper.make_node("QuantizeLinear", [z, f"{t}_oscale", f"{t}_ozero"],
+                                      [f"{t}_codes"], name=f"{t}_quantize"))
+        codes, zero_name = f"{t}_codes", f"{t}_ozero"
+        if k == last:
+            nodes.append(helper.make_node("DequantizeLinear", [codes, f"{t}_oscale",
+                                                               f"{t}_ozero"],
+                                          [output_name], name="dequantize_output"))
+    graph = helper.make_graph(
+        nodes, "nnbisim_quantized",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, net.out_size])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="nnbisim", doc_string=doc)
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, {META_QUANT: "int8 weights, uint8 activations"})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    ops = {n.op_type for n in model.graph.node}
+    return bool(ops & {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger",
+                       "QGemm", "QLinearAdd"})
+
+
+class _Reader:
+    """Walk a single chain of quantized operators from the input to the output."""
+
+    def __init__(self, model: onnx.ModelProto, source: str) -> None:
+        self.source = source
+        self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        for n in model.graph.node:
+            if n.op_type == "Constant":
+                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        self.nodes = [n for n in model.graph.node if n.op_type != "Constant"]
+        self.by_input: dict[str, list[onnx.NodeProto]] = {}
+        for n in self.nodes:
+            for i in n.input:
+                self.by_input.setdefault(i, []).append(n)
+        inputs = [i for i in model.graph.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            raise self.refuse(f"has {len(inputs)} inputs; a network takes one")
+        self.input = inputs[0]
+        self.output = model.graph.output[0].name
+
+    def refuse(self, why: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"{self.source}: {why}; nnbisim reads quantized fully "
+                                     "connected ReLU chains (QuantizeLinear/DequantizeLinear, "
+                                     "MatMulInteger, QLinearMatMul, MatMul/Gemm + Add, Relu)")
+
+    def const(self, name: str, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise self.refuse(f"the {what} '{name}' is not a constant")
+        return self.consts[name]
+
+    def next(self, value: str) -> onnx.NodeProto | None:
+        users = self.by_input.get(value, [])
+        if len(users) > 1:
+            raise self.refuse(f"'{value}' feeds {len(users)} nodes; only chains are supported")
+        return users[0] if users else None
+
+    def quantizer(self, node: onnx.NodeProto) -> Quantizer:
+        scale = float(self.const(node.input[1], "scale").reshape(-1)[0])
+        zero = self.const(node.input[2], "zero point") if len(node.input) > 2 else _u8(0)
+        if self.const(node.input[1], "scale").size != 1:
+            raise self.refuse(f"'{node.name}' quantizes an activation per channel")
+        lo, hi = (0, 255) if zero.dtype == np.uint8 else (-128, 127)
+        return Quantizer(scale, int(zero.reshape(-1)[0]), lo, hi)
+
+    def weight(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A ``DequantizeLinear`` of an int8 initializer ``(in, out)`` -> codes, scales, zeros
+        per output channel."""
+        codes = self.const(node.input[0], "weight").astype(np.float64)
+        scale = self.const(node.input[1], "weight scale").astype(np.float64).reshape(-1)
+        zero = (self.const(node.input[2], "weight zero point").astype(np.float64).reshape(-1)
+                if len(node.input) > 2 else np.zeros(1))
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if scale.size > 1 and axis not in (1, -1):
+            raise self.refuse(f"'{node.name}' quantizes a weight per input channel")
+        n = codes.shape[1]
+        return codes, np.broadcast_to(scale, (n,)), np.broadcast_to(zero, (n,))
+
+    def read(self) -> QuantizedNetwork:
+        shape = tuple(int(d.dim_value) if d.dim_value > 0 else 1
+                      for d in self.input.type.tensor_type.shape.dim)
+        cur = self.input.name
+        node = self.next(cur)
+        while node is not None and node.op_type in ("Reshape", "Flatten"):
+            cur, node = node.output[0], self.next(node.output[0])
+        if node is None or node.op_type != "QuantizeLinear":
+            raise self.refuse("the input is not quantized first (QuantizeLinear)")
+        inq = quant = self.quantizer(node)
+        cur, node = node.output[0], self.next(node.output[0])
+        layers: list[QuantizedLayer] = []
+        pending: dict | None = None
+        while node is not None:
+            op = node.op_type
+            if op == "DequantizeLinear" and node.input[0] not in self.consts:
+                if node.output[0] == self.output or self.next(node.output[0]) is None:
+                    break  # the final dequantization
+                cur, node = node.output[0], self.next(node.output[0])
+                continue
+            if op == "QLinearMatMul":  # a bias-free layer, rounded once: complete by itself
+                if pending is not None:
+                    raise self.refuse(f"'{node.name}' follows an unfinished layer")
+                p = self.layer_start(node, quant)
+                quant = p.pop("out_quant")
+                layers.append(self.finish(p, quant))
+            elif op in ("MatMulInteger", "MatMul", "Gemm"):
+                if pending is not None:
+                    raise self.refuse(f"'{node.name}' follows a layer that was not quantized")
+                pending = self.layer_start(node, quant)
+            elif op in ("Cast", "Mul", "Add", "Relu") and pending is not None:
+                self.layer_step(node, pending)
+            elif op == "QuantizeLinear" and pending is not None:
+                quant = self.quantizer(node)
+                layers.append(self.finish(pending, quant))
+                pending = None
+            else:
+                raise self.refuse(f"operator {op} ('{node.name}') is not supported here")
+            cur, node = node.output[0], self.next(node.output[0])
+        if pending is not None:
+            layers.append(self.finish(pending, None))
+        if not layers:
+            raise self.refuse("has no quantized layer")
+        return QuantizedNetwork(inq, tuple(layers), shape or (1, layers[0].in_size),
+                                name=self.source)
+
+    def layer_start(self, node: onnx.NodeProto, quant: Quantizer) -> dict:
+        op = node.op_type
+        if op == "MatMulInteger":
+            codes = self.const(node.input[1], "weight").astype(np.float64)
+            zero = (self.const(node.input[3], "weight zero point").astype(np.float64).reshape(-1)
+                    if len(node.input) > 3 else np.zeros(1))
+            n = codes.shape[1]
+            return {"codes": codes, "zeros": np.broadcast_to(zero, (n,)), "scales": None,
+                    "mul": np.ones(n), "bias": np.zeros(n), "relu": False, "integer": True,
+                    "in": quant}
+        if op == "QLinearMatMul":
+            codes = self.const(node.input[3], "weight").astype(np.float64)
+            n = codes.shape[1]
+            ws = self.const(node.input[4], "weight scale").astype(np.float64).reshape(-1)
+            wz = self.const(node.input[5], "weight zero point").astype(np.float64).reshape(-1)
+            out = Quantizer(float(self.const(node.input[6], "scale").reshape(-1)[0]),
+                            int(self.const(node.input[7], "zero point").reshape(-1)[0]))
+            return {"codes": codes, "zeros": np.broadcast_to(wz, (n,)),
+                    "scales": np.broadcast_to(ws, (n,)), "mul": np.ones(n), "bias": np.zeros(n),
+                    "relu": True, "integer": False, "in": quant, "out_quant": out}
+        wname = node.input[1]
+        producer = next((m for m in self.nodes if wname in m.output), None)
+        if producer is None or producer.op_type != "DequantizeLinear":
+            raise self.refuse(f"'{node.name}' multiplies by a float weight, not a dequantized "
+                              "int8 one")
+        codes, scales, zeros = self.weight(producer)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if op == "Gemm" and attrs.get("transB", 0):
+            raise self.refuse(f"'{node.name}' uses transB; write weights as (in, out)")
+        bias = np.zeros(codes.shape[1])
+        if op == "Gemm" and len(node.input) > 2:
+            bias = self.const(node.input[2], "bias").astype(np.float64).reshape(-1)
+        return {"codes": codes, "zeros": zeros, "scales": scales, "mul": np.ones(len(bias)),
+                "bias": bias, "relu": False, "integer": False, "in": quant}
+
+    def layer_step(self, node: onnx.NodeProto, p: dict) -> None:
+        op = node.op_type
+        if op == "Cast":
+            return
+        if op == "Relu":
+            p["relu"] = True
+            return
+        other = next((i for i in node.input if i in self.consts), None)
+        if other is None:
+            raise self.refuse(f"'{node.name}' combines two computed values")
+        v = self.const(other, "operand").astype(np.float64).reshape(-1)
+        if op == "Mul":
+            if p["relu"] or np.any(p["bias"] != 0):
+                raise self.refuse(f"'{node.name}' scales after the bias or ReLU")
+            p["mul"] = p["mul"] * v
+        else:
+            if p["relu"]:
+                raise self.refuse(f"'{node.name}' adds after the ReLU")
+            p["bias"] = p["bias"] + v
+
+    def finish(self, p: dict, out: Quantizer | None) -> QuantizedLayer:
+        quant: Quantizer = p["in"]
+        if p["integer"]:  # the Mul carries s_in * s_w
+            scales = p["mul"] / quant.scale
+        else:
+            scales = p["scales"] * p["mul"]
+        layer = QuantizedLayer(p["codes"].T, scales, p["zeros"], p["bias"], out)
+        object.__setattr__(layer, "_relu", p["relu"])
+        return layer
+
+
+def quantized_from_model(model: onnx.ModelProto, source: str = "<model>") -> QuantizedNetwork:
+    """Read a quantized fully connected chain (see the module doc) into the network model.
+
+    ReLU is assumed on every hidden layer (an uint8 activation with zero point 0 clamps at 0
+    anyway); a hidden layer without ReLU whose codes can be negative is refused.
+    """
+    net = _Reader(model, source).read()
+    for k, q in enumerate(net.layers[:-1]):
+        relu = getattr(q, "_relu", False)
+        if not relu and q.out is not None and q.out.value(np.array(q.out.qmin)) < 0:
+            raise UnsupportedModelError(f"{source}: hidden layer {k + 1} has no ReLU and its "
+                                        "codes can stand for negative values; nnbisim's model "
+                                        "has ReLU after every hidden layer")
+    return net
+
+
+def load_quantized(path: str | Path) -> QuantizedNetwork:
+    from nnbisim.adapters.onnx_load import read_model
+
+    return quantized_from_model(read_model(path), str(path))
