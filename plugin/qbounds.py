@@ -33,13 +33,13 @@ matters rather than pretending the merged file is the int8 model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from nnbisim.bounds import crown_bounds
+from nnbisim.bounds import crown_bounds, interval_bounds
 from nnbisim.epsilon import OutputBounds
 from nnbisim.errors import InputError, ShapeMismatchError
 from nnbisim.model import Layer, Network
@@ -118,6 +118,12 @@ class _Reduced:
         self.free = free
         self.net = Network((Layer(first.weight[:, free], bias), *net.layers[1:]),
                            (1, len(free)), net.name)
+
+    def interval(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+        """Interval bounds ``(B, m)`` per box (no slopes): cheap, for screening cells."""
+        r = interval_bounds(self.net, torch.from_numpy(lo[:, self.free]),
+                            torch.from_numpy(hi[:, self.free]))
+        return r.lo.numpy() - self.margin, r.hi.numpy() + self.margin, None
 
     def bounds(self, lo: np.ndarray, hi: np.ndarray, batch: int = 2048
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,14 +210,19 @@ class _Pair:
         cl = np.repeat(root.cl, len(grid), 0)
         cl[:, var] = grid
         return self.restrict(_Boxes(np.repeat(root.lo, len(grid), 0),
-                                    np.repeat(root.hi, len(grid), 0), cl, cl.copy()))
+                                    np.repeat(root.hi, len(grid), 0), cl, cl.copy()), var)
 
-    def restrict(self, b: _Boxes) -> _Boxes:
-        """Shrink the real extents to the preimage of the code ranges."""
-        plo, phi = _preimage(self.q, b.cl, b.cu)
-        return _Boxes(np.maximum(b.lo, plo), np.minimum(b.hi, phi), b.cl, b.cu)
+    def restrict(self, b: _Boxes, cols: Sequence[int] | np.ndarray | None = None) -> _Boxes:
+        """Shrink the real extents to the preimage of the code ranges (only in ``cols``, the
+        columns whose code ranges changed, when given)."""
+        cols = np.arange(b.lo.shape[1]) if cols is None else np.asarray(cols, dtype=np.int64)
+        plo, phi = _preimage(self.q, b.cl[:, cols], b.cu[:, cols])
+        lo, hi = b.lo.copy(), b.hi.copy()
+        lo[:, cols] = np.maximum(lo[:, cols], plo)
+        hi[:, cols] = np.minimum(hi[:, cols], phi)
+        return _Boxes(lo, hi, b.cl, b.cu)
 
-    def _net(self, k: int, b: _Boxes):
+    def _net(self, k: int, b: _Boxes, crown: bool):
         net = (self.n1, self.n2)[k]
         if isinstance(net, QuantizedNetwork):
             if np.array_equal(b.cl, b.cu):
@@ -219,9 +230,9 @@ class _Pair:
                 return y, y, None
             a, c = net.interval_codes(b.cl, b.cu)
             return a, c, None
-        return self.red[k].bounds(b.lo, b.hi)
+        return self.red[k].bounds(b.lo, b.hi) if crown else self.red[k].interval(b.lo, b.hi)
 
-    def bound(self, b: _Boxes) -> _Bounded:
+    def bound(self, b: _Boxes, crown: bool = True) -> _Bounded:
         out = []
         for s in range(0, len(b), 8192):
             part = b.take(np.arange(s, min(s + 8192, len(b))))
@@ -231,8 +242,8 @@ class _Pair:
                 if np.any(mask):
                     idx = np.flatnonzero(mask)
                     sub = part.take(idx)
-                    a1, b1, s1 = self._net(0, sub)
-                    a2, b2, s2 = self._net(1, sub)
+                    a1, b1, s1 = self._net(0, sub, crown)
+                    a2, b2, s2 = self._net(1, sub, crown)
                     parts.append((idx, _Bounded(a1 - b2, b1 - a2, (a1, b1, a2, b2), (s1, s2))))
             joined = _Bounded.join([p for _, p in parts])
             order = np.argsort(np.concatenate([i for i, _ in parts]))
@@ -313,10 +324,31 @@ def discrepancy(n1: AnyNet, n2: AnyNet, lower: np.ndarray, upper: np.ndarray, *,
         boxes = pair.cells(root)
         if progress:
             progress(f"{len(boxes)} cells of the input quantization grid, each exact")
-        bd = pair.bound(boxes)
-        _witnesses(pair, best, boxes, bd, top=64)
-        return _finish(best, bd, "exact cells", len(boxes), t0, [])
+        return _finish(best, _screened(pair, best, boxes), "exact cells", len(boxes), t0, [])
     return _branch_and_bound(pair, root, best, t0, time_budget, progress, n_cells)
+
+
+def _screened(pair: _Pair, best: _Best, boxes: _Boxes) -> _Bounded:
+    """Bound every cell by intervals, evaluate every cell's centre, then run CROWN only on the
+    cells whose interval bound still exceeds a witnessed value (the others cannot raise the
+    certified maximum above the witness, so their interval bound is as good)."""
+    bd = pair.bound(boxes, crown=False)
+    centre = np.clip((boxes.lo + boxes.hi) / 2, boxes.lo, boxes.hi)
+    best.offer(centre, pair.evaluate(centre))
+    if not pair.red:
+        return bd
+    need = np.flatnonzero(np.any((bd.dmax > best.val[None, :, 1]) |
+                                 (bd.dmin < best.val[None, :, 0]), axis=1))
+    if len(need):
+        sub = boxes.take(need)
+        sbd = pair.bound(sub)
+        _witnesses(pair, best, sub, sbd, top=64)
+        bd.dmin[need] = np.maximum(bd.dmin[need], sbd.dmin)
+        bd.dmax[need] = np.minimum(bd.dmax[need], sbd.dmax)
+        for a, c in ((0, 1), (2, 3)):
+            bd.y[a][need] = np.maximum(bd.y[a][need], sbd.y[a])
+            bd.y[c][need] = np.minimum(bd.y[c][need], sbd.y[c])
+    return bd
 
 
 def _finish(best: _Best, bd: _Bounded, method: str, boxes: int, t0: float, notes: list[str]
@@ -357,7 +389,7 @@ def _branch_and_bound(pair: _Pair, root: _Boxes, best: _Best, t0: float, budget:
         right.cl = right.cl.copy()
         left.cu[rows, d], right.cl[rows, d] = mid, mid + 1
         kids = pair.restrict(_Boxes(*[np.concatenate([getattr(left, f), getattr(right, f)])
-                                      for f in ("lo", "hi", "cl", "cu")]))
+                                      for f in ("lo", "hi", "cl", "cu")]), np.unique(d))
         kbd = pair.bound(kids)
         both = np.concatenate([rows, rows])  # a child's range lies in its parent's
         kbd.dmin = np.maximum(kbd.dmin, pbd.dmin[both])
