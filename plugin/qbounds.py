@@ -188,6 +188,7 @@ class _Pair:
                              f"({quants[0].describe()} vs {quants[1].describe()}); nnbisim "
                              "bounds quantized pairs on one input grid")
         self.q = quants[0]
+        self.lower, self.upper = lower, upper
         self.free = np.flatnonzero(upper > lower)
         if not len(self.free):  # a point: keep one (zero-width) dimension for CROWN
             self.free = np.array([0])
@@ -250,8 +251,16 @@ class _Pair:
             out.append(joined.take(order))
         return _Bounded.join(out)
 
-    def evaluate(self, x: np.ndarray) -> np.ndarray:
-        return self.n1.forward(x) - self.n2.forward(x)
+    def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x', N1(x') - N2(x'))`` with ``x'`` the float32 point nearest ``x`` inside the box:
+        what a float32 evaluator such as onnxruntime is given, so each witness replays as it
+        is (a point a hair's breadth from a rounding tie would otherwise change cells)."""
+        x32 = np.asarray(x, dtype=np.float32)
+        up, dn = x32 > self.upper, x32 < self.lower
+        x32[up] = np.nextafter(x32[up], np.float32(-np.inf))
+        x32[dn] = np.nextafter(x32[dn], np.float32(np.inf))
+        x = np.clip(x32.astype(np.float64), self.lower, self.upper)
+        return x, self.n1.forward(x) - self.n2.forward(x)
 
 
 class _Best:
@@ -287,12 +296,14 @@ def _witnesses(pair: _Pair, best: _Best, boxes: _Boxes, bd: _Bounded, top: int) 
                 if s is None:
                     continue
                 row = i if (side == 1) == (sign > 0) else m + i
-                v = np.where(s[order][:, row, :] > 0, hi[:, pair.free], lo[:, pair.free])
+                a, b = lo[:, pair.free], hi[:, pair.free]
+                inset = 1e-4 * np.where(np.isfinite(b - a), b - a, 0.0)  # off the cell's edge
+                v = np.where(s[order][:, row, :] > 0, b - inset, a + inset)
                 x = centre.copy()
                 x[:, pair.free] = v
                 xs.append(x)
     x = np.concatenate(xs)
-    best.offer(x, pair.evaluate(x))
+    best.offer(*pair.evaluate(x))
 
 
 def discrepancy(n1: AnyNet, n2: AnyNet, lower: np.ndarray, upper: np.ndarray, *,
@@ -318,7 +329,7 @@ def discrepancy(n1: AnyNet, n2: AnyNet, lower: np.ndarray, upper: np.ndarray, *,
     rng = np.random.default_rng(seed)
     x = np.concatenate([rng.uniform(lower, upper, size=(samples, lower.size)),
                         lower[None], upper[None], ((lower + upper) / 2)[None]])
-    best.offer(x, pair.evaluate(x))
+    best.offer(*pair.evaluate(x))
     n_cells = float(np.prod(root.cu - root.cl + 1))
     if n_cells <= max_cells:
         boxes = pair.cells(root)
@@ -334,7 +345,7 @@ def _screened(pair: _Pair, best: _Best, boxes: _Boxes) -> _Bounded:
     certified maximum above the witness, so their interval bound is as good)."""
     bd = pair.bound(boxes, crown=False)
     centre = np.clip((boxes.lo + boxes.hi) / 2, boxes.lo, boxes.hi)
-    best.offer(centre, pair.evaluate(centre))
+    best.offer(*pair.evaluate(centre))
     if not pair.red:
         return bd
     need = np.flatnonzero(np.any((bd.dmax > best.val[None, :, 1]) |

@@ -200,7 +200,7 @@ def test_paper_region_is_exact_and_sound(paper, mnist):
     dd = n1.forward(xs) - n2.forward(xs)
     for o in d.outputs:
         assert o.min_certified <= dd[:, o.index].min() and o.max_certified >= dd[:, o.index].max()
-        assert o.max_certified - o.max_witnessed < 1e-6
+        assert o.max_certified - o.max_witnessed < 1e-5  # witnesses are float32 points
 
 
 def test_bad_inputs_are_refused(paper):

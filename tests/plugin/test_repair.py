@@ -136,6 +136,7 @@ def test_repair_and_discrepancy_commands(tmp_path, capsys, paper, mnist):
                           "--quiet", "--json", tmp_path / "d.json")
     assert code == 0 and "exact cells" in stdout
     box = json.loads((tmp_path / "d.json").read_text())["boxes"][0]
+    assert box["replayed"]["largest_difference"] < 1e-4  # onnxruntime agrees with the witnesses
     xs = np.random.default_rng(0).uniform(lo, hi, size=(2000, 784))
     d = load_torch(paper[0]).forward(xs) - load_quantized(out).forward(xs)
     for o in box["outputs"]:
