@@ -129,7 +129,9 @@ def test_every_engine_certifies_above_the_dense_maximum(tmp_path, engine):
     d = n1.forward(g) - n2.forward(g)
     assert rep.engine == engine
     assert rep.certified >= np.abs(d).max() - 1e-12
-    assert rep.witnessed <= rep.certified <= 1.01 * rep.witnessed + 1e-9
+    assert rep.witnessed <= rep.certified
+    if rep.seconds < 9.5:  # it stopped before its budget: then because the gap closed
+        assert rep.certified <= 1.01 * rep.witnessed + 1e-9
     for o in rep.outputs:  # every interval covers the dense range, even where not refined
         assert o.max_certified >= d[:, o.index].max() - 1e-12
         assert o.min_certified <= d[:, o.index].min() + 1e-12
