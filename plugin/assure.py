@@ -27,6 +27,8 @@ from nnbisim.verifiers import output_tolerance
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked directly
+QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
+QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,46 @@ def _halves(box: Box, scale: np.ndarray) -> tuple[Box, Box]:
     return Box(box.lower, hi1), Box(lo2, box.upper)
 
 
+def objectives_of(unsafe) -> set[tuple[int, int]]:
+    """The ``(output, sign)`` sides of ``N1 - N2`` the enlarged unsafe set depends on: for
+    ``C y1 <= d``, the minimum of output ``j`` where some ``C_j > 0``, its maximum where some
+    ``C_j < 0`` (:func:`~nnbisim.specs.assurance.enlarge`)."""
+    out: set[tuple[int, int]] = set()
+    for p in unsafe.disjuncts:
+        for j in np.flatnonzero(np.any(p.mat > 0, axis=0)):
+            out.add((int(j), -1))
+        for j in np.flatnonzero(np.any(p.mat < 0, axis=0)):
+            out.add((int(j), 1))
+    return out
+
+
+def _used_interval(rep, needed: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output ``[lo, hi]`` of ``N1 - N2`` for :func:`enlarge`: the certified sides that are
+    needed; an unneeded side is set to the other one (or 0), which leaves every term of the
+    enlargement unchanged (its coefficients have the sign that selects the needed side)."""
+    lo = np.array([o.min_certified for o in rep.outputs])
+    hi = np.array([o.max_certified for o in rep.outputs])
+    for j in range(len(lo)):
+        has_lo, has_hi = (j, -1) in needed, (j, 1) in needed
+        if not has_lo:
+            lo[j] = hi[j] if has_hi else 0.0
+        if not has_hi:
+            hi[j] = lo[j]
+    return lo, hi
+
+
+def _closed(rep, needed: set[tuple[int, int]], gap: float) -> bool:
+    """Whether every needed side of ``N1 - N2`` is certified within ``gap`` of its witness."""
+    for o in rep.outputs:
+        if (o.index, 1) in needed and o.max_certified > o.max_witnessed + gap * abs(
+                o.max_witnessed) + 1e-12:
+            return False
+        if (o.index, -1) in needed and o.min_certified < o.min_witnessed - gap * abs(
+                o.min_witnessed) - 1e-12:
+            return False
+    return True
+
+
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
            progress: Callable[[str], None] | None = None) -> AssureReport:
@@ -114,6 +156,7 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     s1, s2 = single(n1, device), single(n2, device)
     r1 = OnnxRunner(n1_path)
     queue = [(c, case.box, 0) for c, case in enumerate(cases)]
+    needed = [objectives_of(case.unsafe) for case in cases]
     scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
     pieces: list[Piece] = []
     direct: list[tuple[int, Box, int, float, float, float]] = []
@@ -125,30 +168,46 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
         if depth > MAX_DEPTH or share < 0.5:
             direct.append((c, box, depth, np.nan, 0.0, 0.0))
             continue
-        te = time.perf_counter()
-        rep = compute_epsilon(n1_path, n2_path, InputSet.of(box), verifier="bounds",
-                              aim="outputs", rel_gap=0.05, time_budget=eps_share * share,
-                              device=device)
-        eps_s = time.perf_counter() - te
-        lo = np.array([o.min_certified for o in rep.outputs])
-        hi = np.array([o.max_certified for o in rep.outputs])
-        tn = time.perf_counter()
-        d = decide(s2, [SpecCase(box, enlarge(unsafe, lo, hi))], (1 - eps_share) * share)
-        n2_s = time.perf_counter() - tn
-        say(f"box {c} depth {depth}: eps {rep.certified:.4g}, N2 {d.status.value}")
+        # eps is escalated: a quick bound first (often enough for N2 to prove the enlarged
+        # property), the box's full share only if N2 needs a tighter one
+        cap = eps_share * share
+        budgets = [QUICK_EPS, cap] if cap > 2 * QUICK_EPS else [cap]
+        eps_s = n2_s = 0.0
+        for attempt, budget in enumerate(budgets):
+            te = time.perf_counter()
+            rep = compute_epsilon(n1_path, n2_path, InputSet.of(box), verifier="bounds",
+                                  aim="outputs", rel_gap=0.05, time_budget=budget,
+                                  device=device, objectives=needed[c])
+            eps_s += time.perf_counter() - te
+            lo, hi = _used_interval(rep, needed[c])
+            eps = float(max(np.max(hi), -np.min(lo), 0.0))  # over the sides that matter
+            tn = time.perf_counter()
+            last = attempt == len(budgets) - 1
+            n2_budget = (1 - eps_share) * share if last else min(QUICK_N2,
+                                                                  (1 - eps_share) * share)
+            d = decide(s2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
+            n2_s += time.perf_counter() - tn
+            say(f"box {c} depth {depth}: eps {eps:.4g} ({budget:.0f} s budget), "
+                f"N2 {d.status.value}")
+            real = (d.status is Status.VIOLATED and d.x is not None
+                    and _violates(n1, d.x, unsafe, r1))
+            if d.status is Status.HOLDS or real:
+                break
+            if _closed(rep, needed[c], 0.05):
+                break  # eps is as tight as it gets: more time on it cannot help N2
         if d.status is Status.HOLDS:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "holds",
-                                rep.certified, eps_s, n2_s, 0.0))
+                                eps, eps_s, n2_s, 0.0))
             continue
-        if d.status is Status.VIOLATED and d.x is not None and _violates(n1, d.x, unsafe, r1):
+        if real:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "violated",
-                                rep.certified, eps_s, n2_s, 0.0))
+                                eps, eps_s, n2_s, 0.0))
             return AssureReport("violated", np.asarray(d.x), tuple(pieces),
                                 time.perf_counter() - t0, str(n2_path),
                                 ("N2's counterexample violates N1 too (replayed in onnxruntime)",))
         for half in _halves(box, scale):  # the eps interval shrinks with the box
             queue.append((c, half, depth + 1))
-        pieces.append(Piece(c, box.lower, box.upper, depth, "open", "split", rep.certified,
+        pieces.append(Piece(c, box.lower, box.upper, depth, "open", "split", eps,
                             eps_s, n2_s, 0.0))
     verdict = "holds"
     for k, (c, box, depth, eps, eps_s, n2_s) in enumerate(direct):

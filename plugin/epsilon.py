@@ -176,6 +176,7 @@ def compute_epsilon(
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
+    objectives: set[tuple[int, int]] | None = None,
 ) -> EpsilonReport:
     """Bracket eps and every output's difference interval over ``inputs``.
 
@@ -184,10 +185,13 @@ def compute_epsilon(
     ``device``: where the bound engines run (``cpu``; ``cuda`` on a GPU machine).
     ``aim``: ``eps`` closes the gap of eps (the largest difference over all outputs and signs;
     the other intervals are certified only below it), ``outputs`` that of every output's
-    interval on its own (slower).
+    interval on its own (slower). ``objectives``: only these ``(output, sign)`` pairs are
+    certified (the others keep an infinite certified bound), e.g. the outputs a property uses.
     """
     if aim not in ("eps", "outputs"):
         raise InputError(f"unknown aim {aim!r}; use eps or outputs")
+    if objectives is not None and aim != "outputs":
+        raise InputError("a subset of objectives needs aim='outputs'")
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     n1, n2 = load_network(n1_path), load_network(n2_path)
@@ -209,8 +213,11 @@ def compute_epsilon(
     if verifier != "none":
         used = choose_engine(n1, n2, engine)
         share = time_budget * (0.5 if exact else 1.0) - (time.perf_counter() - t0)
-        _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay,
-                 joint=aim == "eps", device=device)
+        skip = [objectives is not None and (b.index, b.sign) not in objectives
+                for b in brackets]
+        if not all(skip):
+            _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay,
+                     joint=aim == "eps", device=device, skip=skip)
     queries: list[dict] = []
     if exact:
         from nnbisim.verifiers import get_verifier
@@ -240,15 +247,19 @@ def compute_epsilon(
 def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket], engine: str,
              rel_gap: float, budget: float, searches: list[dict], say: Progress,
              replay: Callable[[np.ndarray], np.ndarray], joint: bool = True,
-             device: str = "cpu") -> None:
+             device: str = "cpu", skip: list[bool] | None = None) -> None:
     """Branch and bound on all outputs and signs at once; fills ``certified`` (and better
-    witnesses, counted only once replayed on the original files)."""
+    witnesses, counted only once replayed on the original files). ``skip``: brackets left
+    uncertified (their start value is +inf, so they never drive a split)."""
+    skip = skip or [False] * len(brackets)
     lower = np.array([b.lower for b in inputs.boxes])
     upper = np.array([b.upper for b in inputs.boxes])
     m = n1.out_size
     if inputs.dim > INPUT_SPLIT_MAX_DIM:
         deadline = time.perf_counter() + budget
         for k, br in enumerate(brackets):
+            if skip[k]:
+                continue
             c = np.zeros(m)
             c[br.index] = br.sign
             share = max((deadline - time.perf_counter()) / (len(brackets) - k), 0.05)
@@ -269,24 +280,32 @@ def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket]
             last[0] = now
             say(f"  eps in [{best:.6g}, {top:.6g}], {boxes} boxes bounded")
 
-    res = input_bab(lower, upper, objective_bounds(n1, n2, engine, device),
-                    objective_values(n1, n2),
-                    start_values=np.array([b.witnessed for b in brackets]),
-                    start_x=np.array([b.witness_x for b in brackets]), joint=joint,
+    keep = np.array([k for k in range(len(brackets)) if not skip[k]])  # objectives 2i (+), 2i+1
+    full_bound, full_value = objective_bounds(n1, n2, engine, device), objective_values(n1, n2)
+
+    def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
+        b = full_bound(lo, hi)
+        pick = (lambda a: None if a is None else a[:, keep])  # noqa: E731
+        return Bounded(b.upper[:, keep], pick(b.vertex), pick(b.slope))
+
+    sub = [brackets[k] for k in keep]
+    res = input_bab(lower, upper, bound, lambda x: full_value(x)[:, keep],
+                    start_values=np.array([b.witnessed for b in sub]),
+                    start_x=np.array([b.witness_x for b in sub]), joint=joint,
                     rel_gap=rel_gap, time_budget=budget, progress=progress,
                     polish=polisher(n1, n2, inputs))
     searches.append({"method": "input-split", "aim": "eps" if joint else "outputs",
                      "reason": res.reason, "boxes": res.boxes, "seconds": round(res.seconds, 3),
                      "upper": float(res.upper.max())})
-    better = [k for k, br in enumerate(brackets) if res.value[k] > br.witnessed]
+    better = [k for k, br in enumerate(sub) if res.value[k] > br.witnessed]
     if better:
         d = replay(res.x[better])
         for row, k in enumerate(better):
-            br = brackets[k]
+            br = sub[k]
             replayed = float(br.sign * d[row, br.index])
             if replayed > br.witnessed:
                 br.witnessed, br.witness_x = replayed, res.x[k]
-    for k, br in enumerate(brackets):
+    for k, br in enumerate(sub):
         br.certified = min(br.certified, float(res.upper[k]))
 
 

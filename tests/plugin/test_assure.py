@@ -67,3 +67,14 @@ def test_inside_eps_the_boxes_are_refined_or_decided_directly(pair):
     rep = assure(p1, [SpecCase(box, at_least(top + 0.2 * eps))], p2, time_budget=15)
     assert rep.verdict in ("holds", "timeout")
     assert any(p.result == "split" for p in rep.pieces) or rep.route != "compressed"
+
+
+def test_only_the_sides_the_unsafe_set_uses_are_bounded():
+    from nnbisim.assure import objectives_of
+    from nnbisim.specs.sets import OutputConstraint, Polytope
+
+    # y0 >= 3 (as -y0 <= -3) or y1 - y2 <= 0: min of nothing for y0 (C0 < 0: its max),
+    # the min of output 1 and the max of output 2
+    unsafe = OutputConstraint((Polytope(np.array([[-1.0, 0, 0]]), np.array([-3.0])),
+                               Polytope(np.array([[0, 1.0, -1.0]]), np.array([0.0]))))
+    assert objectives_of(unsafe) == {(0, 1), (1, -1), (2, 1)}

@@ -170,3 +170,19 @@ def test_unknown_aim_is_refused(pair):
     _, p1, p2 = pair
     with pytest.raises(Exception, match="aim"):
         compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))), aim="everything")
+
+
+def test_a_subset_of_objectives_is_certified_alone(tmp_path):
+    rng = np.random.default_rng(5)
+    n1, n2 = random_network([2, 10, 3], rng), random_network([2, 10, 3], rng)
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0, -1.0], [1.0, 1.0])), verifier="bounds",
+                          aim="outputs", rel_gap=0.01, time_budget=10, objectives={(1, -1)})
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 301)] * 2), -1).reshape(-1, 2)
+    d = n1.forward(g) - n2.forward(g)
+    o = rep.outputs[1]
+    assert np.isfinite(o.min_certified) and o.min_certified <= d[:, 1].min() + 1e-12
+    assert o.min_witnessed - o.min_certified <= 0.01 * abs(o.min_witnessed) + 1e-9
+    assert all(np.isinf(p.max_certified) for p in rep.outputs)
+    assert np.isinf(rep.outputs[0].min_certified) and np.isinf(rep.outputs[2].min_certified)
