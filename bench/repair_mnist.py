@@ -75,6 +75,8 @@ def main() -> int:
         rep = repair(n1, n2, regions, replay=x[train], accuracy=acc, progress=say, **kw)
         reports[name] = rep
         runs[name] = rep.to_json()
+        for r in runs[name]["rounds"][1:-1]:  # ranges per region: first and last step only
+            r.pop("regions", None)
     size = {"original": len(network_to_model(n1).SerializeToString()),
             "compressed": len(quantized_to_model(n2).SerializeToString()),
             "repaired": len(quantized_to_model(reports["calibrate"].network).SerializeToString())}
@@ -82,7 +84,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "repair_mnist.json").write_text(json.dumps(
         {"images": idx, "labels": labels, "runs": runs, "onnx_bytes": size,
-         "parameters": params, "accuracy_images": "test 5000-9999"}, indent=1))
+         "parameters": params, "accuracy_images": "test 5000-9999"}))
 
     main_rep = reports["calibrate"]
     lines = ["# Repair of the int8 MNIST network (second paper)", "",

@@ -86,10 +86,18 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
         return stack(torch_forward(l1, x), torch_forward(l2, x), lambda p: torch.cat(p, -1))
 
     def split(a: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Row coefficients on y1, y2 and y1 - y2. A row on both y1 and y2 is rewritten as
+        ``a1 (y1 - y2) + (a1 + a2) y2``, so that its difference part (all of it for a
+        two-network query's ``Y_f - Y_g``) gets the differential bounds."""
         if layout == "diff":
             return None, None, a
-        parts = [a[:, :m], a[:, m:2 * m], a[:, 2 * m:] if layout == "all" else None]
-        return tuple(None if p is None or not p.any() else p for p in parts)  # type: ignore
+        a1, a2 = a[:, :m].copy(), a[:, m:2 * m].copy()
+        ad = a[:, 2 * m:].copy() if layout == "all" else np.zeros_like(a1)
+        both = a1.any(axis=1) & a2.any(axis=1)
+        ad[both] += a1[both]
+        a2[both] += a1[both]
+        a1[both] = 0.0
+        return tuple(None if not p.any() else p for p in (a1, a2, ad))  # type: ignore
 
     if same_architecture(n1, n2):
         engine = DiffEngine(n1, n2, device)

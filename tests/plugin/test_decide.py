@@ -94,3 +94,19 @@ def test_bounds_verifier_on_a_merged_file_uses_the_pair(tmp_path, status):
     assert verdict.status is expected, verdict.message
     if expected is Status.VIOLATED:
         assert verdict.counterexample is not None and box.contains(verdict.counterexample)
+
+
+def test_a_two_network_row_gets_the_differential_bounds():
+    # Y_f - Y_g as a two-network query states it ([y1; y2] layout) must be bounded as tightly
+    # as the difference itself, not as y1 and -y2 bounded apart
+    rng = np.random.default_rng(4)
+    n1 = random_network([3, 20, 20, 2], rng)
+    n2 = round_weights(n1)
+    lo, hi = np.full((1, 3), -1.0), np.full((1, 3), 1.0)
+    stacked, diff = pair(n1, n2, "stacked"), pair(n1, n2, "diff")
+    a_st = np.array([[1.0, 0.0, -1.0, 0.0]])
+    low_st, _ = stacked.rows(lo, hi, a_st)
+    low_d, _ = diff.rows(lo, hi, np.array([[1.0, 0.0]]))
+    assert np.allclose(low_st, low_d, rtol=1e-9, atol=1e-15)
+    x = rng.uniform(-1, 1, size=(20000, 3))
+    assert low_st.min() <= (n1.forward(x) - n2.forward(x))[:, 0].min()
