@@ -27,6 +27,7 @@ from nnbisim.verifiers import output_tolerance
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked directly
+QUICK_DIRECT = 0.05  # share of the budget for a first, quick look at N1 itself
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
 
@@ -155,6 +156,26 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     n1, n2 = load_network(n1_path), load_network(n2_path)
     s1, s2 = single(n1, device), single(n2, device)
     r1 = OnnxRunner(n1_path)
+    # first a quick look at N1 itself (a witness search and a short branch and bound): a real
+    # counterexample, or a proof found in that time, ends the question at once
+    tq = time.perf_counter()
+    d0 = decide(s1, list(cases), QUICK_DIRECT * time_budget)
+    if d0.status is Status.HOLDS:
+        pieces_0 = tuple(Piece(c, case.box.lower, case.box.upper, 0, "direct", "holds", np.nan,
+                               0.0, 0.0, time.perf_counter() - tq)
+                         for c, case in enumerate(cases))
+        return AssureReport("holds", None, pieces_0, time.perf_counter() - t0, str(n2_path),
+                            ("proved on N1 directly by the quick branch and bound",))
+    if d0.status is Status.VIOLATED and d0.x is not None:
+        for c, case in enumerate(cases):
+            if case.box.contains(d0.x, 0.0) and _violates(n1, d0.x, case.unsafe, r1):
+                spent = time.perf_counter() - tq
+                piece = Piece(c, case.box.lower, case.box.upper, 0, "direct", "violated",
+                              np.nan, 0.0, 0.0, spent)
+                return AssureReport("violated", np.asarray(d0.x), (piece,),
+                                    time.perf_counter() - t0, str(n2_path),
+                                    ("the quick look at N1 found it (replayed in "
+                                     "onnxruntime)",))
     queue = [(c, case.box, 0) for c, case in enumerate(cases)]
     needed = [objectives_of(case.unsafe) for case in cases]
     scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
