@@ -142,8 +142,12 @@ def _closed(rep, needed: set[tuple[int, int]], gap: float) -> bool:
 
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
+           quick_direct: float = QUICK_DIRECT,
            progress: Callable[[str], None] | None = None) -> AssureReport:
-    """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2."""
+    """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2.
+
+    ``quick_direct``: the share of the budget for a first look at N1 itself (a witness search
+    always runs; 0 leaves the proofs to the compressed route)."""
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
     from nnbisim.decide import decide, single
@@ -159,7 +163,7 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     # first a quick look at N1 itself (a witness search and a short branch and bound): a real
     # counterexample, or a proof found in that time, ends the question at once
     tq = time.perf_counter()
-    d0 = decide(s1, list(cases), QUICK_DIRECT * time_budget)
+    d0 = decide(s1, list(cases), quick_direct * time_budget)
     if d0.status is Status.HOLDS:
         pieces_0 = tuple(Piece(c, case.box.lower, case.box.upper, 0, "direct", "holds", np.nan,
                                0.0, 0.0, time.perf_counter() - tq)

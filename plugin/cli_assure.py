@@ -45,7 +45,10 @@ def cmd_assure(args: argparse.Namespace) -> int:
         n2_path = save_model(network_to_model(n2), out / f"{args.n1.stem}_{args.compress}.onnx",
                              force=args.force)
         print(f"compressed network: {n2_path} ({n2.describe()})", file=sys.stderr)
+    if not 0 <= args.quick_direct < 1:
+        raise InputError("--quick-direct must be in [0, 1)")
     rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
+                 quick_direct=args.quick_direct,
                  progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
     data = rep.to_json()
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
@@ -75,6 +78,9 @@ def add_assure_parser(sub) -> None:
                    "(default: zero the neurons, same layer sizes)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--time-budget", type=float, default=116.0, metavar="S")
+    a.add_argument("--quick-direct", type=float, default=0.05, metavar="SHARE",
+                   help="share of the budget for a first look at N1 itself (0: only a witness "
+                   "search; proofs then come through N2)")
     a.add_argument("--workdir", type=Path, help="where a compressed network is written")
     a.add_argument("--json", type=Path, metavar="OUT.json")
     a.add_argument("--force", action="store_true")
