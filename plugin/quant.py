@@ -55,14 +55,6 @@ class Quantizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.value(self.codes(x))
 
-    def cell(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The closed interval of reals whose code is ``code`` (ends included; ties at the
-        ends may round either way, so neighbouring cells overlap at one point)."""
-        code = np.asarray(code, dtype=np.float64)
-        lo = (code - self.zero_point - 0.5) * self.scale
-        hi = (code - self.zero_point + 0.5) * self.scale
-        return (np.where(code <= self.qmin, -np.inf, lo), np.where(code >= self.qmax, np.inf, hi))
-
     def describe(self) -> str:
         return (f"scale {self.scale:g}, zero point {self.zero_point}, "
                 f"codes [{self.qmin}, {self.qmax}]")
@@ -170,17 +162,8 @@ class QuantizedNetwork:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Evaluate on a batch ``(n, in_size)`` (or one vector), exactly as the int8 model."""
         x = np.asarray(x, dtype=np.float64)
-        single = x.ndim == 1
-        codes, quant = self.input.codes(x.reshape(-1, self.in_size)), self.input
-        out = codes
-        for k, q in enumerate(self.layers):
-            z = self._step(k, codes, quant)
-            if q.out is None:
-                out = z
-            else:
-                codes, quant = q.out.codes(z), q.out
-                out = quant.value(codes)
-        return out[0] if single else out
+        out = self.forward_codes(self.input.codes(x.reshape(-1, self.in_size)))
+        return out[0] if x.ndim == 1 else out
 
     def forward_codes(self, codes: np.ndarray) -> np.ndarray:
         """:meth:`forward` from already quantized input codes ``(n, in_size)``."""
