@@ -128,7 +128,8 @@ def cmd_discrepancy(args: argparse.Namespace) -> int:
     from nnbisim.cli import _region
     from nnbisim.qbounds import discrepancy
 
-    _checked_out(args.json, args.force) if args.json else None
+    if args.json:
+        _checked_out(args.json, args.force)
     n1, n2 = load_any(args.n1), load_any(args.n2)
     inputs = _region(args)
     start = time.perf_counter()
