@@ -75,11 +75,22 @@ def load_state_dict_network(
     consecutive linear layers, as in ``nn.Sequential(Linear, ReLU, ..., Linear)``.
     """
     path = Path(path)
+    sd, prefixes = _linear_layers(path)
+    return _dense(sd, prefixes, path, input_shape)
+
+
+def _linear_layers(path: Path) -> tuple[dict, list[str]]:
+    """The state dict and its linear layers' prefixes, refusing a file without any."""
     sd = _load_state_dict(path)
     prefixes = _layer_order(list(sd))
     if not prefixes:
         raise InputError(f"{path}: no linear layer weights found (expected keys like "
                          "'fc1.weight' or 'fc1._packed_params._packed_params')")
+    return sd, prefixes
+
+
+def _dense(sd: dict, prefixes: list[str], path: Path, input_shape: tuple[int, ...]
+           ) -> tuple[Network, list[ActivationQuant] | None]:
     layers: list[Layer] = []
     quant: list[ActivationQuant] = []
     for p in prefixes:
@@ -118,17 +129,20 @@ def load_torch(path: str | Path, arch: Sequence[int] | None = None,
     scale 1 and zero point 0 if the file has no input stub). ``arch``: the expected sizes;
     a file of another shape is refused."""
     path = Path(path)
-    sd = _load_state_dict(path)
-    prefixes = _layer_order(list(sd))
-    if not prefixes:
-        raise InputError(f"{path}: no linear layer weights found (expected keys like "
-                         "'fc1.weight' or 'fc1._packed_params._packed_params')")
+    sd, prefixes = _linear_layers(path)
     packed = [sd.get(f"{p}._packed_params._packed_params") for p in prefixes]
+    net: Network | QuantizedNetwork
     if all(x is None for x in packed):
-        net, _ = load_state_dict_network(path, input_shape)
-        if arch is not None:
-            check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
-        return net
+        net = _dense(sd, prefixes, path, input_shape)[0]
+    else:
+        net = _quantized(sd, prefixes, packed, path, input_shape)
+    if arch is not None:
+        check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
+    return net
+
+
+def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
+               input_shape: tuple[int, ...]) -> QuantizedNetwork:
     if any(x is None for x in packed):
         raise InputError(f"{path}: mixes float and quantized linear layers; only all-float or "
                          "all-quantized stacks are supported")
@@ -148,11 +162,8 @@ def load_torch(path: str | Path, arch: Sequence[int] | None = None,
         layers.append(QuantizedLayer(codes, scales, zeros, bias, _quantizer(sd, p, path)))
     stub = "quant" if "quant.scale" in sd else None
     inp = _quantizer(sd, stub, path) if stub else Quantizer(1.0, 0, 0, 255)
-    net = QuantizedNetwork(inp, tuple(layers), input_shape or (1, layers[0].in_size),
-                           name=str(path))
-    if arch is not None:
-        check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
-    return net
+    return QuantizedNetwork(inp, tuple(layers), input_shape or (1, layers[0].in_size),
+                            name=str(path))
 
 
 def torch_per_channel() -> tuple:
