@@ -9,9 +9,12 @@ and by Marabou on the translated single-network 1.0 instance (one disjunct per q
 answer and seconds; totals: wrong answers (must be 0), timeouts, and time.
 
     python bench/vnncomp_acasxu.py [--networks 1_1,...] [--properties 1,3,4]
-        [--compressions float16,prune,distill] [--timeout 30] [--eps-budget 10]
+        [--compressions float16,prune,distill] [--timeout 20] [--eps-budget 10]
 
-Resumable: instances already in bench/results/vnncomp_acasxu.jsonl are skipped; the table is
+The defaults are the full table: 45 networks x 3 regions x 3 compressions x 2 sides = 810
+instances. Resumable: instances already in bench/results/vnncomp_acasxu.jsonl (same network,
+region, compression, side and timeout) are skipped; each compression's benchmark folder is
+built once under bench/work/ (a run stopped while building rebuilds it); the table is
 bench/results/vnncomp_acasxu.md. Property 2's region is property 1's, so it is left out by
 default.
 """
@@ -33,9 +36,13 @@ WORK = HERE / "work" / "vnncomp_acasxu"
 def build(compression: str, networks: list[str], props: list[int], timeout: float,
           eps_budget: float) -> Path:
     """The benchmark folder of one compression (written once)."""
+    import hashlib
+
     from nnbisim.benchmark import acasxu_pairs, write_benchmark
 
-    out = WORK / compression
+    # one folder per choice of networks, properties and budgets (a rerun reuses it)
+    key = json.dumps([networks, props, timeout, eps_budget])
+    out = WORK / f"{compression}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     if (out / "instances.csv").exists():
         return out
     pairs = acasxu_pairs(DATA, WORK / f"{compression}-networks", networks, props, compression)
@@ -65,7 +72,7 @@ def _rows(path: Path) -> list[list[str]]:
     return list(csv.reader(path.open()))
 
 
-def summarise(rows: list[dict], out: Path) -> None:
+def summarise(rows: list[dict], out: Path, planned: int) -> None:
     def wrong(r, tool):
         return r[tool] in ("sat", "unsat") and r[tool] != r["expected"]
 
@@ -75,7 +82,11 @@ def summarise(rows: list[dict], out: Path) -> None:
              "instance below the witnessed eps (known answers). nnbisim answers the VNN-LIB 2.0 "
              "two-network query with its own tool; Marabou answers the translated "
              "single-network 1.0 instance, one disjunct per query, `sat` replayed. Same "
-             "timeout, same run, one instance at a time on the 2-core machine.", ""]
+             "timeout, same run, one instance at a time on the 2-core machine.", "",
+             f"- instances run: {len(rows)} of {planned} planned (networks x regions x "
+             "compressions x both sides of eps); compressions so far: "
+             + ", ".join(f"{c} {sum(r['compression'] == c for r in rows)}"
+                         for c in sorted({r['compression'] for r in rows}))]
     for tool in ("nnbisim", "marabou"):
         n = len(rows)
         bad = sum(wrong(r, tool) for r in rows)
@@ -102,7 +113,7 @@ def main() -> None:
                                                    for j in range(1, 10)))
     ap.add_argument("--properties", default="1,3,4")
     ap.add_argument("--compressions", default="float16,prune,distill")
-    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--eps-budget", type=float, default=10.0)
     ap.add_argument("--results", type=Path, default=HERE / "results" / "vnncomp_acasxu.jsonl")
     args = ap.parse_args()
@@ -111,7 +122,9 @@ def main() -> None:
     done = []
     if args.results.exists():
         done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
-    seen = {(r["compression"], r["vnnlib"]) for r in done}
+    seen = {(r["compression"], r["network"], r["region"], r["expected"], r.get("timeout"))
+            for r in done}
+    planned = 2 * len(networks) * len(props) * len(args.compressions.split(","))
     for compression in args.compressions.split(","):
         print(f"{compression}: building the benchmark", flush=True)
         folder = build(compression, networks, props, args.timeout, args.eps_budget)
@@ -122,25 +135,27 @@ def main() -> None:
         expected = {r[1]: r[2] for r in _rows(folder / "expected.csv")[1:]}
         with args.results.open("a") as sink:
             for vnnlib, row1 in rows1.items():
-                if (compression, vnnlib) in seen:
-                    continue
                 pair = by_pair[int(Path(vnnlib).stem.split("_")[0][1:])]
+                network = (Path(pair["source"][0]).stem.split("_batch")[0]
+                           .replace("ACASXU_run2a_", ""))
+                if (compression, network, pair["region"], expected[vnnlib],
+                        args.timeout) in seen:
+                    continue
                 inst1 = {"field": row1[0], "vnnlib": vnnlib, "timeout": float(row1[2])}
                 row2 = rows2[vnnlib]
                 inst2 = {"field": row2[0], "vnnlib": vnnlib, "timeout": float(row2[2])}
                 res = answer(folder, inst1, inst2)
-                rec = {"compression": compression, "vnnlib": vnnlib,
-                       "network": Path(pair["source"][0]).stem.split("_batch")[0]
-                       .replace("ACASXU_run2a_", ""), "region": pair["region"],
-                       "expected": expected[vnnlib], **res}
+                rec = {"compression": compression, "vnnlib": vnnlib, "network": network,
+                       "region": pair["region"], "expected": expected[vnnlib],
+                       "timeout": args.timeout, **res}
                 done.append(rec)
                 sink.write(json.dumps(rec) + "\n")
                 sink.flush()
                 print(f"{compression} {rec['network']} {rec['region']} {rec['expected']}: "
                       f"nnbisim {rec['nnbisim']} {rec['nnbisim_s']} s, Marabou "
                       f"{rec['marabou']} {rec['marabou_s']} s", flush=True)
-                summarise(done, args.results.with_suffix(".md"))
-    summarise(done, args.results.with_suffix(".md"))
+                summarise(done, args.results.with_suffix(".md"), planned)
+    summarise(done, args.results.with_suffix(".md"), planned)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ enlarge the unsafe set by it (:mod:`nnbisim.specs.assurance`) and decide the enl
 N2. ``holds`` on N2 proves the box safe for N1. A counterexample of N2 is replayed on N1: if N1
 violates the original property there, it is a real counterexample. Otherwise the box is split in
 two along its relatively widest side (the difference interval shrinks with the box) and both
-halves are retried; boxes still open when their share of the budget ends, or too deep, are
-decided on N1 directly. The report says which route settled which box.
+halves are retried; boxes still open when the route's share of the budget ends, or too deep,
+are decided on N1 directly with the rest of the budget (a case none of whose pieces was settled
+goes back whole: one branch and bound over its box beats one per piece). The report says which
+route settled which box.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked direc
 QUICK_DIRECT = 0.05  # share of the budget for a first, quick look at N1 itself
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
+COMPRESSED_SHARE = 0.4  # share of the budget left after the quick look for the route via N2
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,15 @@ def _closed(rep, needed: set[tuple[int, int]], gap: float) -> bool:
 
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
-           quick_direct: float = QUICK_DIRECT,
+           quick_direct: float = QUICK_DIRECT, compressed_share: float = COMPRESSED_SHARE,
            progress: Callable[[str], None] | None = None) -> AssureReport:
     """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2.
 
-    ``quick_direct``: the share of the budget for a first look at N1 itself (a witness search
-    always runs; 0 leaves the proofs to the compressed route)."""
+    The budget goes, in order, to a quick look at N1 itself (``quick_direct`` of it: a witness
+    search always runs; 0 leaves the proofs to the other routes), the route through N2
+    (``compressed_share`` of what is left; 1 gives it everything but a last look at N1) and N1
+    directly for the boxes still open. Within the route through N2, ``eps_share`` of each box's
+    share goes to eps, the rest to N2."""
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
     from nnbisim.decide import decide, single
@@ -180,6 +186,8 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
                                     time.perf_counter() - t0, str(n2_path),
                                     ("the quick look at N1 found it (replayed in "
                                      "onnxruntime)",))
+    # the route through N2 ends at its own deadline; what is open then goes to N1 directly
+    c_deadline = time.perf_counter() + compressed_share * (deadline - time.perf_counter())
     queue = [(c, case.box, 0) for c, case in enumerate(cases)]
     needed = [objectives_of(case.unsafe) for case in cases]
     scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
@@ -188,17 +196,18 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     while queue:
         c, box, depth = queue.pop(0)
         unsafe = cases[c].unsafe
-        left = deadline - time.perf_counter()
-        share = left / (len(queue) + 1 + len(direct))
+        left = c_deadline - time.perf_counter()
+        share = left / (len(queue) + 1)
         if depth > MAX_DEPTH or share < 0.5:
             direct.append((c, box, depth, np.nan, 0.0, 0.0))
             continue
         # eps is escalated: a quick bound first (often enough for N2 to prove the enlarged
-        # property), the box's full share only if N2 needs a tighter one
-        cap = eps_share * share
-        budgets = [QUICK_EPS, cap] if cap > 2 * QUICK_EPS else [cap]
+        # property), then budgets three times longer while N2 needs a tighter one, within the
+        # box's share (eps_share of what is left for the bound, the rest for N2)
+        box_deadline = time.perf_counter() + share
+        budget = min(QUICK_EPS, eps_share * share)
         eps_s = n2_s = 0.0
-        for attempt, budget in enumerate(budgets):
+        while True:
             te = time.perf_counter()
             rep = compute_epsilon(n1_path, n2_path, InputSet.of(box), verifier="bounds",
                                   aim="outputs", rel_gap=0.05, time_budget=budget,
@@ -207,19 +216,19 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
             lo, hi = _used_interval(rep, needed[c])
             eps = float(max(np.max(hi), -np.min(lo), 0.0))  # over the sides that matter
             tn = time.perf_counter()
-            last = attempt == len(budgets) - 1
-            n2_budget = (1 - eps_share) * share if last else min(QUICK_N2,
-                                                                  (1 - eps_share) * share)
+            room = max(box_deadline - tn, 0.1)
+            nxt = min(3 * budget, eps_share * room)
+            last = nxt < 1.5 * budget or _closed(rep, needed[c], 0.05)
+            n2_budget = room if last else min(QUICK_N2, (1 - eps_share) * room)
             d = decide(s2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
             n2_s += time.perf_counter() - tn
             say(f"box {c} depth {depth}: eps {eps:.4g} ({budget:.0f} s budget), "
                 f"N2 {d.status.value}")
             real = (d.status is Status.VIOLATED and d.x is not None
                     and _violates(n1, d.x, unsafe, r1))
-            if d.status is Status.HOLDS or real:
-                break
-            if _closed(rep, needed[c], 0.05):
-                break  # eps is as tight as it gets: more time on it cannot help N2
+            if d.status is Status.HOLDS or real or last:
+                break  # settled, or eps cannot get tighter in time (or at all)
+            budget = nxt
         if d.status is Status.HOLDS:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "holds",
                                 eps, eps_s, n2_s, 0.0))
@@ -234,10 +243,15 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
             queue.append((c, half, depth + 1))
         pieces.append(Piece(c, box.lower, box.upper, depth, "open", "split", eps,
                             eps_s, n2_s, 0.0))
+    # a case none of whose pieces was settled goes to N1 whole (its pieces' records stay)
+    settled = {p.case for p in pieces if p.route == "compressed"}
+    whole = {c for c, *_ in direct if c not in settled}
+    todo = [d for d in direct if d[0] not in whole]
+    todo += [(c, cases[c].box, 0, np.nan, 0.0, 0.0) for c in sorted(whole)]
     verdict = "holds"
-    for k, (c, box, depth, eps, eps_s, n2_s) in enumerate(direct):
+    for k, (c, box, depth, eps, eps_s, n2_s) in enumerate(todo):
         left = deadline - time.perf_counter()
-        share = left / (len(direct) - k)
+        share = left / (len(todo) - k)
         tn = time.perf_counter()
         if share < 0.1:
             pieces.append(Piece(c, box.lower, box.upper, depth, "open", "unknown", eps, eps_s,

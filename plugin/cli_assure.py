@@ -22,8 +22,10 @@ def cmd_assure(args: argparse.Namespace) -> int:
     from nnbisim.assure import assure
     from nnbisim.specs.io import read_spec_cases
 
-    if (args.compressed is None) == (args.compress is None):
-        raise InputError("give one of --compressed N2.onnx or --compress METHOD")
+    if args.compressed is not None and args.compress is not None:
+        raise InputError("give one of --compressed N2.onnx or --compress METHOD, not both")
+    if args.compressed is None and args.compress is None:
+        args.compress = "distill"  # the first paper's compression (2x10 by default)
     if args.json is not None and args.json.exists() and not args.force:
         raise InputError(f"{args.json}: already exists; pass --force to overwrite it")
     cases = read_spec_cases(args.property)
@@ -47,8 +49,10 @@ def cmd_assure(args: argparse.Namespace) -> int:
         print(f"compressed network: {n2_path} ({n2.describe()})", file=sys.stderr)
     if not 0 <= args.quick_direct < 1:
         raise InputError("--quick-direct must be in [0, 1)")
+    if not 0 <= args.compressed_share <= 1:
+        raise InputError("--compressed-share must be in [0, 1]")
     rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
-                 quick_direct=args.quick_direct,
+                 quick_direct=args.quick_direct, compressed_share=args.compressed_share,
                  progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
     data = rep.to_json()
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
@@ -71,7 +75,8 @@ def add_assure_parser(sub) -> None:
     a.add_argument("property", type=Path, metavar="PROPERTY.vnnlib")
     a.add_argument("--compressed", type=Path, metavar="N2.onnx")
     a.add_argument("--compress", choices=["distill", "prune", "float16", "int8",
-                                          "int8-channel"])
+                                          "int8-channel"],
+                   help="how to make N2 when --compressed is not given (default: distill)")
     a.add_argument("--hidden", default="10,10", help="distill: hidden layer sizes")
     a.add_argument("--fraction", type=float, default=0.1, help="prune: fraction of neurons")
     a.add_argument("--remove", action="store_true", help="prune: make the network smaller "
@@ -81,6 +86,9 @@ def add_assure_parser(sub) -> None:
     a.add_argument("--quick-direct", type=float, default=0.05, metavar="SHARE",
                    help="share of the budget for a first look at N1 itself (0: only a witness "
                    "search; proofs then come through N2)")
+    a.add_argument("--compressed-share", type=float, default=0.4, metavar="SHARE",
+                   help="share of the rest of the budget for the route through N2; what it "
+                   "leaves open is decided on N1 directly with the remainder (1: all of it)")
     a.add_argument("--workdir", type=Path, help="where a compressed network is written")
     a.add_argument("--json", type=Path, metavar="OUT.json")
     a.add_argument("--force", action="store_true")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from netbuild import random_network, save
@@ -73,6 +75,30 @@ def test_inside_eps_the_boxes_are_refined_or_decided_directly(pair):
     assert any(p.result == "split" for p in rep.pieces) or rep.route != "compressed"
 
 
+def test_boxes_the_compressed_route_leaves_open_are_decided_on_n1(tmp_path, pair):
+    """N2 far from N1 (eps larger than the margin over the whole box): the route through N2
+    gets its share of the budget, N1 decides what it leaves; the settled pieces tile the box."""
+    p1, _p2, box, top, _eps = pair
+    from nnbisim.adapters.onnx_load import load_network
+
+    n1 = load_network(p1)
+    far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers])
+    p2 = save(network_to_model(far), tmp_path / "far.onnx")
+    prop = [SpecCase(box, at_least(top + 0.05))]
+    rep = assure(p1, prop, p2, time_budget=20, quick_direct=0.0, compressed_share=0.3)
+    assert rep.verdict == "holds" and rep.seconds < 25
+    settled = [p for p in rep.pieces if p.route != "open"]
+    assert {p.result for p in settled} == {"holds"} and "direct" in {p.route for p in settled}
+    volume = sum(float(np.prod(p.upper - p.lower)) for p in settled)
+    assert volume == pytest.approx(float(np.prod(box.upper - box.lower)), rel=1e-12)
+    # no time for the route through N2: the case goes to N1 whole, in one piece
+    rep = assure(p1, prop, p2, time_budget=10, quick_direct=0.0, compressed_share=0.01)
+    assert rep.verdict == "holds" and rep.route == "direct" and len(rep.pieces) == 1
+    np.testing.assert_array_equal(rep.pieces[0].lower, box.lower)
+    np.testing.assert_array_equal(rep.pieces[0].upper, box.upper)
+
+
 def test_only_the_sides_the_unsafe_set_uses_are_bounded():
     from nnbisim.assure import objectives_of
     from nnbisim.specs.sets import OutputConstraint, Polytope
@@ -82,3 +108,25 @@ def test_only_the_sides_the_unsafe_set_uses_are_bounded():
     unsafe = OutputConstraint((Polytope(np.array([[-1.0, 0, 0]]), np.array([-3.0])),
                                Polytope(np.array([[0, 1.0, -1.0]]), np.array([0.0]))))
     assert objectives_of(unsafe) == {(0, 1), (1, -1), (2, 1)}
+
+
+def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, capsys, pair):
+    from nnbisim.cli import main
+
+    p1, p2, _box, top, _eps = pair
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+                    "(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n"
+                    "(assert (>= X_1 -1))\n(assert (<= X_1 1))\n"
+                    f"(assert (>= Y_0 {top + 1.0!r}))\n")
+    out = tmp_path / "r.json"
+    code = main(["assure", str(p1), str(prop), "--time-budget", "20", "--workdir",
+                 str(tmp_path / "w"), "--json", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0 and "HOLDS" in text
+    assert (tmp_path / "w" / "n1_distill.onnx").exists()
+    assert json.loads(out.read_text())["verdict"] == "holds"
+    code = main(["assure", str(p1), str(prop), "--compressed", str(p2), "--compress", "prune"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not both" in err[0]
