@@ -29,7 +29,7 @@ from nnbisim.verifiers import output_tolerance
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked directly
-QUICK_DIRECT = 0.05  # share of the budget for a first, quick look at N1 itself
+QUICK_DIRECT = 0.1  # share of the budget for a first, quick look at N1 itself
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
 COMPRESSED_SHARE = 0.4  # share of the budget left after the quick look for the route via N2

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from nnbisim.assure import COMPRESSED_SHARE, QUICK_DIRECT
 from nnbisim.cli_vnncomp import progress_to_stderr
 from nnbisim.errors import InputError
 
@@ -83,10 +84,11 @@ def add_assure_parser(sub) -> None:
                    "(default: zero the neurons, same layer sizes)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--time-budget", type=float, default=116.0, metavar="S")
-    a.add_argument("--quick-direct", type=float, default=0.05, metavar="SHARE",
+    a.add_argument("--quick-direct", type=float, default=QUICK_DIRECT, metavar="SHARE",
                    help="share of the budget for a first look at N1 itself (0: only a witness "
                    "search; proofs then come through N2)")
-    a.add_argument("--compressed-share", type=float, default=0.4, metavar="SHARE",
+    a.add_argument("--compressed-share", type=float, default=COMPRESSED_SHARE,
+                   metavar="SHARE",
                    help="share of the rest of the budget for the route through N2; what it "
                    "leaves open is decided on N1 directly with the remainder (1: all of it)")
     a.add_argument("--workdir", type=Path, help="where a compressed network is written")
