@@ -146,6 +146,7 @@ def _closed(rep, needed: set[tuple[int, int]], gap: float) -> bool:
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
            quick_direct: float = QUICK_DIRECT, compressed_share: float = COMPRESSED_SHARE,
+           verifier: str = "bounds",
            progress: Callable[[str], None] | None = None) -> AssureReport:
     """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2.
 
@@ -153,7 +154,44 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     search always runs; 0 leaves the proofs to the other routes), the route through N2
     (``compressed_share`` of what is left; 1 gives it everything but a last look at N1) and N1
     directly for the boxes still open. Within the route through N2, ``eps_share`` of each box's
-    share goes to eps, the rest to N2."""
+    share goes to eps, the rest to N2. ``verifier`` decides the enlarged properties on N2 and
+    the boxes left to N1: ``bounds`` (the own engine) or any plug-in (``marabou``,
+    ``vnncomp:DIR``, ...), asked one box and unsafe polytope per query; the quick look and
+    eps always use the own engine."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as work:
+        return _assure(Path(n1_path), cases, Path(n2_path), time_budget, eps_share, device,
+                       quick_direct, compressed_share, verifier, progress, Path(work))
+
+
+def _checker(verifier: str, subjects: dict, paths: dict, work: Path
+             ) -> Callable[[int, list[SpecCase], float], tuple[Status, np.ndarray | None]]:
+    """``check(which, cases, seconds) -> (status, counterexample)`` on N1 (1) or N2 (2)."""
+    from nnbisim.decide import decide
+
+    if verifier == "bounds":
+        def own(which: int, cases: list[SpecCase], seconds: float):
+            d = decide(subjects[which], cases, seconds)
+            return d.status, d.x
+        return own
+    from nnbisim.verifiers import get_verifier
+    from nnbisim.vnncomp_run import per_disjunct
+
+    tool = get_verifier(verifier)
+    count = iter(range(1 << 30))
+
+    def external(which: int, cases: list[SpecCase], seconds: float):
+        sub = work / f"q{next(count)}"
+        sub.mkdir()
+        return per_disjunct(tool, paths[which], cases, seconds, sub)
+    return external
+
+
+def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: float,
+            eps_share: float, device: str, quick_direct: float, compressed_share: float,
+            verifier: str, progress: Callable[[str], None] | None, work: Path
+            ) -> AssureReport:
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
     from nnbisim.decide import decide, single
@@ -165,6 +203,7 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     say = progress or (lambda _m: None)
     n1, n2 = load_network(n1_path), load_network(n2_path)
     s1, s2 = single(n1, device), single(n2, device)
+    check = _checker(verifier, {1: s1, 2: s2}, {1: n1_path, 2: n2_path}, work)
     r1 = OnnxRunner(n1_path)
     # first a quick look at N1 itself (a witness search and a short branch and bound): a real
     # counterexample, or a proof found in that time, ends the question at once
@@ -220,23 +259,23 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
             nxt = min(3 * budget, eps_share * room)
             last = nxt < 1.5 * budget or _closed(rep, needed[c], 0.05)
             n2_budget = room if last else min(QUICK_N2, (1 - eps_share) * room)
-            d = decide(s2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
+            status, x = check(2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
             n2_s += time.perf_counter() - tn
             say(f"box {c} depth {depth}: eps {eps:.4g} ({budget:.0f} s budget), "
-                f"N2 {d.status.value}")
-            real = (d.status is Status.VIOLATED and d.x is not None
-                    and _violates(n1, d.x, unsafe, r1))
-            if d.status is Status.HOLDS or real or last:
+                f"N2 {status.value}")
+            real = (status is Status.VIOLATED and x is not None
+                    and _violates(n1, x, unsafe, r1))
+            if status is Status.HOLDS or real or last:
                 break  # settled, or eps cannot get tighter in time (or at all)
             budget = nxt
-        if d.status is Status.HOLDS:
+        if status is Status.HOLDS:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "holds",
                                 eps, eps_s, n2_s, 0.0))
             continue
         if real:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "violated",
                                 eps, eps_s, n2_s, 0.0))
-            return AssureReport("violated", np.asarray(d.x), tuple(pieces),
+            return AssureReport("violated", np.asarray(x), tuple(pieces),
                                 time.perf_counter() - t0, str(n2_path),
                                 ("N2's counterexample violates N1 too (replayed in onnxruntime)",))
         for half in _halves(box, scale):  # the eps interval shrinks with the box
@@ -258,16 +297,17 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
                                 n2_s, 0.0))
             verdict = "timeout"
             continue
-        d = decide(s1, [SpecCase(box, cases[c].unsafe)], share)
+        status, x = check(1, [SpecCase(box, cases[c].unsafe)], share)
         spent = time.perf_counter() - tn
-        if d.status is Status.VIOLATED and d.x is not None and _violates(n1, d.x,
-                                                                          cases[c].unsafe, r1):
+        if status is Status.VIOLATED and x is not None and _violates(n1, x, cases[c].unsafe,
+                                                                      r1):
             pieces.append(Piece(c, box.lower, box.upper, depth, "direct", "violated", eps,
                                 eps_s, n2_s, spent))
-            return AssureReport("violated", np.asarray(d.x), tuple(pieces),
+            return AssureReport("violated", np.asarray(x), tuple(pieces),
                                 time.perf_counter() - t0, str(n2_path),
-                                ("found on N1 directly (replayed in onnxruntime)",))
-        result = "holds" if d.status is Status.HOLDS else "unknown"
+                                (f"found on N1 directly by {verifier} (replayed in "
+                                 "onnxruntime)",))
+        result = "holds" if status is Status.HOLDS else "unknown"
         pieces.append(Piece(c, box.lower, box.upper, depth, "direct", result, eps, eps_s,
                             n2_s, spent))
         if result != "holds":

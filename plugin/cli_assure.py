@@ -54,6 +54,7 @@ def cmd_assure(args: argparse.Namespace) -> int:
         raise InputError("--compressed-share must be in [0, 1]")
     rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
                  quick_direct=args.quick_direct, compressed_share=args.compressed_share,
+                 verifier=args.verifier,
                  progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
     data = rep.to_json()
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
@@ -91,6 +92,10 @@ def add_assure_parser(sub) -> None:
                    metavar="SHARE",
                    help="share of the rest of the budget for the route through N2; what it "
                    "leaves open is decided on N1 directly with the remainder (1: all of it)")
+    a.add_argument("--verifier", default="bounds",
+                   help="decides the enlarged property on N2 and the boxes left to N1: bounds "
+                   "(the own engine, default), marabou, vnncomp:DIR or a plug-in; one box and "
+                   "unsafe polytope per query, counterexamples replayed")
     a.add_argument("--workdir", type=Path, help="where a compressed network is written")
     a.add_argument("--json", type=Path, metavar="OUT.json")
     a.add_argument("--force", action="store_true")

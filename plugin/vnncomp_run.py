@@ -59,16 +59,16 @@ def _version(path: Path) -> str:
     return detect_version(read_text(path), str(path))
 
 
-def marabou_per_disjunct(model: Path, boxes_unsafe: list[SpecCase], timeout: float,
-                       work: Path) -> tuple[Status, np.ndarray | None]:
-    """Marabou on ``model``, one query per (box, unsafe polytope), the time shared evenly
-    among the queries still to ask: ``violated`` on the first replayed counterexample,
-    ``holds`` when every query is unsat, else the first other answer (timeout, unknown)."""
-    from nnbisim.adapters.marabou import MarabouVerifier
+def per_disjunct(tool, model: Path, boxes_unsafe: list[SpecCase], timeout: float,
+                 work: Path) -> tuple[Status, np.ndarray | None]:
+    """A verifier plug-in on ``model``, one query per (box, unsafe polytope), the time shared
+    evenly among the queries still to ask: ``violated`` on the first counterexample (the
+    plug-in replays it), ``holds`` when every query is unsat, else the first other answer
+    (timeout, unknown). One output constraint per query because Marabou's answers on
+    disjunctive properties are unreliable."""
     from nnbisim.specs.vnnlib1 import write_vnnlib1
 
     deadline = time.perf_counter() + timeout
-    tool = MarabouVerifier()
     jobs = [(c, poly) for c in boxes_unsafe for poly in c.unsafe.disjuncts]
     worst = Status.HOLDS
     for k, (case, poly) in enumerate(jobs):
@@ -84,6 +84,14 @@ def marabou_per_disjunct(model: Path, boxes_unsafe: list[SpecCase], timeout: flo
         if verdict.status is not Status.HOLDS and worst is Status.HOLDS:
             worst = verdict.status  # keep looking: a later disjunct may be reachable
     return worst, None
+
+
+def marabou_per_disjunct(model: Path, boxes_unsafe: list[SpecCase], timeout: float,
+                         work: Path) -> tuple[Status, np.ndarray | None]:
+    """:func:`per_disjunct` with Marabou."""
+    from nnbisim.adapters.marabou import MarabouVerifier
+
+    return per_disjunct(MarabouVerifier(), model, boxes_unsafe, timeout, work)
 
 
 def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float,

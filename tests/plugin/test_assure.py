@@ -60,6 +60,18 @@ def test_safe_with_margin_is_proved_through_the_compressed_network(pair):
     assert rep.verdict == "holds" and rep.route in ("direct", "compressed")
 
 
+@pytest.mark.marabou
+def test_marabou_decides_the_enlarged_property_and_what_is_left_of_n1(pair):
+    p1, p2, box, top, eps = pair
+    rep = assure(p1, [SpecCase(box, at_least(top + 5 * eps + 0.01))], p2, time_budget=60,
+                 quick_direct=0.0, verifier="marabou")
+    assert rep.verdict == "holds" and rep.route == "compressed"
+    # no time for N2: Marabou decides the whole box on N1 (just above its sampled maximum)
+    rep = assure(p1, [SpecCase(box, at_least(top + 0.01))], p2, time_budget=60,
+                 quick_direct=0.0, compressed_share=0.0, verifier="marabou")
+    assert rep.verdict == "holds" and rep.route == "direct"
+
+
 def test_a_real_violation_is_replayed_on_n1(pair):
     p1, p2, box, top, eps = pair
     rep = assure(p1, [SpecCase(box, at_least(top - 0.05))], p2, time_budget=30)
