@@ -23,8 +23,11 @@ import csv
 import json
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+from _version import code_version
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "acasxu"
@@ -126,7 +129,10 @@ def summarise(rows: list[dict], out: Path, total: int) -> None:
              "defaults (a quick look at N1, then eps per box, the enlarged property on N2, "
              "counterexamples replayed on N1, refinement, N1 directly for what is left) and "
              "Marabou on N1 directly (one disjunct per query), same timeout, same run, one "
-             "core each. Times of timeouts count at the timeout.", ""]
+             "core each. Times of timeouts count at the timeout.", "",
+             "- code measured: " + ", ".join(f"{v} ({n} rows)" for v, n in sorted(Counter(
+                 r.get("code", "before the version was recorded") for r in rows).items())),
+             ""]
     for comp in sorted({r["compression"] for r in rows}):
         part = [r for r in rows if r["compression"] == comp]
         wrong = sum(not agree(r) for r in part)
@@ -241,11 +247,12 @@ def main() -> None:
     if args.summarise:
         todo = []
     print(f"{len(todo)} instances to run ({len(done)} already done)", flush=True)
+    version = code_version()
     if todo:
         with ProcessPoolExecutor(args.jobs) as pool, args.results.open("a") as sink:
             futures = [pool.submit(run_one, n, p, t, args.compression) for n, p, t in todo]
             for fut in as_completed(futures):
-                row = fut.result()
+                row = {**fut.result(), "code": version}
                 done.append(row)
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()

@@ -26,7 +26,10 @@ import csv
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+
+from _version import code_version
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "acasxu"
@@ -86,7 +89,9 @@ def summarise(rows: list[dict], out: Path, planned: int) -> None:
              f"- instances run: {len(rows)} of {planned} planned (networks x regions x "
              "compressions x both sides of eps); compressions so far: "
              + ", ".join(f"{c} {sum(r['compression'] == c for r in rows)}"
-                         for c in sorted({r['compression'] for r in rows}))]
+                         for c in sorted({r['compression'] for r in rows})),
+             "- code measured: " + ", ".join(f"{v} ({n} rows)" for v, n in sorted(Counter(
+                 r.get("code", "before the version was recorded") for r in rows).items()))]
     for tool in ("nnbisim", "marabou"):
         n = len(rows)
         bad = sum(wrong(r, tool) for r in rows)
@@ -124,6 +129,7 @@ def main() -> None:
         done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
     seen = {(r["compression"], r["network"], r["region"], r["expected"], r.get("timeout"))
             for r in done}
+    version = code_version()
     planned = 2 * len(networks) * len(props) * len(args.compressions.split(","))
     for compression in args.compressions.split(","):
         print(f"{compression}: building the benchmark", flush=True)
@@ -147,7 +153,7 @@ def main() -> None:
                 res = answer(folder, inst1, inst2)
                 rec = {"compression": compression, "vnnlib": vnnlib, "network": network,
                        "region": pair["region"], "expected": expected[vnnlib],
-                       "timeout": args.timeout, **res}
+                       "timeout": args.timeout, **res, "code": version}
                 done.append(rec)
                 sink.write(json.dumps(rec) + "\n")
                 sink.flush()
