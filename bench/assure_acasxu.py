@@ -23,6 +23,7 @@ import csv
 import json
 import tempfile
 import time
+import traceback
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -249,17 +250,27 @@ def main() -> None:
     print(f"{len(todo)} instances to run ({len(done)} already done)", flush=True)
     version = code_version()
     if todo:
-        with ProcessPoolExecutor(args.jobs) as pool, args.results.open("a") as sink:
-            futures = [pool.submit(run_one, n, p, t, args.compression) for n, p, t in todo]
-            for fut in as_completed(futures):
-                row = {**fut.result(), "code": version}
-                done.append(row)
-                sink.write(json.dumps(row) + "\n")
-                sink.flush()
-                print(f"{row['network']} prop {row['prop']}: {row['verdict']} ({row['route']}) "
-                      f"{row['seconds']} s; Marabou {row['marabou']} {row['marabou_seconds']} s",
-                      flush=True)
-                summarise(done, args.results.with_suffix(".md"), total)
+        pool = ProcessPoolExecutor(args.jobs)
+        try:
+            with args.results.open("a") as sink:
+                futures = {pool.submit(run_one, n, p, t, args.compression): (n, p)
+                           for n, p, t in todo}
+                for fut in as_completed(futures):
+                    try:
+                        row = {**fut.result(), "code": version}
+                    except Exception:  # noqa: BLE001 - one failed instance must not stop the run
+                        print(f"{futures[fut]}: failed (left for the next run)\n"
+                              f"{traceback.format_exc()}", flush=True)
+                        continue
+                    done.append(row)
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+                    print(f"{row['network']} prop {row['prop']}: {row['verdict']} "
+                          f"({row['route']}) {row['seconds']} s; Marabou {row['marabou']} "
+                          f"{row['marabou_seconds']} s", flush=True)
+                    summarise(done, args.results.with_suffix(".md"), total)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     summarise(done, args.results.with_suffix(".md"), total)
 
 
