@@ -259,7 +259,10 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             nxt = min(3 * budget, eps_share * room)
             last = nxt < 1.5 * budget or _closed(rep, needed[c], 0.05)
             n2_budget = room if last else min(QUICK_N2, (1 - eps_share) * room)
-            status, x = check(2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
+            if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+                status, x = check(2, [SpecCase(box, enlarge(unsafe, lo, hi))], n2_budget)
+            else:  # no finite bound in that time: nothing to ask N2 yet
+                status, x = Status.TIMEOUT, None
             n2_s += time.perf_counter() - tn
             say(f"box {c} depth {depth}: eps {eps:.4g} ({budget:.0f} s budget), "
                 f"N2 {status.value}")
@@ -313,3 +316,44 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
         if result != "holds":
             verdict = "timeout"
     return AssureReport(verdict, None, tuple(pieces), time.perf_counter() - t0, str(n2_path))
+
+
+@dataclass(frozen=True)
+class EnlargedCase:
+    """One box of a property of N1 with the unsafe set N2 must avoid there, and the certified
+    interval of ``N1 - N2`` over the box it comes from (sides the unsafe set does not use are
+    reported as ``nan``)."""
+
+    case: SpecCase
+    lower: np.ndarray
+    upper: np.ndarray
+    seconds: float
+
+
+def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCase], *,
+                   time_budget: float = 60.0, device: str = "cpu",
+                   progress: Callable[[str], None] | None = None) -> list[EnlargedCase]:
+    """Per box of ``cases``: certify ``N1 - N2`` over it (only the sides its unsafe set uses,
+    the budget shared evenly among the boxes) and enlarge the unsafe set by it, so that N2
+    never reaching the enlarged sets proves N1 never reaches the original ones."""
+    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.specs.assurance import enlarge
+
+    say = progress or (lambda _m: None)
+    out = []
+    deadline = time.perf_counter() + time_budget
+    for k, case in enumerate(cases):
+        t0 = time.perf_counter()
+        needed = objectives_of(case.unsafe)
+        budget = max((deadline - t0) / (len(cases) - k), 0.5)
+        rep = compute_epsilon(n1_path, n2_path, InputSet.of(case.box), verifier="bounds",
+                              aim="outputs", rel_gap=0.05, time_budget=budget, device=device,
+                              objectives=needed)
+        lo, hi = _used_interval(rep, needed)
+        unsafe = enlarge(case.unsafe, lo, hi)
+        shown_lo = np.array([lo[j] if (j, -1) in needed else np.nan for j in range(len(lo))])
+        shown_hi = np.array([hi[j] if (j, 1) in needed else np.nan for j in range(len(hi))])
+        out.append(EnlargedCase(SpecCase(case.box, unsafe), shown_lo, shown_hi,
+                                time.perf_counter() - t0))
+        say(f"box {k}: N1 - N2 certified in {time.perf_counter() - t0:.1f} s")
+    return out

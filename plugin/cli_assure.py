@@ -70,6 +70,63 @@ def cmd_assure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enlarge(args: argparse.Namespace) -> int:
+    """The property of N1 as the enlarged property N2 must satisfy, in VNN-LIB 1.0 or 2.0."""
+    import json
+
+    import numpy as np
+
+    from nnbisim.assure import enlarged_cases
+    from nnbisim.specs.assurance import enlarge
+    from nnbisim.specs.io import read_spec_cases
+    from nnbisim.specs.sets import InputSet, Property
+    from nnbisim.specs.vnnlib1 import write_cases_vnnlib1
+    from nnbisim.specs.vnnlib2 import write_vnnlib2
+
+    for path in (args.o, args.json):
+        if path is not None and path.exists() and not args.force:
+            raise InputError(f"{path}: already exists; pass --force to overwrite it")
+    cases = read_spec_cases(args.property)
+    first = cases[0].unsafe.disjuncts
+    shared = all(len(c.unsafe.disjuncts) == len(first) and all(
+        np.array_equal(p.mat, q.mat) and np.array_equal(p.rhs, q.rhs)
+        for p, q in zip(c.unsafe.disjuncts, first, strict=True)) for c in cases)
+    if args.vnnlib_version == "2" and not shared:
+        raise InputError(f"{args.property}: its boxes have different unsafe sets, which one "
+                         "VNN-LIB 2.0 property cannot state; write --vnnlib-version 1")
+    res = enlarged_cases(args.n1, args.n2, cases, time_budget=args.time_budget,
+                         progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
+    note = (f"{args.property.name} of {args.n1.name} for {args.n2.name}: N2 never reaching "
+            "these unsafe sets proves N1 safe (nnbisim enlarge)")
+    if args.vnnlib_version == "1":
+        write_cases_vnnlib1([r.case for r in res], args.o, comment=note)
+    else:  # one unsafe set for all boxes: enlarged by the hull of the boxes' intervals
+        # the boxes share the unsafe set, so the same sides are unused (nan) in every box
+        lo = np.min([r.lower for r in res], axis=0)
+        hi = np.max([r.upper for r in res], axis=0)
+        hi = np.where(np.isnan(hi), np.where(np.isnan(lo), 0.0, lo), hi)
+        lo = np.where(np.isnan(lo), hi, lo)
+        unsafe = enlarge(cases[0].unsafe, lo, hi)
+        write_vnnlib2(Property(InputSet(tuple(c.box for c in cases)), unsafe,
+                               unsafe.out_dim), path=args.o)
+    print(f"{args.o}: {args.property.name} enlarged for {args.n2.name} "
+          f"(VNN-LIB {args.vnnlib_version}.0)")
+    for k, r in enumerate(res):
+        sides = ", ".join(f"y{j} [{r.lower[j]:.6g}, {r.upper[j]:.6g}]"
+                          for j in range(len(r.lower))
+                          if not (np.isnan(r.lower[j]) and np.isnan(r.upper[j])))
+        print(f"  box {k}: N1 - N2 in {sides} ({r.seconds:.1f} s; nan: side not used)")
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "property": str(args.property), "n1": str(args.n1), "n2": str(args.n2),
+            "out": str(args.o), "vnnlib_version": args.vnnlib_version,
+            "boxes": [{"lower": r.case.box.lower.tolist(), "upper": r.case.box.upper.tolist(),
+                       "diff_lower": [None if np.isnan(v) else v for v in r.lower.tolist()],
+                       "diff_upper": [None if np.isnan(v) else v for v in r.upper.tolist()],
+                       "seconds": round(r.seconds, 3)} for r in res]}, indent=2))
+    return 0
+
+
 def add_assure_parser(sub) -> None:
     a = sub.add_parser("assure", help="decide a property of N1 through a compressed N2 and the "
                        "certified bound on N1 - N2")
@@ -101,3 +158,18 @@ def add_assure_parser(sub) -> None:
     a.add_argument("--force", action="store_true")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_assure)
+    e = sub.add_parser("enlarge", help="write a property of N1 as the enlarged property N2 "
+                       "must satisfy (for any verifier on N2)")
+    e.add_argument("n1", type=Path, metavar="N1.onnx")
+    e.add_argument("n2", type=Path, metavar="N2.onnx")
+    e.add_argument("property", type=Path, metavar="PROPERTY.vnnlib")
+    e.add_argument("-o", type=Path, required=True, metavar="OUT.vnnlib")
+    e.add_argument("--vnnlib-version", choices=["1", "2"], default="1",
+                   help="1: per box its own enlarged set; 2: one set for all boxes (the hull "
+                   "of their intervals), which needs one unsafe set in the source")
+    e.add_argument("--time-budget", type=float, default=60.0, metavar="S",
+                   help="for certifying N1 - N2, shared among the boxes")
+    e.add_argument("--json", type=Path, metavar="OUT.json")
+    e.add_argument("--force", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_enlarge)

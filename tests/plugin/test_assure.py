@@ -142,3 +142,64 @@ def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, 
     code = main(["assure", str(p1), str(prop), "--compressed", str(p2), "--compress", "prune"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not both" in err[0]
+
+
+def _vnnlib1(path, lo, hi, threshold: float, extra_box=None):
+    """``Y_0 >= threshold`` over one box (or, with ``extra_box``, a second box whose unsafe
+    set is ``Y_0 >= threshold + 1``)."""
+    def box(lo, hi):
+        return " ".join(f"(>= X_{i} {float(lo[i])!r}) (<= X_{i} {float(hi[i])!r})"
+                        for i in range(len(lo)))
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(len(lo)))
+    head += "(declare-const Y_0 Real)\n"
+    if extra_box is None:
+        body = f"(assert (and {box(lo, hi)}))\n(assert (>= Y_0 {threshold!r}))\n"
+    else:
+        body = (f"(assert (or (and {box(lo, hi)} (>= Y_0 {threshold!r}))\n"
+                f"            (and {box(*extra_box)} (>= Y_0 {threshold + 1.0!r}))))\n")
+    path.write_text(head + body)
+    return path
+
+
+def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, pair):
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.cli import main
+    from nnbisim.decide import decide, single
+    from nnbisim.specs.io import read_spec_cases
+
+    p1, p2, box, top, eps = pair
+    threshold = top + 5 * eps + 0.01
+    prop = _vnnlib1(tmp_path / "p.vnnlib", box.lower, box.upper, threshold)
+    n1, n2 = load_network(p1), load_network(p2)
+    g = np.random.default_rng(3).uniform(box.lower, box.upper, size=(20000, 2))
+    shift = float((n1.forward(g) - n2.forward(g)).max())  # a sampled max of N1 - N2
+    for version in ("1", "2"):
+        out = tmp_path / f"e{version}.vnnlib"
+        code = main(["enlarge", str(p1), str(p2), str(prop), "-o", str(out), "--time-budget",
+                     "10", "--vnnlib-version", version, "--quiet",
+                     "--json", str(tmp_path / f"e{version}.json")])
+        assert code == 0 and "box 0: N1 - N2 in y0" in capsys.readouterr().out
+        (case,) = read_spec_cases(out)  # 2.0 goes through the vnnlib package
+        np.testing.assert_array_equal(case.box.lower, box.lower)
+        # Y_0 >= t - hi with hi >= every value of N1 - N2: below the threshold by at least it
+        (poly,) = case.unsafe.disjuncts
+        assert poly.mat.tolist() == [[-1.0]]
+        assert -poly.rhs[0] <= threshold - shift + 1e-9
+        assert decide(single(n2), [case], 20).status.value == "holds"
+        data = json.loads((tmp_path / f"e{version}.json").read_text())
+        assert data["boxes"][0]["diff_lower"] == [None]  # the minimum is not used
+    # refusals: an existing file, and box-specific unsafe sets in 2.0
+    refused = main(["enlarge", str(p1), str(p2), str(prop), "-o", str(out)])
+    assert refused == 2 and "--force" in capsys.readouterr().err
+    two = _vnnlib1(tmp_path / "two.vnnlib", box.lower, box.center, threshold,
+                   extra_box=(box.center, box.upper))
+    refused = main(["enlarge", str(p1), str(p2), str(two), "-o", str(tmp_path / "t.vnnlib"),
+                    "--vnnlib-version", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused == 2 and len(err) == 1 and "--vnnlib-version 1" in err[0]
+    # 1.0 keeps each box's own enlarged set
+    assert main(["enlarge", str(p1), str(p2), str(two), "-o", str(tmp_path / "t.vnnlib"),
+                 "--time-budget", "6", "--quiet"]) == 0
+    cases = read_spec_cases(tmp_path / "t.vnnlib")
+    assert len(cases) == 2
+    assert cases[1].unsafe.disjuncts[0].rhs[0] < cases[0].unsafe.disjuncts[0].rhs[0]
