@@ -43,11 +43,12 @@ _WORDS = {
 
 @dataclass(frozen=True)
 class MarabouVerifier:
-    """Marabou in a child process, killed ``grace`` seconds after the timeout.
+    """Marabou in a child process, killed at the timeout (wall clock, start-up included).
 
-    Marabou itself gets the timeout rounded up to whole seconds; ``grace`` covers the child's
-    start-up (about half a second) and Marabou's own slack. ``reader`` reads the property for
-    replaying counterexamples (default: ``nnbisim.specs.io.read_spec_cases``).
+    Marabou itself gets the timeout less ``grace`` (the child's start-up, about half a second
+    when idle, more on a busy machine, and Marabou's own slack), in whole seconds and at least
+    one, so that it usually answers ``timeout`` itself before it is killed. ``reader`` reads the
+    property for replaying counterexamples (default: ``nnbisim.specs.io.read_spec_cases``).
     """
 
     grace: float = 2.0
@@ -62,9 +63,9 @@ class MarabouVerifier:
             log_file, result = Path(tmp) / "marabou.log", Path(tmp) / "result.json"
             cmd = [self.python, "-m", "nnbisim.adapters.marabou_worker",
                    str(Path(model).resolve()), str(Path(prop).resolve()),
-                   str(max(1, math.ceil(timeout))), str(result)]
+                   str(max(1, math.floor(timeout - self.grace))), str(result)]
             start = time.perf_counter()
-            code = run_with_deadline(cmd, timeout + self.grace, log_file)
+            code = run_with_deadline(cmd, timeout, log_file)
             seconds = time.perf_counter() - start
             if code is None:
                 return Verdict(Status.TIMEOUT, self.name, seconds,

@@ -34,6 +34,7 @@ from nnbisim.vnncomp import (
 log = logging.getLogger(__name__)
 
 OWN_SHARE = 0.6  # of the timeout for the own engine; Marabou gets what is left
+MIN_QUERY = 2.0  # seconds: a verifier query given less is not started (start-up alone)
 _DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16",
            "Real": "Real"}
 
@@ -72,13 +73,13 @@ def per_disjunct(tool, model: Path, boxes_unsafe: list[SpecCase], timeout: float
     jobs = [(c, poly) for c in boxes_unsafe for poly in c.unsafe.disjuncts]
     worst = Status.HOLDS
     for k, (case, poly) in enumerate(jobs):
-        left = deadline - time.perf_counter()
-        if left < 1.0:
+        share = (deadline - time.perf_counter()) / (len(jobs) - k)
+        if share < MIN_QUERY:  # the queries left cannot all be asked in time
             return Status.TIMEOUT, None
         prop = work / f"disjunct_{k}.vnnlib"
         write_vnnlib1(Property(InputSet.of(case.box), OutputConstraint((poly,)),
                                poly.mat.shape[1]), prop)
-        verdict = tool.check(model, prop, max(left / (len(jobs) - k), 1.0))
+        verdict = tool.check(model, prop, share)
         if verdict.status is Status.VIOLATED:
             return Status.VIOLATED, verdict.counterexample
         if verdict.status is not Status.HOLDS and worst is Status.HOLDS:
@@ -111,13 +112,13 @@ def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float
         replayed = replay_pair(query, p_f, p_g, d.x)
         if replayed is not None:
             return "sat", two_network_assignment(query, d.x, *replayed)
-    left = timeout - (time.perf_counter() - t0) - 1.0
-    if left < 2.0:
+    if timeout - (time.perf_counter() - t0) < MIN_QUERY + 1.0:
         return "timeout", ""
     with tempfile.TemporaryDirectory(prefix="nnbisim-run-") as tmp:
         tr = translate(field, vnnlib, tmp, base=base)
         from nnbisim.specs.io import read_spec_cases
 
+        left = timeout - (time.perf_counter() - t0) - 1.0  # 1 s for writing the answer
         status, x = marabou_per_disjunct(tr.merged, read_spec_cases(tr.vnnlib1), left, Path(tmp))
     if status is Status.HOLDS:
         return "unsat", ""
