@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _version import code_version
+from _common import code_version
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "acasxu"
@@ -55,9 +55,12 @@ def build(compression: str, networks: list[str], props: list[int], timeout: floa
 
 
 def answer(folder: Path, inst_1: dict, inst_2: dict) -> dict:
+    import torch
+
     from nnbisim.specs.io import read_spec_cases
     from nnbisim.vnncomp_run import marabou_per_disjunct, run_instance
 
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         ours = run_instance(inst_2["field"], folder / "2.0" / inst_2["vnnlib"],

@@ -34,7 +34,7 @@ from nnbisim.vnncomp import (
 log = logging.getLogger(__name__)
 
 OWN_SHARE = 0.6  # of the timeout for the own engine; Marabou gets what is left
-MIN_QUERY = 2.0  # seconds: a verifier query given less is not started (start-up alone)
+MIN_QUERY = 1.5  # seconds: a verifier query given less is not started (start-up alone)
 _DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16",
            "Real": "Real"}
 
