@@ -120,6 +120,22 @@ def _by_route(rows: list[dict]) -> dict[str, int]:
             for route in ("direct", "compressed", "mixed")}
 
 
+def _per_property(rows: list[dict]) -> list[str]:
+    def counts(key: str, part: list[dict]) -> str:
+        return (f"{sum(r[key] == 'holds' for r in part)} / "
+                f"{sum(r[key] == 'violated' for r in part)} / "
+                f"{sum(not _answered(r[key]) for r in part)}")
+
+    out = []
+    for prop in sorted({r["prop"] for r in rows}, key=int):
+        part = [r for r in rows if r["prop"] == prop]
+        ours = sum(min(r["seconds"], r["timeout"]) for r in part)
+        theirs = sum(min(r["marabou_seconds"], r["timeout"]) for r in part)
+        out.append(f"| {prop} | {len(part)} | {counts('verdict', part)} | {ours:.0f} | "
+                   f"{counts('marabou', part)} | {theirs:.0f} |")
+    return out
+
+
 def summarise(rows: list[dict], out: Path, total: int) -> None:
     def agree(r):
         known = {r["verdict"], r["marabou"]} & {"holds", "violated"}
@@ -159,6 +175,9 @@ def summarise(rows: list[dict], out: Path, total: int) -> None:
                   f"alone: **{via_n2}** ({100 * via_n2 / max(len(safe), 1):.0f}%, target 80%)",
                   "- answers by route: " + ", ".join(
                       f"{route} {n}" for route, n in _by_route(part).items()), "",
+                  "| prop | instances | nnbisim holds / violated / open | s | "
+                  "Marabou holds / violated / open | s |", "|---|---:|---|---:|---|---:|",
+                  *_per_property(part), "",
                   "| network | prop | verdict | route | eps | eps s | N2 s | N1 s | total s | "
                   "Marabou | Marabou s |", "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
         for r in sorted(part, key=lambda r: (int(r["prop"]), r["network"])):
