@@ -234,7 +234,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("Marabou on N1 directly (s)")
-    ax.set_ylabel("nnbisim assure through N2 (s)")
+    ax.set_ylabel("nnbisim assure, all routes (s)")
     ax.set_title("ACAS Xu: time per instance")
     fig.tight_layout()
     fig.savefig(path)
