@@ -320,14 +320,21 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
 
 @dataclass(frozen=True)
 class EnlargedCase:
-    """One box of a property of N1 with the unsafe set N2 must avoid there, and the certified
-    interval of ``N1 - N2`` over the box it comes from (sides the unsafe set does not use are
-    reported as ``nan``)."""
+    """One box of a property of N1 with the unsafe set N2 must avoid there, and the interval
+    of ``N1 - N2`` it was enlarged by: certified on the ``needed`` ``(output, sign)`` sides, the
+    others filled as :func:`_used_interval` does (they do not enter the enlargement)."""
 
     case: SpecCase
     lower: np.ndarray
     upper: np.ndarray
+    needed: frozenset[tuple[int, int]]
     seconds: float
+
+    def side(self, j: int, sign: int) -> float | None:
+        """The certified bound of output ``j``'s minimum (-1) or maximum (+1), if used."""
+        if (j, sign) not in self.needed:
+            return None
+        return float(self.lower[j] if sign < 0 else self.upper[j])
 
 
 def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCase], *,
@@ -350,10 +357,7 @@ def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCas
                               aim="outputs", rel_gap=0.05, time_budget=budget, device=device,
                               objectives=needed)
         lo, hi = _used_interval(rep, needed)
-        unsafe = enlarge(case.unsafe, lo, hi)
-        shown_lo = np.array([lo[j] if (j, -1) in needed else np.nan for j in range(len(lo))])
-        shown_hi = np.array([hi[j] if (j, 1) in needed else np.nan for j in range(len(hi))])
-        out.append(EnlargedCase(SpecCase(case.box, unsafe), shown_lo, shown_hi,
-                                time.perf_counter() - t0))
+        out.append(EnlargedCase(SpecCase(case.box, enlarge(case.unsafe, lo, hi)), lo, hi,
+                                frozenset(needed), time.perf_counter() - t0))
         say(f"box {k}: N1 - N2 certified in {time.perf_counter() - t0:.1f} s")
     return out

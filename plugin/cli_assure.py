@@ -70,6 +70,10 @@ def cmd_assure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
 def cmd_enlarge(args: argparse.Namespace) -> int:
     """The property of N1 as the enlarged property N2 must satisfy, in VNN-LIB 1.0 or 2.0."""
     import json
@@ -101,28 +105,24 @@ def cmd_enlarge(args: argparse.Namespace) -> int:
     if args.vnnlib_version == "1":
         write_cases_vnnlib1([r.case for r in res], args.o, comment=note)
     else:  # one unsafe set for all boxes: enlarged by the hull of the boxes' intervals
-        # the boxes share the unsafe set, so the same sides are unused (nan) in every box
-        lo = np.min([r.lower for r in res], axis=0)
-        hi = np.max([r.upper for r in res], axis=0)
-        hi = np.where(np.isnan(hi), np.where(np.isnan(lo), 0.0, lo), hi)
-        lo = np.where(np.isnan(lo), hi, lo)
-        unsafe = enlarge(cases[0].unsafe, lo, hi)
+        unsafe = enlarge(cases[0].unsafe, np.min([r.lower for r in res], axis=0),
+                         np.max([r.upper for r in res], axis=0))
         write_vnnlib2(Property(InputSet(tuple(c.box for c in cases)), unsafe,
                                unsafe.out_dim), path=args.o)
     print(f"{args.o}: {args.property.name} enlarged for {args.n2.name} "
           f"(VNN-LIB {args.vnnlib_version}.0)")
     for k, r in enumerate(res):
-        sides = ", ".join(f"y{j} [{r.lower[j]:.6g}, {r.upper[j]:.6g}]"
-                          for j in range(len(r.lower))
-                          if not (np.isnan(r.lower[j]) and np.isnan(r.upper[j])))
-        print(f"  box {k}: N1 - N2 in {sides} ({r.seconds:.1f} s; nan: side not used)")
+        sides = ", ".join(f"y{j} [{_shown(r.side(j, -1))}, {_shown(r.side(j, 1))}]"
+                          for j in range(len(r.lower)) if (j, -1) in r.needed
+                          or (j, 1) in r.needed)
+        print(f"  box {k}: N1 - N2 in {sides} ({r.seconds:.1f} s; -: side not used)")
     if args.json is not None:
         args.json.write_text(json.dumps({
             "property": str(args.property), "n1": str(args.n1), "n2": str(args.n2),
             "out": str(args.o), "vnnlib_version": args.vnnlib_version,
             "boxes": [{"lower": r.case.box.lower.tolist(), "upper": r.case.box.upper.tolist(),
-                       "diff_lower": [None if np.isnan(v) else v for v in r.lower.tolist()],
-                       "diff_upper": [None if np.isnan(v) else v for v in r.upper.tolist()],
+                       "diff_lower": [r.side(j, -1) for j in range(len(r.lower))],
+                       "diff_upper": [r.side(j, 1) for j in range(len(r.upper))],
                        "seconds": round(r.seconds, 3)} for r in res]}, indent=2))
     return 0
 
