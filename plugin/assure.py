@@ -33,6 +33,7 @@ QUICK_DIRECT = 0.1  # share of the budget for a first, quick look at N1 itself
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
 COMPRESSED_SHARE = 0.4  # share of the budget left after the quick look for the route via N2
+PROBES = 2048  # random points of a box at which N1's margin to the unsafe set is measured
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,75 @@ def _closed(rep, needed: set[tuple[int, int]], gap: float) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """Whether the route through N2 can still settle a box, from N1's margin to the unsafe set
+    and what the enlargement costs there. ``margin``: the smallest over probe points of N1's
+    slack ``max_i (C_i y1 - d_i)`` (polytope by polytope; <= 0 means a probe reached the unsafe
+    set). ``spread``: the witnessed spread of ``N1 - N2`` over the box along the most lenient
+    row, ``|C_i| . (max - min)`` (no tighter bound removes it; only smaller boxes do).
+    ``reach``: the same with the certified sides the enlargement uses. The route needs both
+    below the margin; splitting shrinks the spread by about ``shrink`` at most, the reach by
+    ``rate`` per split (halving at depth 0, then the rate observed since the whole box)."""
+
+    margin: float
+    spread: float
+    reach: float
+    shrink: float
+    rate: float
+    left: int  # splits left before MAX_DEPTH
+    x: np.ndarray | None  # the probe with the smallest slack
+
+    @property
+    def hopeless(self) -> bool:
+        return (self.spread > self.shrink * self.margin
+                or self.reach * self.rate ** self.left > self.margin)
+
+    def describe(self) -> str:
+        return (f"N1's margin {self.margin:.3g} against the spread of N1 - N2 {self.spread:.3g} "
+                f"(witnessed; splitting shrinks it ~{self.shrink:.0f}x at most) and its "
+                f"certified reach {self.reach:.3g} (x{self.rate:.2f} per split, {self.left} "
+                f"splits left)")
+
+
+def outlook(n1, box: Box, unsafe: OutputConstraint, rep, needed: set, depth: int,
+            root_reach: float | None, rng: np.random.Generator) -> Outlook:
+    """N1's margin over ``box`` and what eps must cover there (:class:`Outlook`); ``n1`` is
+    N1 as a :func:`~nnbisim.decide.single` subject.
+
+    A heuristic, used only to send a box to N1 directly sooner (sound either way): the spread
+    shrinks about linearly with the box, and each of the ``MAX_DEPTH - depth`` splits left
+    halves one side, so every side is halved at most ``ceil(left / dims)`` times. The margin
+    is the closest approach found by a search (an upper bound on the true one), which errs
+    towards keeping the route."""
+    from nnbisim.decide import closest_approach
+
+    g, xs = closest_approach(n1, box, unsafe, rng, samples=PROBES)
+    wmax = np.array([o.max_witnessed for o in rep.outputs])
+    wmin = np.array([o.min_witnessed for o in rep.outputs])
+    cmax = np.array([o.max_certified if (o.index, 1) in needed else o.max_witnessed
+                     for o in rep.outputs])
+    cmin = np.array([o.min_certified if (o.index, -1) in needed else o.min_witnessed
+                     for o in rep.outputs])
+    w = wmax - wmin
+    w = np.where(np.isfinite(w), np.maximum(w, 0.0), 0.0)  # no witness: no evidence
+    cw = np.maximum(cmax - cmin, 0.0)  # inf when not certified: the route cannot settle it
+    cw = np.where(np.isnan(cw), np.inf, cw)
+    left = max(MAX_DEPTH - depth, 0)
+    dims = max(int(np.sum(box.upper > box.lower)), 1)
+    shrink = float(2.0 ** np.ceil(left / dims))
+    k = int(np.argmax(g))  # the polytope N1 comes closest to
+    a = np.abs(unsafe.disjuncts[k].mat)
+    spread, reach = float(np.min(a @ w)), float(np.min(a @ cw))
+    if root_reach is None or depth == 0:
+        rate = 0.5
+    elif np.isfinite(reach) and np.isfinite(root_reach) and root_reach > 0:
+        rate = min(float((reach / root_reach) ** (1.0 / depth)), 1.0)
+    else:
+        rate = 1.0
+    return Outlook(float(-g[k]), spread, reach, shrink, rate, left, xs[k])
+
+
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
            quick_direct: float = QUICK_DIRECT, compressed_share: float = COMPRESSED_SHARE,
@@ -232,6 +302,9 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
     scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
     pieces: list[Piece] = []
     direct: list[tuple[int, Box, int, float, float, float]] = []
+    gave_up: list[str] = []
+    root: dict[int, float] = {}  # the certified reach over each case's whole box
+    rng = np.random.default_rng(0)
     while queue:
         c, box, depth = queue.pop(0)
         unsafe = cases[c].unsafe
@@ -246,6 +319,7 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
         box_deadline = time.perf_counter() + share
         budget = min(QUICK_EPS, eps_share * share)
         eps_s = n2_s = 0.0
+        ol, status, x, real, probed = None, Status.TIMEOUT, None, False, False
         while True:
             te = time.perf_counter()
             rep = compute_epsilon(n1_path, n2_path, InputSet.of(box), verifier="bounds",
@@ -254,6 +328,16 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             eps_s += time.perf_counter() - te
             lo, hi = _used_interval(rep, needed[c])
             eps = float(max(np.max(hi), -np.min(lo), 0.0))  # over the sides that matter
+            if ol is None:  # is the route still worth its time here?
+                ol = outlook(s1, box, unsafe, rep, needed[c], depth, root.get(c), rng)
+                root.setdefault(c, ol.reach)
+                probed = ol.margin <= 0 and _violates(n1, ol.x, unsafe, r1)
+                if probed:
+                    break
+                if ol.hopeless:
+                    say(f"box {c} depth {depth}: eps {eps:.4g}, N2 not asked: "
+                        + ol.describe())
+                    break
             tn = time.perf_counter()
             room = max(box_deadline - tn, 0.1)
             nxt = min(3 * budget, eps_share * room)
@@ -271,6 +355,19 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             if status is Status.HOLDS or real or last:
                 break  # settled, or eps cannot get tighter in time (or at all)
             budget = nxt
+        if probed:
+            pieces.append(Piece(c, box.lower, box.upper, depth, "direct", "violated",
+                                eps, eps_s, n2_s, 0.0))
+            return AssureReport("violated", np.asarray(ol.x), tuple(pieces),
+                                time.perf_counter() - t0, str(n2_path),
+                                ("a probe of N1 reached the unsafe set (replayed in "
+                                 "onnxruntime)",))
+        if ol.hopeless:
+            pieces.append(Piece(c, box.lower, box.upper, depth, "open", "left to N1", eps,
+                                eps_s, n2_s, 0.0))
+            direct.append((c, box, depth, eps, 0.0, 0.0))
+            gave_up.append(f"box {c} depth {depth} left to N1: " + ol.describe())
+            continue
         if status is Status.HOLDS:
             pieces.append(Piece(c, box.lower, box.upper, depth, "compressed", "holds",
                                 eps, eps_s, n2_s, 0.0))
@@ -309,13 +406,14 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             return AssureReport("violated", np.asarray(x), tuple(pieces),
                                 time.perf_counter() - t0, str(n2_path),
                                 (f"found on N1 directly by {verifier} (replayed in "
-                                 "onnxruntime)",))
+                                 "onnxruntime)", *gave_up))
         result = "holds" if status is Status.HOLDS else "unknown"
         pieces.append(Piece(c, box.lower, box.upper, depth, "direct", result, eps, eps_s,
                             n2_s, spent))
         if result != "holds":
             verdict = "timeout"
-    return AssureReport(verdict, None, tuple(pieces), time.perf_counter() - t0, str(n2_path))
+    return AssureReport(verdict, None, tuple(pieces), time.perf_counter() - t0, str(n2_path),
+                        tuple(gave_up))
 
 
 @dataclass(frozen=True)

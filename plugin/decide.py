@@ -25,7 +25,7 @@ import torch
 
 from nnbisim.bab import Bounded, input_bab
 from nnbisim.model import Network
-from nnbisim.specs.sets import Box, Polytope, SpecCase
+from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
 from nnbisim.verdict import Status, Verdict
 from nnbisim.witness import climb, torch_forward, torch_layers
 
@@ -195,6 +195,16 @@ def _falsify(m: _Margins, box: Box, rng: np.random.Generator, samples: int, rest
         j = int(np.argmax(vals))
         best_v[k], best_x[k] = vals[j], cand[j]
     return best_v, best_x
+
+
+def closest_approach(subject: Subject, box: Box, unsafe: OutputConstraint,
+                     rng: np.random.Generator, samples: int = 2048, restarts: int = 8,
+                     steps: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Per unsafe polytope, the largest margin ``min_j (b_j - A_j y)`` found over ``box`` and
+    its input (samples, then hill climbs from the best): >= 0 is a candidate counterexample,
+    otherwise minus it is how close the network was seen to come (an upper bound on the true
+    distance)."""
+    return _falsify(_Margins(subject, unsafe.disjuncts), box, rng, samples, restarts, steps)
 
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,

@@ -203,3 +203,49 @@ def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, 
     cases = read_spec_cases(tmp_path / "t.vnnlib")
     assert len(cases) == 2
     assert cases[1].unsafe.disjuncts[0].rhs[0] < cases[0].unsafe.disjuncts[0].rhs[0]
+
+
+def test_the_route_through_n2_is_given_up_where_eps_cannot_fit_the_margin(tmp_path, pair):
+    """N1 safe by a hair, N2 far from N1: no eps N2 can reach fits the margin, so the box goes
+    to N1 at once (with the reason in the report) instead of being split to MAX_DEPTH."""
+    p1, _p2, box, top, _eps = pair
+    from nnbisim.adapters.onnx_load import load_network
+
+    n1 = load_network(p1)
+    far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers])
+    p2 = save(network_to_model(far), tmp_path / "far.onnx")
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, time_budget=20,
+                 quick_direct=0.0)
+    assert rep.verdict == "holds" and rep.route == "direct"
+    assert [p.result for p in rep.pieces if p.route == "open"] == ["left to N1"]
+    assert len(rep.notes) == 1 and "margin" in rep.notes[0]
+
+
+def test_the_outlook_weighs_the_margin_against_the_spread_and_the_reach(pair):
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.assure import MAX_DEPTH, outlook
+    from nnbisim.decide import single
+    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.specs.sets import InputSet
+
+    p1, p2, box, top, eps = pair
+    net1 = load_network(p1)
+    n1 = single(net1)
+    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", aim="outputs",
+                          time_budget=5, objectives={(0, 1)})
+    rng = np.random.default_rng(0)
+    wide = outlook(n1, box, at_least(top + 5 * eps + 0.01), rep, {(0, 1)}, 0, None, rng)
+    assert wide.margin > 5 * eps and not wide.hopeless
+    assert wide.spread <= wide.reach and wide.rate == 0.5 and wide.left == MAX_DEPTH
+    # the margin is the smallest slack found: the sampled maximum of N1 is close to top
+    assert wide.margin == pytest.approx(5 * eps + 0.01, abs=1e-3)
+    tight = outlook(n1, box, at_least(top + 1e-6 * eps), rep, {(0, 1)}, 0, None, rng)
+    assert tight.hopeless
+    # a probe inside the unsafe set: margin <= 0, the probe is the candidate counterexample
+    bad = outlook(n1, box, at_least(top - 0.1), rep, {(0, 1)}, 0, None, rng)
+    assert bad.margin <= 0 and float(net1.forward(bad.x)[0]) >= top - 0.1
+    # no progress since the whole box: the reach must fit the margin as it is
+    stuck = outlook(n1, box, at_least(top + 5 * eps + 0.01), rep, {(0, 1)}, 3, wide.reach,
+                    rng)
+    assert stuck.rate == pytest.approx(1.0) and stuck.left == MAX_DEPTH - 3
