@@ -93,6 +93,12 @@ def run_one(net_file: str, prop: str, timeout: float, compression: str) -> dict:
             "marabou_seconds": round(theirs, 2)}
 
 
+def load_instances() -> list[tuple[str, str, float]]:
+    """The csv's instances: (network file, property file, timeout)."""
+    return [(r[0], r[1], float(r[2]))
+            for r in csv.reader((DATA / "acasxu_instances.csv").open())]
+
+
 def _short(net_file: str, prop_file: str) -> tuple[str, str]:
     return (net_file.replace("ACASXU_run2a_", "").replace("_batch_2000.onnx", ""),
             prop_file.replace("prop_", "").replace(".vnnlib", ""))
@@ -251,7 +257,7 @@ def main() -> None:
                     help="only rewrite the table and plots from the results so far")
     ap.add_argument("--results", type=Path, default=HERE / "results" / "assure_acasxu.jsonl")
     args = ap.parse_args()
-    rows = [(r[0], r[1], float(r[2])) for r in csv.reader((DATA / "acasxu_instances.csv").open())]
+    rows = load_instances()
     total = len(rows)
     rows = spread(rows)
     if args.instances:
