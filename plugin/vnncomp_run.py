@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 OWN_SHARE = 0.6  # of the timeout for the own engine; Marabou gets what is left
 MIN_QUERY = 1.5  # seconds: a verifier query given less is not started (start-up alone)
+WRITE_MARGIN = 1.0  # seconds kept for writing the answer
 _DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16",
            "Real": "Real"}
 
@@ -95,6 +96,20 @@ def marabou_per_disjunct(model: Path, boxes_unsafe: list[SpecCase], timeout: flo
     return per_disjunct(MarabouVerifier(), model, boxes_unsafe, timeout, work)
 
 
+def own_budget(timeout: float, queries: int) -> float:
+    """The own engine's seconds of an instance whose leftovers would take Marabou ``queries``
+    queries: :data:`OWN_SHARE` of the timeout when what is left covers :data:`MIN_QUERY` per
+    query, else all of it (Marabou would start none of them, and the time would go unused)."""
+    rest = (1.0 - OWN_SHARE) * timeout - WRITE_MARGIN
+    if rest >= queries * MIN_QUERY:
+        return OWN_SHARE * timeout
+    return max(timeout - WRITE_MARGIN, 0.0)
+
+
+def _queries(cases: list[SpecCase]) -> int:
+    return sum(len(c.unsafe.disjuncts) for c in cases)
+
+
 def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float,
                 base: Path | None) -> tuple[str, str]:
     from nnbisim.adapters.onnx_load import load_network
@@ -105,20 +120,20 @@ def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float
     p_f, p_g = nets[query.first], nets[query.second]
     subject = pair(load_network(p_f), load_network(p_g), "stacked")
     cases = [SpecCase(box, query.unsafe) for box in query.inputs.boxes]
-    d = decide(subject, cases, OWN_SHARE * timeout)
+    d = decide(subject, cases, own_budget(timeout - (time.perf_counter() - t0), _queries(cases)))
     if d.status is Status.HOLDS:
         return "unsat", ""
     if d.status is Status.VIOLATED:
         replayed = replay_pair(query, p_f, p_g, d.x)
         if replayed is not None:
             return "sat", two_network_assignment(query, d.x, *replayed)
-    if timeout - (time.perf_counter() - t0) < MIN_QUERY + 1.0:
-        return "timeout", ""
+    if timeout - (time.perf_counter() - t0) - WRITE_MARGIN < _queries(cases) * MIN_QUERY:
+        return ("timeout" if d.status is Status.TIMEOUT else "unknown"), ""
     with tempfile.TemporaryDirectory(prefix="nnbisim-run-") as tmp:
         tr = translate(field, vnnlib, tmp, base=base)
         from nnbisim.specs.io import read_spec_cases
 
-        left = timeout - (time.perf_counter() - t0) - 1.0  # 1 s for writing the answer
+        left = timeout - (time.perf_counter() - t0) - WRITE_MARGIN
         status, x = marabou_per_disjunct(tr.merged, read_spec_cases(tr.vnnlib1), left, Path(tmp))
     if status is Status.HOLDS:
         return "unsat", ""
@@ -144,13 +159,14 @@ def _decide_one(model: Path, vnnlib: Path, timeout: float) -> tuple[str, str]:
     except UnsupportedModelError:
         net = None
     if net is not None:
-        d = decide(subject_of(model, net), cases, OWN_SHARE * timeout)
+        own = own_budget(timeout - (time.perf_counter() - t0), _queries(cases))
+        d = decide(subject_of(model, net), cases, own)
         status, x = d.status, d.x
     if status is Status.HOLDS:
         return "unsat", ""
     if status is not Status.VIOLATED:
-        left = timeout - (time.perf_counter() - t0) - 1.0
-        if left >= 2.0:
+        left = timeout - (time.perf_counter() - t0) - WRITE_MARGIN
+        if left >= _queries(cases) * MIN_QUERY:
             with tempfile.TemporaryDirectory(prefix="nnbisim-run-") as tmp:
                 status, x = marabou_per_disjunct(model, cases, left, Path(tmp))
         if status is Status.HOLDS:

@@ -201,3 +201,16 @@ def test_scripts_refuse_bad_arguments(tmp_path):
     out = subprocess.run(["bash", str(TOOL / "prepare_instance.sh"), "v1", "c", "n",
                           str(tmp_path / "none.vnnlib")], capture_output=True, text=True, env=env)
     assert out.returncode == 1 and "no such VNN-LIB" in out.stderr
+
+
+def test_the_own_engine_gets_the_time_marabou_could_not_use():
+    """With 20 s and 10 disjuncts Marabou's 40% (7 s after writing) cannot give each query its
+    1.5 s, so the own engine gets all but the writing margin; with 2 disjuncts it keeps 60%."""
+    from nnbisim.vnncomp_run import MIN_QUERY, OWN_SHARE, WRITE_MARGIN, own_budget
+
+    assert own_budget(20.0, 10) == pytest.approx(20.0 - WRITE_MARGIN)
+    assert own_budget(20.0, 2) == pytest.approx(OWN_SHARE * 20.0)
+    rest = (1 - OWN_SHARE) * 20.0 - WRITE_MARGIN
+    assert own_budget(20.0, int(rest // MIN_QUERY)) == pytest.approx(OWN_SHARE * 20.0)
+    assert own_budget(20.0, int(rest // MIN_QUERY) + 1) == pytest.approx(20.0 - WRITE_MARGIN)
+    assert own_budget(0.5, 1) == 0.0
