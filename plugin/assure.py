@@ -216,7 +216,7 @@ def outlook(n1, box: Box, unsafe: OutputConstraint, rep, needed: set, depth: int
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
            quick_direct: float = QUICK_DIRECT, compressed_share: float = COMPRESSED_SHARE,
-           verifier: str = "bounds",
+           verifier: str = "bounds", resume: bool = True,
            progress: Callable[[str], None] | None = None) -> AssureReport:
     """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2.
 
@@ -227,22 +227,27 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     share goes to eps, the rest to N2. ``verifier`` decides the enlarged properties on N2 and
     the boxes left to N1: ``bounds`` (the own engine) or any plug-in (``marabou``,
     ``vnncomp:DIR``, ...), asked one box and unsafe polytope per query; the quick look and
-    eps always use the own engine."""
+    eps always use the own engine. ``resume``: what the quick look's branch and bound proved
+    stays proved: boxes of the route inside it are settled at once, and the own engine's last
+    look at N1 goes on from the boxes it left open (False: each starts over, the old way)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as work:
         return _assure(Path(n1_path), cases, Path(n2_path), time_budget, eps_share, device,
-                       quick_direct, compressed_share, verifier, progress, Path(work))
+                       quick_direct, compressed_share, verifier, resume, progress,
+                       Path(work))
 
 
 def _checker(verifier: str, subjects: dict, paths: dict, work: Path
              ) -> Callable[[int, list[SpecCase], float], tuple[Status, np.ndarray | None]]:
-    """``check(which, cases, seconds) -> (status, counterexample)`` on N1 (1) or N2 (2)."""
+    """``check(which, cases, seconds, resume=None) -> (status, counterexample)`` on N1 (1) or
+    N2 (2). ``resume``: per case the open boxes of an earlier own branch and bound on the same
+    network and unsafe set, to go on from (the own engine only; other verifiers start over)."""
     from nnbisim.decide import decide
 
     if verifier == "bounds":
-        def own(which: int, cases: list[SpecCase], seconds: float):
-            d = decide(subjects[which], cases, seconds)
+        def own(which: int, cases: list[SpecCase], seconds: float, resume=None):
+            d = decide(subjects[which], cases, seconds, resume=resume)
             return d.status, d.x
         return own
     from nnbisim.verifiers import get_verifier
@@ -251,16 +256,23 @@ def _checker(verifier: str, subjects: dict, paths: dict, work: Path
     tool = get_verifier(verifier)
     count = iter(range(1 << 30))
 
-    def external(which: int, cases: list[SpecCase], seconds: float):
+    def external(which: int, cases: list[SpecCase], seconds: float, resume=None):
         sub = work / f"q{next(count)}"
         sub.mkdir()
         return per_disjunct(tool, paths[which], cases, seconds, sub)
     return external
 
 
+def _open_part(d, c: int, box: Box):
+    """The part of ``box`` (inside case ``c``'s box) that decision ``d`` left open, or None
+    where it kept no record (not searched)."""
+    opened = d.left[c] if c < len(d.left) else None
+    return None if opened is None else opened.within(box.lower, box.upper)
+
+
 def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: float,
             eps_share: float, device: str, quick_direct: float, compressed_share: float,
-            verifier: str, progress: Callable[[str], None] | None, work: Path
+            verifier: str, resume: bool, progress: Callable[[str], None] | None, work: Path
             ) -> AssureReport:
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
@@ -308,6 +320,11 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
     while queue:
         c, box, depth = queue.pop(0)
         unsafe = cases[c].unsafe
+        opened = _open_part(d0, c, box) if resume else None
+        if opened is not None and not len(opened):  # the quick look proved all of this box
+            pieces.append(Piece(c, box.lower, box.upper, depth, "direct", "holds", np.nan,
+                                0.0, 0.0, 0.0))
+            continue
         left = c_deadline - time.perf_counter()
         share = left / (len(queue) + 1)
         if depth > MAX_DEPTH or share < 0.5:
@@ -397,7 +414,9 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
                                 n2_s, 0.0))
             verdict = "timeout"
             continue
-        status, x = check(1, [SpecCase(box, cases[c].unsafe)], share)
+        # the quick look's branch and bound goes on where it stopped (what it proved stays)
+        status, x = check(1, [SpecCase(box, cases[c].unsafe)], share,
+                          resume=[_open_part(d0, c, box) if resume else None])
         spent = time.perf_counter() - tn
         if status is Status.VIOLATED and x is not None and _violates(n1, x, cases[c].unsafe,
                                                                       r1):

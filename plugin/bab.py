@@ -44,8 +44,36 @@ Progress = Callable[[float, float, int], None]  # (best value, upper bound, boxe
 
 
 @dataclass(frozen=True)
+class OpenBoxes:
+    """The boxes a search left open, ``lo[j] <= x <= hi[j]`` (B, n), with their sound upper
+    bounds ``ub`` (B, K) and split slopes (B, n) or None: everything outside them (within the
+    searched set) was proved below the floor, with bounds at most ``closed`` (K,), so a later
+    search on the same objectives and floor can resume from them instead of starting over."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    ub: np.ndarray
+    slope: np.ndarray | None
+    closed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lo)
+
+    def within(self, lower: np.ndarray, upper: np.ndarray) -> OpenBoxes:
+        """The open part inside the box ``lower <= x <= upper``: each open box cut to it, the
+        ones that do not meet it (or only touch it in a face of zero width where the box has
+        width) dropped. The bounds stay sound: a part of a box has no larger maximum."""
+        lo, hi = np.maximum(self.lo, lower), np.minimum(self.hi, upper)
+        flat = (upper - lower) <= 0
+        keep = np.all((hi > lo) | ((hi == lo) & flat), axis=1)
+        return OpenBoxes(lo[keep], hi[keep], self.ub[keep],
+                         None if self.slope is None else self.slope[keep], self.closed)
+
+
+@dataclass(frozen=True)
 class BabResult:
-    """Per objective ``k``: ``value[k] <= max_x f_k <= upper[k]``, attained at ``x[k]``."""
+    """Per objective ``k``: ``value[k] <= max_x f_k <= upper[k]``, attained at ``x[k]``.
+    ``left``: the boxes still open when the search stopped (None where not kept)."""
 
     upper: np.ndarray
     value: np.ndarray
@@ -53,6 +81,7 @@ class BabResult:
     boxes: int
     seconds: float
     reason: str  # "gap", "budget", "exhausted", "found", "interrupted", "max-boxes"
+    left: OpenBoxes | None = None
 
     @property
     def complete(self) -> bool:
@@ -81,13 +110,23 @@ class _Search:
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, bound: BoundFn, value: ValueFn,
                  best: np.ndarray, best_x: np.ndarray, joint: bool, rel_gap: float,
-                 abs_gap: float, target: float | None = None):
+                 abs_gap: float, target: float | None = None,
+                 resume: OpenBoxes | None = None, scale: np.ndarray | None = None):
         self.bound, self.value, self.joint, self.target = bound, value, joint, target
         self.rel_gap, self.abs_gap = rel_gap, abs_gap
         self.best, self.best_x = best.astype(np.float64).copy(), best_x.copy()
         self.closed = np.full(len(best), -np.inf)
-        self.scale = np.maximum((hi - lo).max(axis=0), 1e-300)
+        if scale is None:
+            scale = (hi - lo).max(axis=0) if len(lo) else np.ones(lo.shape[1])
+        self.scale = np.maximum(scale, 1e-300)
         self.lo, self.hi = lo, hi
+        if resume is not None:  # bounds known from an earlier search: no bounding needed
+            self.ub, self.slope = resume.ub.astype(np.float64), resume.slope
+            self.closed = np.asarray(resume.closed, np.float64).copy()
+            self.bounded = 0
+            if len(lo):
+                self._offer((lo + hi) / 2)
+            return
         self._offer((lo + hi) / 2)
         self.ub, self.slope = self._bound(lo, hi)
         self.bounded = len(lo)
@@ -239,6 +278,8 @@ def input_bab(
     polish: Callable[[np.ndarray], np.ndarray] | None = None,
     target: float | None = None,
     progress: Progress | None = None,
+    resume: OpenBoxes | None = None,
+    scale: np.ndarray | None = None,
 ) -> BabResult:
     """Maximise every objective over the union of boxes ``lower[j] <= x <= upper[j]``.
 
@@ -250,12 +291,25 @@ def input_bab(
     search); every second it is run from the centres of the boxes of highest score.
     ``target`` turns the search into a decision: it stops as soon as an objective reaches the
     target (reason "found") or no box can (every bound below it: "exhausted").
+
+    ``resume``: the open boxes of an earlier search of the same objectives to the same floor
+    (its :attr:`BabResult.left`, perhaps cut to a part of the set with :meth:`OpenBoxes.within`)
+    are searched instead of ``lower``/``upper``, which then only give the set's extent: what the
+    earlier search proved stays proved. ``scale``: the widths splits are measured against
+    (default: the extent of the boxes searched). The result's ``left`` holds the boxes open at
+    the stop.
     """
     t0 = time.perf_counter()
     lo = np.atleast_2d(np.asarray(lower, np.float64))
     hi = np.atleast_2d(np.asarray(upper, np.float64))
+    if resume is not None:
+        if scale is None:
+            scale = (hi - lo).max(axis=0)
+        lo = np.asarray(resume.lo, np.float64).reshape(-1, lo.shape[1])
+        hi = np.asarray(resume.hi, np.float64).reshape(-1, hi.shape[1])
     s = _Search(lo, hi, bound, value, np.asarray(start_values, np.float64),
-                np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target)
+                np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target,
+                resume, scale)
     k, reason = batch or 16, "budget"
     polished = t0
     try:
@@ -291,4 +345,5 @@ def input_bab(
     except KeyboardInterrupt:
         reason = "interrupted"
     return BabResult(s.upper(), s.best.copy(), s.best_x.copy(), s.bounded,
-                     time.perf_counter() - t0, reason)
+                     time.perf_counter() - t0, reason,
+                     OpenBoxes(s.lo, s.hi, s.ub, s.slope, s.closed.copy()))

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nnbisim.bab import Bounded, input_bab
+from nnbisim.bab import Bounded, OpenBoxes, input_bab
 from nnbisim.model import Network
 from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
 from nnbisim.verdict import Status, Verdict
@@ -132,6 +132,8 @@ class Decision:
     x: np.ndarray | None
     seconds: float
     problems: tuple[dict, ...] = field(default=())
+    # per case, the boxes its branch and bound left open (None: not searched, the whole box)
+    left: tuple[OpenBoxes | None, ...] = field(default=())
 
 
 class _Margins:
@@ -208,7 +210,8 @@ def closest_approach(subject: Subject, box: Box, unsafe: OutputConstraint,
 
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
-           seed: int = 0, progress: Callable[[str], None] | None = None) -> Decision:
+           seed: int = 0, progress: Callable[[str], None] | None = None,
+           resume: Sequence[OpenBoxes | None] | None = None) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -216,6 +219,11 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     0 (the budget left shared among the cases still open). ``violated`` as soon as a margin
     reaches 0 (in float64: the caller replays it in onnxruntime), ``holds`` when every box is
     proved unable to reach its unsafe set, ``timeout`` otherwise.
+
+    ``resume`` (per case, or None): the open boxes an earlier decision on the same subject and
+    unsafe polytopes left in that case's box (its :attr:`Decision.left`, perhaps cut to the box
+    with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
+    is skipped (the earlier one covered it).
     """
     t0 = time.perf_counter()
     deadline = t0 + time_budget
@@ -224,33 +232,54 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     notes: list[dict] = []
     samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
     margins = [_Margins(subject, case.unsafe.disjuncts) for case in cases]
+    again = list(resume) if resume is not None else [None] * len(cases)
     starts = []
-    for c, (case, m) in enumerate(zip(cases, margins, strict=True)):
+    for c, (case, m, opened) in enumerate(zip(cases, margins, again, strict=True)):
+        if opened is not None:  # searched before: start from the open boxes' centres
+            mid = (opened.lo + opened.hi) / 2 if len(opened) else case.box.lower[None]
+            starts.append(_best_of(m, mid))
+            continue
         g, x = _falsify(m, case.box, rng, samples, 64, 100)
         starts.append((g, x))
         if g.max() >= 0:
             say(f"witness in box {c}: margin {g.max():.3g}")
             return Decision(Status.VIOLATED, x[int(np.argmax(g))], time.perf_counter() - t0,
-                            ({"case": c, "margin": float(g.max()), "how": "witness"},))
+                            ({"case": c, "margin": float(g.max()), "how": "witness"},),
+                            tuple(again))
+    left: list[OpenBoxes | None] = list(again)
     for c, (case, m, (g0, x0)) in enumerate(zip(cases, margins, starts, strict=True)):
         share = (deadline - time.perf_counter()) / (len(cases) - c)
+        if again[c] is not None and not len(again[c]) and g0.max() < 0:
+            notes.append({"case": c, "how": "bab", "reason": "exhausted", "boxes": 0,
+                          "resumed": True, "open": 0})
+            continue  # an earlier search proved all of it
         if share <= 0.05:
             notes.append({"case": c, "how": "bab", "reason": "budget",
                           "margin": float(g0.max())})
             continue
         res = input_bab(case.box.lower[None], case.box.upper[None], m.bound, m.value,
                         start_values=g0, start_x=x0, target=0.0, time_budget=share,
-                        polish=m.polisher(case.box))
+                        polish=m.polisher(case.box), resume=again[c],
+                        scale=case.box.upper - case.box.lower)
+        left[c] = res.left
         notes.append({"case": c, "how": "bab", "reason": res.reason, "boxes": res.boxes,
                       "seconds": round(res.seconds, 3), "upper": float(res.upper.max()),
-                      "margin": float(res.value.max())})
+                      "margin": float(res.value.max()), "resumed": again[c] is not None,
+                      "open": len(res.left) if res.left is not None else None})
         say(f"box {c}: {res.reason} after {res.boxes} boxes ({res.seconds:.1f} s)")
         if res.reason == "found":
             return Decision(Status.VIOLATED, res.x[int(np.argmax(res.value))],
-                            time.perf_counter() - t0, tuple(notes))
+                            time.perf_counter() - t0, tuple(notes), tuple(left))
     proved = all(n.get("reason") == "exhausted" for n in notes) and len(notes) == len(cases)
     return Decision(Status.HOLDS if proved else Status.TIMEOUT, None,
-                    time.perf_counter() - t0, tuple(notes))
+                    time.perf_counter() - t0, tuple(notes), tuple(left))
+
+
+def _best_of(m: _Margins, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per polytope, the best margin among ``points`` and where it is."""
+    g = m.value(points)
+    i = np.argmax(g, axis=0)
+    return g[i, np.arange(g.shape[1])], points[i]
 
 
 def subject_of(path, net: Network, device: str = "cpu") -> Subject:

@@ -110,3 +110,35 @@ def test_union_of_boxes_and_a_starting_witness():
                  time_budget=20)
     assert res.complete and res.upper[0] >= sampled - 1e-12
     assert any(np.all((res.x[0] >= lows[k]) & (res.x[0] <= highs[k])) for k in range(2))
+
+
+def test_a_stopped_search_resumes_from_its_open_boxes():
+    """A decision search stopped after a few hundred boxes hands back its open boxes: every
+    point above the target lies in one of them (the rest was proved), and going on from them
+    reaches the same decision as a fresh search, bounding no more boxes in all."""
+    rng = np.random.default_rng(3)
+    net = random_network([2, 12, 12, 1], rng)
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 401)] * 2), -1).reshape(-1, 2)
+    top = float(net.forward(grid).max())
+    for target, reason in ((top + 0.02, "exhausted"), (top - 1e-3, "found")):
+        kw = dict(target=target, batch=16, split="widest", time_budget=60)
+        fresh = search(net, lo, hi, [[1.0]], **kw)
+        first = search(net, lo, hi, [[1.0]], max_boxes=200, **kw)
+        assert fresh.reason == reason and first.reason == "max-boxes"
+        left = first.left
+        assert len(left) > 0 and left.ub.shape == (len(left), 1)
+        above = grid[net.forward(grid)[:, 0] >= target]
+        inside = ((above[:, None] >= left.lo[None] - 1e-12)
+                  & (above[:, None] <= left.hi[None] + 1e-12)).all(-1).any(-1)
+        assert inside.all()
+        again = search(net, lo, hi, [[1.0]], resume=left, **kw)
+        assert again.reason == reason
+        assert first.boxes + again.boxes <= fresh.boxes + 1
+        if reason == "exhausted":
+            assert again.upper[0] < target and not len(again.left)
+        # the open part of the right half is what the right half still needs
+        right = left.within(np.array([0.0, -1.0]), hi)
+        assert np.all(right.lo[:, 0] >= 0.0) and len(right) <= len(left)
+        part = search(net, np.array([0.0, -1.0]), hi, [[1.0]], resume=right, **kw)
+        assert part.reason in ("exhausted", "found")

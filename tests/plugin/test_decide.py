@@ -110,3 +110,45 @@ def test_a_two_network_row_gets_the_differential_bounds():
     assert np.allclose(low_st, low_d, rtol=1e-9, atol=1e-15)
     x = rng.uniform(-1, 1, size=(20000, 3))
     assert low_st.min() <= (n1.forward(x) - n2.forward(x))[:, 0].min()
+
+
+
+def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
+    """Resumed from open boxes (here the four quadrants of the box, with no bound known yet),
+    a decision searches only them: it proves what a fresh decision proves, finds what it
+    finds, trusts that what lies outside them was proved (a quadrant left out is not looked
+    at), and hands back what it leaves open."""
+    from nnbisim.bab import OpenBoxes
+
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
+    y = net.forward(g)[:, 0]
+    top, arg = float(y.max()), g[int(np.argmax(y))]
+    lo = np.array([[-1.0, -1.0], [0.0, -1.0], [-1.0, 0.0], [0.0, 0.0]])
+    quads = OpenBoxes(lo, lo + 1.0, np.full((4, 1), np.inf), None, np.full(1, -np.inf))
+    subject = single(net)
+    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 20, resume=[quads])
+    assert held.status is Status.HOLDS and held.problems[0]["resumed"]
+    assert len(held.left[0]) == 0
+    hit_case = SpecCase(box, at_least(1, 0, top - 0.01))
+    hit = decide(subject, [hit_case], 20, resume=[quads])
+    assert hit.status is Status.VIOLATED and float(net.forward(hit.x)[0]) >= top - 0.01
+    # the quadrant holding the maximum left out: taken as proved, so the rest holds unless
+    # another quadrant comes within 0.01 of the top
+    peak = np.all((lo <= arg) & (arg <= lo + 1.0), axis=1)
+    rest = OpenBoxes(lo[~peak], lo[~peak] + 1.0, np.full((int((~peak).sum()), 1), np.inf),
+                     None, np.full(1, -np.inf))
+    others = y[~np.any(np.all((g[:, None] >= lo[peak][None]) & (g[:, None] <= lo[peak][None]
+                                                              + 1.0), -1), 1)].max()
+    assert others < top - 1e-3  # (seed 0: the peak stands out)
+    between = SpecCase(box, at_least(1, 0, (others + top) / 2))
+    assert decide(subject, [between], 20).status is Status.VIOLATED
+    assert decide(subject, [between], 20, resume=[rest]).status is Status.HOLDS
+    # nothing open: proved at once, without a search; a part of the open set cut to a box
+    done = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 0.0,
+                  resume=[held.left[0]])
+    assert done.status is Status.HOLDS and done.problems[0]["boxes"] == 0
+    half = quads.within(np.array([0.0, -1.0]), np.array([1.0, 1.0]))
+    assert len(half) == 2 and np.all(half.lo[:, 0] == 0.0)
