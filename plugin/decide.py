@@ -136,11 +136,60 @@ class Decision:
     left: tuple[OpenBoxes | None, ...] = field(default=())
 
 
+def _exact_sum(rows: np.ndarray) -> np.ndarray | None:
+    """The sum of the rows ``(r, m)`` if float64 adds them without rounding, else None."""
+    total = rows[0].copy()
+    for row in rows[1:]:
+        s = total + row
+        back = s - total
+        if np.any((total - (s - back)) + (row - back) != 0):  # TwoSum's error term
+            return None
+        total = s
+    return total
+
+
+COMBINE_ALL = 5  # polytopes with up to this many rows get the sums of all their row subsets,
+COMBINE_ROWS = 8  # those with up to this many the sums of their row pairs (all: the full sum)
+
+
+def _combinations(polys: Sequence[Polytope]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      np.ndarray]:
+    """Extra rows to bound for the margins: for each polytope of r > 1 rows, the sum of all its
+    rows and of every subset (r <= COMBINE_ALL) or pair (r <= COMBINE_ROWS) of them, as (rows,
+    rhs, owner, count). Since
+    ``min_j (b_j - A_j y) <= (1/|S|) sum_{j in S} (b_j - A_j y)``, a bound of a sum divided by
+    its count bounds the margin too, and can be far below every single row's where the row that
+    wins changes inside a box (CROWN bounds the sum directly, so its terms may cancel). Only
+    sums float64 forms exactly are kept, so the bound stays sound."""
+    from itertools import combinations
+
+    rows, rhs, owner, count = [], [], [], []
+    for k, p in enumerate(polys):
+        r = len(p.rhs)
+        if r < 2:
+            continue
+        sizes = range(2, r) if r <= COMBINE_ALL else [2] if r <= COMBINE_ROWS else []
+        subsets = [tuple(range(r))] + [s for n in sizes for s in combinations(range(r), n)]
+        for sub in subsets:
+            mat = _exact_sum(p.mat[list(sub)])
+            b = _exact_sum(p.rhs[list(sub)][:, None])
+            if mat is None or b is None:
+                continue
+            rows.append(mat)
+            rhs.append(b[0])
+            owner.append(k)
+            count.append(len(sub))
+    m = polys[0].mat.shape[1]
+    return (np.array(rows).reshape(-1, m), np.array(rhs, np.float64), np.array(owner, int),
+            np.array(count, np.float64))
+
+
 class _Margins:
     """The margins ``g_k(x) = min_j (b_kj - A_kj y)`` of every unsafe polytope ``k`` of one
-    case, evaluated together (their rows stacked) and bounded together."""
+    case, evaluated together (their rows stacked) and bounded together (each row, and sums of
+    rows: see :func:`_combinations`)."""
 
-    def __init__(self, subject: Subject, polys: Sequence[Polytope]):
+    def __init__(self, subject: Subject, polys: Sequence[Polytope], combine: bool = True):
         self.subject = subject
         self.a = np.vstack([p.mat for p in polys])
         self.b = np.concatenate([p.rhs for p in polys])
@@ -148,6 +197,12 @@ class _Margins:
         self.k = len(polys)
         self.at, self.bt = torch.tensor(self.a), torch.tensor(self.b)
         self.mask = torch.tensor(self.owner[None, :] == np.arange(self.k)[:, None])
+        extra = _combinations(polys) if combine else (np.zeros((0, self.a.shape[1])),
+                                                      np.zeros(0), np.zeros(0, int), np.zeros(0))
+        self.bound_a = np.vstack([self.a, extra[0]])
+        self.bound_b = np.concatenate([self.b, extra[1]])
+        self.bound_owner = np.concatenate([self.owner, extra[2]])
+        self.bound_count = np.concatenate([np.ones(len(self.b)), extra[3]])
 
     def value(self, x: np.ndarray) -> np.ndarray:
         slack = self.b - self.subject.forward(x) @ self.a.T  # (B, rows)
@@ -169,13 +224,15 @@ class _Margins:
         return polish
 
     def bound(self, lo: np.ndarray, hi: np.ndarray) -> Bounded:
-        low, slope = self.subject.rows(lo, hi, self.a)
-        gap = np.nextafter(self.b[None] - low, np.inf)  # upper bounds of b_j - A_j y, outward
+        low, slope = self.subject.rows(lo, hi, self.bound_a)
+        gap = np.nextafter(self.bound_b[None] - low, np.inf)  # of b_j - A_j y, outward
+        summed = self.bound_count > 1  # a sum of c rows bounds c times the margin
+        gap[:, summed] = np.nextafter(gap[:, summed] / self.bound_count[summed], np.inf)
         ub = np.empty((len(lo), self.k))
         sl = np.empty((len(lo), self.k, lo.shape[1]))
         rows = np.arange(len(lo))
         for k in range(self.k):
-            idx = np.flatnonzero(self.owner == k)
+            idx = np.flatnonzero(self.bound_owner == k)
             j = idx[np.argmin(gap[:, idx], axis=1)]
             ub[:, k], sl[:, k] = gap[rows, j], -slope[rows, j]
         return Bounded(ub, None, sl)
@@ -211,7 +268,8 @@ def closest_approach(subject: Subject, box: Box, unsafe: OutputConstraint,
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
-           resume: Sequence[OpenBoxes | None] | None = None) -> Decision:
+           resume: Sequence[OpenBoxes | None] | None = None,
+           combine: bool = True) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -223,7 +281,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     ``resume`` (per case, or None): the open boxes an earlier decision on the same subject and
     unsafe polytopes left in that case's box (its :attr:`Decision.left`, perhaps cut to the box
     with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
-    is skipped (the earlier one covered it).
+    is skipped (the earlier one covered it). ``combine``: bound sums of a polytope's rows too
+    (see :func:`_combinations`; False: each row alone, the old way).
     """
     t0 = time.perf_counter()
     deadline = t0 + time_budget
@@ -231,7 +290,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     rng = np.random.default_rng(seed)
     notes: list[dict] = []
     samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
-    margins = [_Margins(subject, case.unsafe.disjuncts) for case in cases]
+    margins = [_Margins(subject, case.unsafe.disjuncts, combine) for case in cases]
     again = list(resume) if resume is not None else [None] * len(cases)
     starts = []
     for c, (case, m, opened) in enumerate(zip(cases, margins, again, strict=True)):

@@ -152,3 +152,58 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     assert done.status is Status.HOLDS and done.problems[0]["boxes"] == 0
     half = quads.within(np.array([0.0, -1.0]), np.array([1.0, 1.0]))
     assert len(half) == 2 and np.all(half.lo[:, 0] == 0.0)
+
+
+def _crossing() -> Network:
+    """x in [-1, 1] -> (0, x, -x), through two ReLUs that stay active there."""
+    return Network.from_weights([np.array([[1.0], [-1.0]]), np.array([[0.0, 0.0], [1.0, 0.0],
+                                                                       [0.0, 1.0]])],
+                                [np.array([1.0, 1.0]), np.array([0.0, -1.0, -1.0])])
+
+
+def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
+    """Unsafe: y1 <= y0 - 0.1 and y2 <= y0 - 0.1, i.e. x <= -0.1 and x >= 0.1: empty. Each row
+    alone is satisfiable on half the box, so bounding rows one by one needs splits; the sum of
+    the two rows is -0.2 everywhere and proves the whole box at once."""
+    from nnbisim.decide import _exact_sum, _Margins
+
+    assert _exact_sum(np.array([[0.1], [0.2]])) is None  # 0.1 + 0.2 rounds: not used
+    assert _exact_sum(np.array([[1.0, -1.0], [0.5, 1.0]])).tolist() == [1.5, 0.0]
+    unsafe = OutputConstraint((Polytope(np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]),
+                                        [-0.1, -0.1]),))
+    subject = single(_crossing())
+    lo, hi = np.array([[-1.0]]), np.array([[1.0]])
+    alone = _Margins(subject, unsafe.disjuncts, combine=False).bound(lo, hi).upper
+    summed = _Margins(subject, unsafe.disjuncts).bound(lo, hi).upper
+    assert alone[0, 0] > 0.5 and summed[0, 0] == pytest.approx(-0.1, abs=1e-9)
+    box = Box([-1.0], [1.0])
+    d1 = decide(subject, [SpecCase(box, unsafe)], 10)
+    d0 = decide(subject, [SpecCase(box, unsafe)], 10, combine=False)
+    assert d1.status is Status.HOLDS and d0.status is Status.HOLDS
+    assert d1.problems[0]["boxes"] < d0.problems[0]["boxes"]
+
+
+def test_sums_of_rows_stay_sound_bounds_of_the_margin():
+    """Random networks and random polytopes of 2-6 rows: the bound with sums of rows is never
+    below a sampled margin, and never above the bound of the rows alone."""
+    from nnbisim.decide import _Margins
+
+    rng = np.random.default_rng(5)
+    tighter = 0
+    for trial in range(6):
+        net = random_network([3, 12, 12, 4], rng)
+        # small integer rows and rhs in eighths: their sums are exact, so they are all used
+        polys = tuple(Polytope(rng.integers(-3, 4, (r, 4)).astype(float),
+                               rng.integers(-8, 9, r) / 8.0) for r in (2 + trial % 5, 3))
+        subject = single(net)
+        lo = rng.uniform(-1, 0, (20, 3))
+        hi = lo + rng.uniform(0.05, 1.0, (20, 3))
+        with_sums = _Margins(subject, polys).bound(lo, hi).upper
+        alone = _Margins(subject, polys, combine=False).bound(lo, hi).upper
+        assert np.all(with_sums <= alone)
+        tighter += int(np.sum(with_sums < alone))
+        for b in range(len(lo)):
+            x = rng.uniform(lo[b], hi[b], (4000, 3))
+            seen = _Margins(subject, polys).value(x).max(axis=0)
+            assert np.all(seen <= with_sums[b] + 1e-12)
+    assert tighter > 0
