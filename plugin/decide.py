@@ -58,9 +58,9 @@ def single(net: Network, device: str = "cpu") -> Subject:
     tn, layers = prepare(net, device), torch_layers(net)
 
     def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        res = crown_bounds(tn, lo, hi, C=a, slopes=True)
-        k = a.shape[0]
-        return _host(res.lo), -_host(res.slopes[:, k:])  # lower of A y = -(upper of -A y)
+        # lower of A y = -(upper of -A y): one side only, half the final back-substitution
+        res = crown_bounds(tn, lo, hi, C=-a, slopes=True, sides="upper")
+        return -_host(res.hi), -_host(res.slopes)
     return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows)
 
 

@@ -200,8 +200,9 @@ def test_sums_of_rows_stay_sound_bounds_of_the_margin():
         hi = lo + rng.uniform(0.05, 1.0, (20, 3))
         with_sums = _Margins(subject, polys).bound(lo, hi).upper
         alone = _Margins(subject, polys, combine=False).bound(lo, hi).upper
-        assert np.all(with_sums <= alone)
-        tighter += int(np.sum(with_sums < alone))
+        # (the single rows' bounds agree up to the summation order of a batched product)
+        assert np.all(with_sums <= alone + 1e-12 * (1 + np.abs(alone)))
+        tighter += int(np.sum(with_sums < alone - 1e-9))
         for b in range(len(lo)):
             x = rng.uniform(lo[b], hi[b], (4000, 3))
             seen = _Margins(subject, polys).value(x).max(axis=0)
