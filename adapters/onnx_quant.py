@@ -5,13 +5,20 @@ exactly the arithmetic of :meth:`~nnbisim.quant.QuantizedNetwork.forward`, opera
 operation::
 
     Cast(input, double) -> Div(s) -> Round -> Add(z) -> Clip(0, 255) -> Cast(uint8): codes
-    per layer: MatMulInteger(codes, W int8, z_in, z_w) -> int32 sum (exact)
+    per layer: Cast(codes, int32) -> Sub(z_in) -> MatMul(Cast(W int8, int32) [- z_w]):
+               the int32 sum (exact)
                Cast(double) -> Mul(s_in * s_w) -> Add(bias) [-> Relu] -> the same rounding
     last codes -> Cast(double) -> Sub(z) -> Mul(s) -> Cast(float): output (float32)
 
 So nnbisim's bounds and witnesses hold for the file bit for bit (a float32 requantization, as
 in QuantizeLinear or PyTorch's kernels, can land a value within float32 rounding of a tie on
 the other side; measured: PyTorch and this file agree on all 10,000 MNIST test images).
+
+The sums are an int32 ``MatMul``, not ``MatMulInteger``: onnxruntime's ``MatMulInteger`` on
+uint8 x int8 adds pairs of products in int16 with saturation on x86 CPUs without VNNI
+(measured on an AVX2 AMD EPYC: 64 codes 255 against weights 127 give 1048544 = 32 x 32767,
+not 2072640), so its sums depend on the machine. Files that nnbisim wrote with
+``MatMulInteger`` before still read; onnxruntime may not run them exactly.
 
 Read forms (:func:`quantized_from_model`): that one; the QDQ form quantization tools write
 (``DequantizeLinear`` on int8 weight initializers, float ``MatMul``/``Gemm`` + ``Add``,
@@ -79,25 +86,31 @@ def quantized_to_model(net: QuantizedNetwork, *, input_name: str = "input",
                              name=f"{t}_clip"),
             helper.make_node("Cast", [f"{t}_clip"], [f"{t}_codes"], name=f"{t}_codes",
                              to=TensorProto.UINT8)])
-        init(f"{t}_zero", _u8(q.zero_point))
         return f"{t}_codes"
 
     nodes.append(helper.make_node("Cast", [current], ["input_f64"], name="input_f64",
                                   to=TensorProto.DOUBLE))
     quant = net.input
     codes = quantize("input_f64", quant, "in")
-    zero_name = "in_zero"
     last = len(net.layers) - 1
     for k, q in enumerate(net.layers):
         t = f"layer{k + 1}"
+        nodes.append(helper.make_node("Cast", [codes], [f"{t}_in32"], name=f"{t}_in32",
+                                      to=TensorProto.INT32))
+        init(f"{t}_zin", np.array(quant.zero_point, np.int32))
+        nodes.append(helper.make_node("Sub", [f"{t}_in32", f"{t}_zin"], [f"{t}_xc"],
+                                      name=f"{t}_xc"))
         init(f"{t}_W", np.ascontiguousarray(q.w_codes.T.astype(np.int8)))
-        wz = q.w_zero_points.astype(np.int8)
-        if np.any(wz != wz[0]):
-            raise UnsupportedModelError(f"{net.name}: layer {k + 1} has per-channel weight zero "
-                                        "points; MatMulInteger takes one")
-        init(f"{t}_Wzero", np.array(wz[0], np.int8))
-        nodes.append(helper.make_node("MatMulInteger", [codes, f"{t}_W", zero_name, f"{t}_Wzero"],
-                                      [f"{t}_acc"], name=f"{t}_matmul"))
+        nodes.append(helper.make_node("Cast", [f"{t}_W"], [f"{t}_W32"], name=f"{t}_W32",
+                                      to=TensorProto.INT32))
+        weights = f"{t}_W32"
+        if np.any(q.w_zero_points != 0):  # per output channel, broadcast over the columns
+            init(f"{t}_Wzero", q.w_zero_points.astype(np.int32))
+            nodes.append(helper.make_node("Sub", [weights, f"{t}_Wzero"], [f"{t}_Wc"],
+                                          name=f"{t}_Wc"))
+            weights = f"{t}_Wc"
+        nodes.append(helper.make_node("MatMul", [f"{t}_xc", weights], [f"{t}_acc"],
+                                      name=f"{t}_matmul"))
         nodes.append(helper.make_node("Cast", [f"{t}_acc"], [f"{t}_accd"], name=f"{t}_cast",
                                       to=TensorProto.DOUBLE))
         init(f"{t}_scale", np.asarray(quant.scale * q.w_scales, np.float64))
@@ -114,7 +127,7 @@ def quantized_to_model(net: QuantizedNetwork, *, input_name: str = "input",
                                           to=TensorProto.FLOAT))
             break
         quant = q.out
-        codes, zero_name = quantize(z, quant, t), f"{t}_zero"
+        codes = quantize(z, quant, t)
         if k == last:  # dequantize: (codes - zero) * scale, in float64, then float32
             nodes.extend([
                 helper.make_node("Cast", [codes], [f"{t}_codesd"], name=f"{t}_codesd",
@@ -140,8 +153,14 @@ def quantized_to_model(net: QuantizedNetwork, *, input_name: str = "input",
 
 def is_quantized(model: onnx.ModelProto) -> bool:
     ops = {n.op_type for n in model.graph.node}
-    return bool(ops & {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger",
-                       "QGemm", "QLinearAdd"})
+    return (any(p.key == META_QUANT for p in model.metadata_props)
+            or {"Round", "Clip"} <= ops
+            or bool(ops & {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul",
+                           "MatMulInteger", "QGemm", "QLinearAdd"}))
+
+
+def _cast_to(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "to"), 0)
 
 
 class _Reader:
@@ -248,6 +267,11 @@ class _Reader:
                 pending = None
                 node = self.next(out)
                 continue
+            if op == "Cast" and pending is None and _cast_to(node) == TensorProto.INT32:
+                pending, node = self.integer_layer(node, quant)  # nnbisim's int32 form
+                cur = node.output[0]
+                node = self.next(cur)
+                continue
             if op == "Cast" and pending is None:  # the float64 dequantization of the output
                 sub = self.next(node.output[0])
                 if sub is None or sub.op_type != "Sub":
@@ -290,6 +314,45 @@ class _Reader:
             raise self.refuse("has no quantized layer")
         return QuantizedNetwork(inq, tuple(layers), shape or (1, layers[0].in_size),
                                 name=self.source)
+
+    def integer_layer(self, cast: onnx.NodeProto,
+                      quant: Quantizer) -> tuple[dict, onnx.NodeProto]:
+        """``Cast(codes, int32) -> Sub(z_in) -> MatMul(W)`` with ``W`` an integer constant, a
+        ``Cast`` of one, or that minus per-column zero points: the layer so far and the
+        ``MatMul``."""
+        sub = self.next(cast.output[0])
+        if sub is None or sub.op_type != "Sub" or sub.input[0] != cast.output[0]:
+            raise self.refuse(f"'{cast.name}' casts codes to int32 without subtracting their "
+                              "zero point")
+        zero = self.const(sub.input[1], "zero point").reshape(-1)
+        if zero.size != 1 or int(zero[0]) != quant.zero_point:
+            raise self.refuse(f"'{sub.name}' subtracts another zero point than the codes' "
+                              f"{quant.zero_point}")
+        matmul = self.next(sub.output[0])
+        if matmul is None or matmul.op_type != "MatMul" or matmul.input[0] != sub.output[0]:
+            raise self.refuse(f"'{sub.name}' does not feed an integer MatMul")
+        codes, zeros = self._integer_weight(matmul.input[1], matmul.name)
+        n = codes.shape[1]
+        return ({"codes": codes, "zeros": np.broadcast_to(zeros, (n,)), "scales": None,
+                 "mul": np.ones(n), "bias": np.zeros(n), "relu": False, "integer": True,
+                 "in": quant}, matmul)
+
+    def _integer_weight(self, name: str, user: str) -> tuple[np.ndarray, np.ndarray]:
+        zeros = np.zeros(1)
+        if name not in self.consts:
+            producer = next((m for m in self.nodes if name in m.output), None)
+            if producer is not None and producer.op_type == "Sub":
+                zeros = self.const(producer.input[1], "weight zero point").astype(
+                    np.float64).reshape(-1)
+                name = producer.input[0]
+                producer = next((m for m in self.nodes if name in m.output), None)
+            if producer is not None and producer.op_type == "Cast":
+                name = producer.input[0]
+        codes = self.const(name, f"weight of '{user}'")
+        if codes.dtype.kind not in "iu" or codes.ndim != 2:
+            raise self.refuse(f"'{user}' multiplies by a {codes.dtype} {codes.shape} weight, "
+                              "not an integer matrix")
+        return codes.astype(np.float64), zeros
 
     def layer_start(self, node: onnx.NodeProto, quant: Quantizer) -> dict:
         op = node.op_type

@@ -58,7 +58,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     got = np.concatenate([sess.run(None, {name: xi.reshape(net.input_shape)})[0] for xi in x])
     want = net.forward(x.astype(np.float64))
     worst = float(np.max(np.abs(got - want)))
-    kind = "int8 (MatMulInteger/QuantizeLinear)" if quantized else "float32 (Gemm/Relu)"
+    kind = "int8 (int32 MatMul, float64 rounding)" if quantized else "float32 (Gemm/Relu)"
     print(f"{path}: {net.describe()}, {kind}; onnxruntime vs the model on 64 random inputs: "
           f"max difference {worst:.3g}")
     return 0

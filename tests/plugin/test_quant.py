@@ -77,6 +77,59 @@ def test_int8_loader_and_onnx_export_match_pytorch(paper, mnist, data_dir, tmp_p
     assert np.array_equal(back.forward(xs.astype(np.float64)), want[:300])
 
 
+def test_written_sums_are_exact_where_int16_pairs_would_saturate():
+    # codes 255 against weights +-127: onnxruntime's MatMulInteger (uint8 x int8) saturates
+    # pairs of products at int16 on x86 without VNNI; the written int32 MatMul must not
+    rng = np.random.default_rng(7)
+    w1 = rng.choice([-128.0, -127.0, 127.0], size=(16, 64))
+    w1[:8] = 127.0  # rows whose exact sums are far beyond any int16 pair
+    w2 = rng.integers(-128, 128, size=(3, 16)).astype(np.float64)
+    zeros = rng.integers(-3, 4, size=3).astype(np.float64)  # per output channel
+    net = QuantizedNetwork(Quantizer(1 / 255, 0), (
+        QuantizedLayer(w1, np.full(16, 1e-3), np.zeros(16), rng.normal(0, 1, 16),
+                       Quantizer(0.05, 0)),
+        QuantizedLayer(w2, np.full(3, 2e-3), zeros, rng.normal(0, 1, 3), Quantizer(0.1, 128))))
+    model = quantized_to_model(net)
+    assert "MatMulInteger" not in {n.op_type for n in model.graph.node}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.vstack([np.ones(64), rng.uniform(0.9, 1, size=(200, 64))]).astype(np.float32)
+    got = np.concatenate([sess.run(None, {"input": xi[None]})[0] for xi in x])
+    want = net.forward(x.astype(np.float64))
+    assert np.array_equal(got, want.astype(np.float32))
+    back = quantized_from_model(model, "written")
+    assert np.array_equal(back.forward(x.astype(np.float64)), want)
+    assert np.array_equal(back.layers[1].w_zero_points, zeros)
+
+
+def test_the_earlier_matmulinteger_form_still_reads():
+    # what nnbisim wrote before the int32 form: codes -> MatMulInteger -> float64 scaling
+    rng = np.random.default_rng(8)
+    w = rng.integers(-20, 21, size=(5, 3)).astype(np.int8)
+    N, C = helper.make_node, numpy_helper.from_array
+    f64 = TensorProto.DOUBLE
+    nodes = [N("Cast", ["x"], ["xd"], to=f64), N("Div", ["xd", "s"], ["d"]),
+             N("Round", ["d"], ["r"]), N("Add", ["r", "z"], ["a"]),
+             N("Clip", ["a", "lo", "hi"], ["c"]), N("Cast", ["c"], ["q"], to=TensorProto.UINT8),
+             N("MatMulInteger", ["q", "W", "zq", "zw"], ["acc"]),
+             N("Cast", ["acc"], ["accd"], to=f64), N("Mul", ["accd", "sw"], ["m"]),
+             N("Add", ["m", "b"], ["y64"]), N("Cast", ["y64"], ["y"], to=TensorProto.FLOAT)]
+    inits = [C(np.array(0.1), "s"), C(np.array(7.0), "z"), C(np.array(0.0), "lo"),
+             C(np.array(255.0), "hi"), C(w, "W"), C(np.array(7, np.uint8), "zq"),
+             C(np.array(0, np.int8), "zw"), C(np.full(3, 0.01), "sw"), C(np.arange(3.0), "b")]
+    g = helper.make_graph(nodes, "old", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       [1, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                          initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    net = quantized_from_model(m, "old.onnx")
+    assert net.input == Quantizer(0.1, 7) and net.layers[0].out is None
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.uniform(-1, 5, size=(100, 5)).astype(np.float32)
+    got = np.concatenate([sess.run(None, {"x": xi[None]})[0] for xi in x])
+    assert np.array_equal(got, net.forward(x.astype(np.float64)).astype(np.float32))
+
+
 def test_float_state_dict_scores_as_measured(paper, mnist):
     n1, _ = paper
     x, labels = mnist
