@@ -15,12 +15,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 def code_version() -> str:
-    """The git commit of the checkout, ``+dirty`` with local changes to tracked files."""
+    """The git commit of the checkout, ``+dirty`` with local changes to tracked files outside
+    bench/results."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
                               capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # bench/results is what the benches write, not code: a resumed run has it changed
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)bench/results"],
                                cwd=root, check=True, capture_output=True,
                                text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
