@@ -110,6 +110,24 @@ def summarise(rows: list[dict], out: Path, planned: int) -> None:
                      f"**{bad} wrong**, {timeouts} timeouts ({len(late)} of them right but "
                      f"more than {LATE:.0f} s late), {n - solved - bad - timeouts} other "
                      f"(unknown/error), total {total:.0f} s (timeouts at the timeout)")
+    lines += ["", "| compression | side | instances | nnbisim answered | wrong | timeouts | s "
+              "| Marabou answered | wrong | timeouts | s |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for comp in sorted({r["compression"] for r in rows}):
+        for side in ("unsat", "sat"):
+            part = [r for r in rows if r["compression"] == comp and r["expected"] == side]
+            if not part:
+                continue
+            cells = []
+            for tool in ("nnbisim", "marabou"):
+                late = sum(r[tool] == r["expected"]
+                           and r[f"{tool}_s"] > r.get("timeout", 20.0) + LATE for r in part)
+                cells += [sum(r[tool] == r["expected"] for r in part) - late,
+                          sum(wrong(r, tool) for r in part),
+                          sum(r[tool] == "timeout" for r in part) + late,
+                          f"{sum(min(r[f'{tool}_s'], r.get('timeout', 20.0)) for r in part):.0f}"]
+            lines.append(f"| {comp} | {side} | {len(part)} | "
+                         + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "| compression | network | region | expected | nnbisim | s | Marabou | s |",
               "|---|---|---|---|---|---:|---|---:|"]
     for r in sorted(rows, key=lambda r: (r["compression"], r["network"], r["region"],
