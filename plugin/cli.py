@@ -14,6 +14,7 @@ import numpy as np
 from nnbisim.errors import InputError, NnbisimError
 
 EXIT_BAD_INPUT = 2
+THREADS_ENV = "NNBISIM_THREADS"  # CPU threads for torch when --threads is not given (default 1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     from nnbisim import __version__
 
     p.add_argument("--version", action="version", version=f"nnbisim {__version__}")
+    p.add_argument("--threads", metavar="N", default=None,
+                   help=f"CPU threads of the bound engines (torch), given before the command "
+                   f"(default: ${THREADS_ENV}, else 1: on these small batched matrices one "
+                   "thread is as fast, and spare threads spin-wait when another process holds "
+                   "a core)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     m = sub.add_parser("merge", help="merge N1 and N2 into one ONNX whose output is N1 - N2")
@@ -304,6 +310,24 @@ def _glue_vectors(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def set_threads(value: str | None) -> int:
+    """Set torch's intra-op threads from ``--threads`` (or ``$NNBISIM_THREADS``, else 1)."""
+    import os
+
+    import torch
+
+    source = "--threads" if value is not None else f"${THREADS_ENV}"
+    value = value if value is not None else os.environ.get(THREADS_ENV, "1")
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"{source} {value!r}: give a whole number of threads, at least 1")
+    torch.set_num_threads(n)
+    return n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -311,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or a usage error already reported
         return stop.code if isinstance(stop.code, int) else 0
     try:
+        set_threads(args.threads)
         return int(args.func(args) or 0)
     except NnbisimError as exc:
         print(f"nnbisim: error: {exc}", file=sys.stderr)

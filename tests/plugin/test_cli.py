@@ -156,3 +156,27 @@ def test_merged_files_load_back_and_pass_the_checker(tmp_path, capsys, acas_dir)
         m = tmp_path / f"{form}.onnx"
         assert run(capsys, "merge", acas_net(2, 1), acas_net(2, 9), "-o", m, "--form", form)[0] == 0
         onnx.checker.check_model(onnx.load(str(m)), full_check=True)
+
+
+def test_threads_come_from_the_option_or_the_environment_and_bad_counts_are_refused(
+        tmp_path, capsys, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    missing = tmp_path / "none.onnx"
+    try:
+        monkeypatch.delenv("NNBISIM_THREADS", raising=False)
+        run(capsys, "check", missing, missing, missing)  # refused, but threads are set first
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("NNBISIM_THREADS", "2")
+        run(capsys, "check", missing, missing, missing)
+        assert torch.get_num_threads() == 2
+        run(capsys, "--threads", "1", "check", missing, missing, missing)
+        assert torch.get_num_threads() == 1
+        refused(capsys, "--threads", "0", "check", missing, missing, missing,
+                match="--threads '0': give a whole number of threads")
+        monkeypatch.setenv("NNBISIM_THREADS", "many")
+        refused(capsys, "check", missing, missing, missing,
+                match="$NNBISIM_THREADS 'many'")
+    finally:
+        torch.set_num_threads(before)
