@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from conftest import acas_net
 from netbuild import random_network, save
 
 from nnbisim.adapters.compress import round_weights
@@ -208,3 +209,23 @@ def test_sums_of_rows_stay_sound_bounds_of_the_margin():
             seen = _Margins(subject, polys).value(x).max(axis=0)
             assert np.all(seen <= with_sums[b] + 1e-12)
     assert tighter > 0
+
+
+def test_every_climb_counts_for_every_unsafe_polytope(acas_dir):
+    """ACAS Xu 2_1 against its float16 copy on property 1's box, unsafe ``|y1 - y2|_i >= t``
+    (ten one-row polytopes): the witness search reaches (y1 - y2)_0 = 0.002866 (found by
+    ``nnbisim epsilon`` too), but only from a climb aimed at another polytope; with each
+    polytope judged by its own climbs alone it stopped at 0.00215."""
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.specs.io import read_spec_cases
+
+    n1 = load_network(acas_net(2, 1))
+    box = read_spec_cases(acas_dir / "prop_1.vnnlib")[0].box
+    t = 0.0025
+    rows = [Polytope(np.concatenate([-s * np.eye(5)[i], s * np.eye(5)[i]]), [-t])
+            for i in range(5) for s in (1, -1)]
+    d = decide(pair(n1, round_weights(n1), "stacked"),
+               [SpecCase(box, OutputConstraint(tuple(rows)))], 60)
+    assert d.status is Status.VIOLATED and d.problems[0]["how"] == "witness"
+    y = n1.forward(d.x[None]) - round_weights(n1).forward(d.x[None])
+    assert y[0, 0] >= t and box.contains(d.x)
