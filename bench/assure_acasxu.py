@@ -215,7 +215,11 @@ def _plot_eps(rows: list[dict], path: Path) -> None:
         ax.scatter([k] * len(vals), vals, s=10, alpha=0.6)
     ax.set_xticks(range(len(comps)), [f"{c} ({len(v)})" for c, v in zip(comps, data,
                                                                         strict=True)])
-    ax.set_yscale("log")
+    if any(data):
+        ax.set_yscale("log")
+    else:  # every instance was settled before an eps was computed
+        ax.text(0.5, 0.5, "no eps computed in these rows", ha="center",
+                transform=ax.transAxes)
     ax.set_ylabel("certified eps over the box (max)")
     ax.set_title("ACAS Xu: eps per instance and compression")
     fig.tight_layout()
