@@ -156,7 +156,9 @@ def main() -> None:
     seen = {(r["compression"], r["network"], r["region"], r["expected"], r.get("timeout"))
             for r in done}
     version = code_version()
-    planned = 2 * len(networks) * len(props) * len(args.compressions.split(","))
+    # every compression in the table counts, also those measured by earlier runs
+    comps = set(args.compressions.split(",")) | {r["compression"] for r in done}
+    planned = 2 * len(networks) * len(props) * len(comps)
     for compression in args.compressions.split(","):
         print(f"{compression}: building the benchmark", flush=True)
         folder = build(compression, networks, props, args.timeout, args.eps_budget)
