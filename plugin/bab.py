@@ -195,11 +195,26 @@ class _Search:
         top = self.ub.max(axis=0) if len(self.ub) else np.full_like(self.best, -np.inf)
         return bool((top <= self.goal()).all())
 
-    def polish(self, improve: Callable[[np.ndarray], np.ndarray], count: int = 8) -> None:
-        """Local search from the centres of the ``count`` boxes of highest score."""
+    def polish(self, improve: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator,
+               count: int = 8, samples: int = 20_000, climbs: int = 16) -> None:
+        """Local search from the centres of the ``count`` boxes of highest score and from the
+        best of ``samples`` random points of the open boxes (a box drawn uniformly, then a point
+        in it uniformly; per objective its best ``climbs / K``). The open boxes are where the
+        bounds could not rule the objectives out, so their points are far likelier starts than
+        the whole set's: on ACAS Xu 5_3 property 2, whose counterexamples fill a sliver that
+        200,000 samples of the box found one time in three, this finds one in about 0.1 s."""
         score = self.score(self.ub)
         top = np.argsort(-score)[:count]
-        self._offer(improve((self.lo[top] + self.hi[top]) / 2))
+        starts = [(self.lo[top] + self.hi[top]) / 2]
+        samples = min(samples, 2_000_000 // max(self.lo.shape[1], 1))  # wide inputs: fewer
+        if len(self.lo) and samples:
+            j = rng.integers(len(self.lo), size=samples)
+            x = self.lo[j] + rng.random((samples, self.lo.shape[1])) * (self.hi[j] - self.lo[j])
+            vals = self.value(x)  # (samples, K)
+            per = max(1, climbs // vals.shape[1])
+            best = np.argpartition(-vals, min(per, samples) - 1, axis=0)[:per]
+            starts.append(x[np.unique(best)])
+        self._offer(improve(np.concatenate(starts)))
 
     def _best_split(self, lo: np.ndarray, hi: np.ndarray, parent: np.ndarray, cand: np.ndarray,
                     widths: np.ndarray) -> tuple:
@@ -311,7 +326,7 @@ def input_bab(
                 np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target,
                 resume, scale)
     k, reason = batch or 16, "budget"
-    polished = t0
+    polished, rng = t0, np.random.default_rng(0)
     try:
         while True:
             s.prune()
@@ -333,7 +348,7 @@ def input_bab(
                 reason = "max-boxes"
                 break
             if polish is not None and time.perf_counter() - polished > 1.0:
-                s.polish(polish)
+                s.polish(polish, rng)
                 polished = time.perf_counter()
             step = time.perf_counter()
             s.split(min(k, len(s.ub)), split)
