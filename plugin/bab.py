@@ -26,6 +26,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+SMART_MAX_INPUTS = 16  # "smart" splits bound both halves of every dimension up to this many
+
 @dataclass(frozen=True)
 class Bounded:
     """Upper bounds ``(B, K)`` of every objective over each box; optionally, per box and
@@ -111,8 +113,12 @@ class _Search:
     def __init__(self, lo: np.ndarray, hi: np.ndarray, bound: BoundFn, value: ValueFn,
                  best: np.ndarray, best_x: np.ndarray, joint: bool, rel_gap: float,
                  abs_gap: float, target: float | None = None,
-                 resume: OpenBoxes | None = None, scale: np.ndarray | None = None):
+                 resume: OpenBoxes | None = None, scale: np.ndarray | None = None,
+                 choose: str = "worst"):
+        if choose not in ("worst", "gain"):
+            raise ValueError(f"choose must be 'worst' or 'gain', not {choose!r}")
         self.bound, self.value, self.joint, self.target = bound, value, joint, target
+        self.choose = choose
         self.rel_gap, self.abs_gap = rel_gap, abs_gap
         self.best, self.best_x = best.astype(np.float64).copy(), best_x.copy()
         self.closed = np.full(len(best), -np.inf)
@@ -219,7 +225,12 @@ class _Search:
     def _best_split(self, lo: np.ndarray, hi: np.ndarray, parent: np.ndarray, cand: np.ndarray,
                     widths: np.ndarray) -> tuple:
         """Bound both halves of each box for every candidate dimension ``cand`` (B, c) and keep,
-        per box, the split whose worse half has the lower score."""
+        per box, the best split: with ``choose`` "worst" the one whose worse half has the lower
+        score, with "gain" the one that settles more halves and, among those, lowers the two
+        halves' scores most relative to the parent's (summed, each gain in [0, 1e6]). "gain"
+        rewards a split that settles one half outright even if the other stays as bad as the
+        parent, which "worst" never picks; measured on ACAS Xu properties 1, 2, 6 and 9 it needs
+        several times fewer boxes (see :func:`input_bab`)."""
         b, c = cand.shape
         dims = cand.T.reshape(-1)  # candidate-major
         clo, chi = _children(np.tile(lo, (c, 1)), np.tile(hi, (c, 1)), dims)
@@ -227,7 +238,17 @@ class _Search:
         self.bounded += 2 * c * b
         if c == 1:
             return clo, chi, cub, cslope
-        worst = np.maximum(self.score(cub[:c * b]), self.score(cub[c * b:])).reshape(c, b)
+        left, right = self.score(cub[:c * b]), self.score(cub[c * b:])
+        if self.choose == "gain":
+            sp = np.tile(self.score(parent), c)
+
+            def gain(sc: np.ndarray) -> np.ndarray:
+                # a half is settled once its score is negative (its bounds below the goal)
+                rel = (sp - sc) / np.maximum(np.abs(sp), 1e-300)
+                return np.clip(rel, 0.0, 1e6) + 1e9 * (sc < 0)
+            worst = -(gain(left) + gain(right)).reshape(c, b)
+        else:
+            worst = np.maximum(left, right).reshape(c, b)
         worst = np.where(np.take_along_axis(widths, cand, 1).T > 0, worst, np.inf)
         sel = np.argmin(worst, axis=0) * b + np.arange(b)
         idx = np.concatenate([sel, c * b + sel])
@@ -238,7 +259,8 @@ class _Search:
         (the dimension where the worst objective's bound function varies most, slope times
         width, as ReluVal), "widest" (relative to the input set), "hybrid" (bound the splits
         of both "slope" and "widest", keep the better) or "smart" (bound the halves of every
-        dimension, keep the split whose worse half is best: 2n bounds per box)."""
+        dimension, keep the best by ``choose``: 2n bounds per box; "hybrid" above
+        SMART_MAX_INPUTS dimensions)."""
         score = self.score(self.ub)
         pick = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
         rest = np.ones(len(score), bool)
@@ -246,6 +268,8 @@ class _Search:
         lo, hi, parent = self.lo[pick], self.hi[pick], self.ub[pick]
         b, n = lo.shape
         widths = (hi - lo) / self.scale
+        if how == "smart" and n > SMART_MAX_INPUTS and self.slope is not None:
+            how = "hybrid"  # 2n bounds per box are too many in high dimension
         if how == "smart" and n > 1:
             cand = np.repeat(np.arange(n)[None], b, 0)  # every dimension
         elif how == "hybrid" and self.slope is not None:
@@ -290,6 +314,7 @@ def input_bab(
     batch: int | None = None,
     max_boxes: int = 5_000_000,
     split: str = "hybrid",
+    choose: str = "worst",
     polish: Callable[[np.ndarray], np.ndarray] | None = None,
     target: float | None = None,
     progress: Progress | None = None,
@@ -302,8 +327,10 @@ def input_bab(
     ``value`` evaluates the objectives at points. ``start_values`` (K,) and ``start_x`` (K, n)
     are known values and their inputs (witnesses found before). ``batch`` boxes are split per
     step (default: sized so that a step takes about a tenth of a second); ``split`` picks the
-    dimension (see :meth:`_Search.split`). ``polish``, if given, improves points (a local
-    search); every second it is run from the centres of the boxes of highest score.
+    dimension (see :meth:`_Search.split`) and ``choose`` how candidate splits are compared
+    ("worst" or "gain", see :meth:`_Search._best_split`). ``polish``, if given, improves
+    points (a local search); every second it is run from the centres of the boxes of highest
+    score and from the best random points of the open boxes.
     ``target`` turns the search into a decision: it stops as soon as an objective reaches the
     target (reason "found") or no box can (every bound below it: "exhausted").
 
@@ -324,7 +351,7 @@ def input_bab(
         hi = np.asarray(resume.hi, np.float64).reshape(-1, hi.shape[1])
     s = _Search(lo, hi, bound, value, np.asarray(start_values, np.float64),
                 np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target,
-                resume, scale)
+                resume, scale, choose)
     k, reason = batch or 16, "budget"
     polished, rng = t0, np.random.default_rng(0)
     try:

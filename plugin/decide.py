@@ -148,6 +148,11 @@ def _exact_sum(rows: np.ndarray) -> np.ndarray | None:
     return total
 
 
+# how branch and bound splits a box when deciding: the halves of every input dimension are
+# bounded and the split that settles most is kept (``bench/split_rules.py``: on the ACAS Xu
+# instances the old rule took longest on, several times fewer boxes than "hybrid"/"worst")
+SPLIT, CHOOSE = "smart", "gain"
+
 COMBINE_ALL = 5  # polytopes with up to this many rows get the sums of all their row subsets,
 COMBINE_ROWS = 8  # those with up to this many the sums of their row pairs (all: the full sum)
 
@@ -267,7 +272,7 @@ def closest_approach(subject: Subject, box: Box, unsafe: OutputConstraint,
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
            resume: Sequence[OpenBoxes | None] | None = None,
-           combine: bool = True) -> Decision:
+           combine: bool = True, split: str = SPLIT, choose: str = CHOOSE) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -280,7 +285,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     unsafe polytopes left in that case's box (its :attr:`Decision.left`, perhaps cut to the box
     with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
     is skipped (the earlier one covered it). ``combine``: bound sums of a polytope's rows too
-    (see :func:`_combinations`; False: each row alone, the old way).
+    (see :func:`_combinations`; False: each row alone, the old way). ``split``, ``choose``: the
+    branch and bound's split rule (see :func:`nnbisim.bab.input_bab`).
     """
     t0 = time.perf_counter()
     deadline = t0 + time_budget
@@ -317,7 +323,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
         res = input_bab(case.box.lower[None], case.box.upper[None], m.bound, m.value,
                         start_values=g0, start_x=x0, target=0.0, time_budget=share,
                         polish=m.polisher(case.box), resume=again[c],
-                        scale=case.box.upper - case.box.lower)
+                        scale=case.box.upper - case.box.lower, split=split, choose=choose)
         left[c] = res.left
         notes.append({"case": c, "how": "bab", "reason": res.reason, "boxes": res.boxes,
                       "seconds": round(res.seconds, 3), "upper": float(res.upper.max()),
