@@ -177,6 +177,7 @@ def compute_epsilon(
     device: str = "cpu",
     progress: Progress | None = None,
     objectives: set[tuple[int, int]] | None = None,
+    split_rule: tuple[str, str] = ("hybrid", "worst"),
 ) -> EpsilonReport:
     """Bracket eps and every output's difference interval over ``inputs``.
 
@@ -187,6 +188,8 @@ def compute_epsilon(
     the other intervals are certified only below it), ``outputs`` that of every output's
     interval on its own (slower). ``objectives``: only these ``(output, sign)`` pairs are
     certified (the others keep an infinite certified bound), e.g. the outputs a property uses.
+    ``split_rule``: how input boxes are split, ``(split, choose)`` of
+    :func:`nnbisim.bab.input_bab`.
     """
     if aim not in ("eps", "outputs"):
         raise InputError(f"unknown aim {aim!r}; use eps or outputs")
@@ -217,7 +220,7 @@ def compute_epsilon(
                 for b in brackets]
         if not all(skip):
             _certify(n1, n2, inputs, brackets, used, rel_gap, share, searches, say, replay,
-                     joint=aim == "eps", device=device, skip=skip)
+                     joint=aim == "eps", device=device, skip=skip, split_rule=split_rule)
     queries: list[dict] = []
     if exact:
         from nnbisim.verifiers import get_verifier
@@ -247,7 +250,8 @@ def compute_epsilon(
 def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket], engine: str,
              rel_gap: float, budget: float, searches: list[dict], say: Progress,
              replay: Callable[[np.ndarray], np.ndarray], joint: bool = True,
-             device: str = "cpu", skip: list[bool] | None = None) -> None:
+             device: str = "cpu", skip: list[bool] | None = None,
+             split_rule: tuple[str, str] = ("hybrid", "worst")) -> None:
     """Branch and bound on all outputs and signs at once; fills ``certified`` (and better
     witnesses, counted only once replayed on the original files). ``skip``: brackets left
     uncertified (their start value is +inf, so they never drive a split)."""
@@ -293,7 +297,8 @@ def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket]
                     start_values=np.array([b.witnessed for b in sub]),
                     start_x=np.array([b.witness_x for b in sub]), joint=joint,
                     rel_gap=rel_gap, time_budget=budget, progress=progress,
-                    polish=polisher(n1, n2, inputs))
+                    polish=polisher(n1, n2, inputs), split=split_rule[0],
+                    choose=split_rule[1])
     searches.append({"method": "input-split", "aim": "eps" if joint else "outputs",
                      "reason": res.reason, "boxes": res.boxes, "seconds": round(res.seconds, 3),
                      "upper": float(res.upper.max())})
