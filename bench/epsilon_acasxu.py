@@ -9,8 +9,9 @@ instances run with the baselines, same budget, same run:
 - ``crown``: CROWN on the merged network only (no differential step),
 - ``separate``: each network bounded on its own by CROWN and the bounds subtracted,
 - ``differential+smart``: the differential engine with the branch and bound's "smart" split
-  rule (every dimension's halves bounded, the split that settles most kept) instead of the
-  default "hybrid" one.
+  rule (every dimension's halves bounded, the split that settles most kept; nnbisim's default
+  since bench/results/epsilon_split.md). The plain names run the older "hybrid" rule, which
+  the rows of bench/results/epsilon_acasxu.jsonl were measured with.
 
 Properties 1 and 2 have the same input box, so it is run once (as property 1).
 
