@@ -249,8 +249,13 @@ class _Search:
             worst = -(gain(left) + gain(right)).reshape(c, b)
         else:
             worst = np.maximum(left, right).reshape(c, b)
-        worst = np.where(np.take_along_axis(widths, cand, 1).T > 0, worst, np.inf)
-        sel = np.argmin(worst, axis=0) * b + np.arange(b)
+        wide = np.take_along_axis(widths, cand, 1).T  # (c, b)
+        worst = np.where(wide > 0, worst, np.inf)
+        if self.choose == "gain":  # ties (e.g. no split helps): the relatively widest side
+            tied = worst == worst.min(axis=0)
+            sel = np.argmax(np.where(tied, wide, -1.0), axis=0) * b + np.arange(b)
+        else:
+            sel = np.argmin(worst, axis=0) * b + np.arange(b)
         idx = np.concatenate([sel, c * b + sel])
         return clo[idx], chi[idx], cub[idx], None if cslope is None else cslope[idx]
 
@@ -268,7 +273,7 @@ class _Search:
         lo, hi, parent = self.lo[pick], self.hi[pick], self.ub[pick]
         b, n = lo.shape
         widths = (hi - lo) / self.scale
-        if how == "smart" and n > SMART_MAX_INPUTS and self.slope is not None:
+        if how == "smart" and n > SMART_MAX_INPUTS:
             how = "hybrid"  # 2n bounds per box are too many in high dimension
         if how == "smart" and n > 1:
             cand = np.repeat(np.arange(n)[None], b, 0)  # every dimension

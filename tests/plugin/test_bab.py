@@ -142,3 +142,19 @@ def test_a_stopped_search_resumes_from_its_open_boxes():
         assert np.all(right.lo[:, 0] >= 0.0) and len(right) <= len(left)
         part = search(net, np.array([0.0, -1.0]), hi, [[1.0]], resume=right, **kw)
         assert part.reason in ("exhausted", "found")
+
+
+def test_gain_splits_the_widest_side_when_no_split_helps():
+    """A bound that no split improves ties every candidate: the gain rule then splits the
+    relatively widest side, so the boxes stay balanced instead of being sliced ever thinner
+    along the first dimension."""
+    def bound(lo, hi):
+        return Bounded(np.ones((len(lo), 1)))
+
+    res = input_bab(np.zeros((1, 3)), np.array([[1.0, 2.0, 4.0]]), bound,
+                    lambda x: np.zeros((len(x), 1)), start_values=np.zeros(1),
+                    start_x=np.zeros((1, 3)), split="smart", choose="gain", target=0.5,
+                    batch=1, max_boxes=200, time_budget=30)
+    assert res.reason == "max-boxes"
+    rel = (res.left.hi - res.left.lo) / np.array([1.0, 2.0, 4.0])
+    assert rel.max() / rel.min() <= 2.0
