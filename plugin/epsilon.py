@@ -254,7 +254,7 @@ def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket]
              rel_gap: float, budget: float, searches: list[dict], say: Progress,
              replay: Callable[[np.ndarray], np.ndarray], joint: bool = True,
              device: str = "cpu", skip: list[bool] | None = None,
-             split_rule: tuple[str, str] = ("hybrid", "worst")) -> None:
+             split_rule: tuple[str, str] = ("smart", "gain")) -> None:
     """Branch and bound on all outputs and signs at once; fills ``certified`` (and better
     witnesses, counted only once replayed on the original files). ``skip``: brackets left
     uncertified (their start value is +inf, so they never drive a split)."""
