@@ -177,9 +177,12 @@ class _Search:
         self.best[better], self.best_x[better] = v[better], x[i[better]]
 
     def score(self, ub: np.ndarray) -> np.ndarray:
-        """How far each box's worst objective is above its goal, in units of the gap."""
+        """How far each box's worst objective is above its goal, in units of the gap (in a
+        decision, where goal and floor are the target, plainly: dividing by a tiny gap would
+        overflow loose bounds to inf, and inf - inf spoils the gain of a split)."""
         goal, floor = self.goal(), self.floor()
-        return ((ub - goal) / np.maximum(goal - floor, 1e-300)).max(axis=1)
+        gap = goal - floor
+        return ((ub - goal) / np.where(gap > 0, gap, 1.0)).max(axis=1)
 
     def prune(self) -> None:
         below = self.ub < self.floor() if self.target is not None else self.ub <= self.floor()
@@ -244,7 +247,8 @@ class _Search:
 
             def gain(sc: np.ndarray) -> np.ndarray:
                 # a half is settled once its score is negative (its bounds below the goal)
-                rel = (sp - sc) / np.maximum(np.abs(sp), 1e-300)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rel = np.nan_to_num((sp - sc) / np.abs(sp), nan=0.0, posinf=1e6)
                 return np.clip(rel, 0.0, 1e6) + 1e9 * (sc < 0)
             worst = -(gain(left) + gain(right)).reshape(c, b)
         else:
