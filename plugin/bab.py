@@ -27,6 +27,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SMART_MAX_INPUTS = 16  # "smart" splits bound both halves of every dimension up to this many
+GAIN_NOISE = 1e-9  # a relative gain below this is rounding noise: no gain (ties go to the widest)
+THIN = 1e-9  # a side under this fraction of the box's relatively widest side is not split
 
 @dataclass(frozen=True)
 class Bounded:
@@ -249,12 +251,13 @@ class _Search:
                 # a half is settled once its score is negative (its bounds below the goal)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     rel = np.nan_to_num((sp - sc) / np.abs(sp), nan=0.0, posinf=1e6)
+                rel = np.where(rel > GAIN_NOISE, rel, 0.0)
                 return np.clip(rel, 0.0, 1e6) + 1e9 * (sc < 0)
             worst = -(gain(left) + gain(right)).reshape(c, b)
         else:
             worst = np.maximum(left, right).reshape(c, b)
         wide = np.take_along_axis(widths, cand, 1).T  # (c, b)
-        worst = np.where(wide > 0, worst, np.inf)
+        worst = np.where(wide > THIN * widths.max(axis=1), worst, np.inf)
         if self.choose == "gain":  # ties (e.g. no split helps): the relatively widest side
             tied = worst == worst.min(axis=0)
             sel = np.argmax(np.where(tied, wide, -1.0), axis=0) * b + np.arange(b)

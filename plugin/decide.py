@@ -31,8 +31,11 @@ from nnbisim.witness import climb, torch_forward, torch_layers
 
 log = logging.getLogger(__name__)
 
-# (lower (B, n), upper (B, n), A (R, out)) -> lower bounds (B, R) of A y, their slopes (B, R, n)
-RowBounds = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# (lower (B, n), upper (B, n), A (R, out), focus) -> lower bounds (B, R) of A y, their slopes
+# (B, R, n); focus (or None): plain lower bounds (B, R) -> the rows (B, k) worth optimising
+Focus = Callable[[np.ndarray], np.ndarray]
+RowBounds = Callable[[np.ndarray, np.ndarray, np.ndarray, Focus | None],
+                     tuple[np.ndarray, np.ndarray]]
 Layout = Literal["all", "stacked", "diff"]
 
 
@@ -59,9 +62,12 @@ def single(net: Network, device: str = "cpu") -> Subject:
 
     tn, layers = prepare(net, device), torch_layers(net)
 
-    def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
         # lower of A y = -(upper of -A y): one side only, half the final back-substitution
-        res = crown_bounds(tn, lo, hi, C=-a, slopes=True, sides="upper")
+        pick = None if focus is None else (
+            lambda up: torch.from_numpy(np.asarray(focus(-_host(up)), np.int64)))
+        res = crown_bounds(tn, lo, hi, C=-a, slopes=True, sides="upper", focus=pick)
         return -_host(res.hi), -_host(res.slopes)
     return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows)
 
@@ -104,7 +110,8 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
     if same_architecture(n1, n2):
         engine = DiffEngine(n1, n2, device)
 
-        def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:  # focus: not for pairs (yet)
             a1, a2, ad = split(a)
             if a1 is None and a2 is None and ad is None:  # rows of zeros
                 return np.zeros((len(lo), len(a))), np.zeros((len(lo), len(a), lo.shape[1]))
@@ -119,8 +126,9 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
                 "stacked": lambda a: np.hstack([a, np.zeros((a.shape[0], m))]),
                 "diff": lambda a: np.hstack([np.zeros((a.shape[0], 2 * m)), a])}[layout]
 
-        def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return crown(lo, hi, full(a))
+        def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+            return crown(lo, hi, full(a), focus)
     width = {"all": 3 * m, "stacked": 2 * m, "diff": m}[layout]
     # pairs keep the rule the equivalence table was measured with (bench/vnncomp_acasxu.py);
     # "smart" lost there on some instances (more bounds per split, each costlier for a pair)
@@ -194,7 +202,8 @@ class _Margins:
     case, evaluated together (their rows stacked) and bounded together (each row, and sums of
     rows: see :func:`_combinations`)."""
 
-    def __init__(self, subject: Subject, polys: Sequence[Polytope], combine: bool = True):
+    def __init__(self, subject: Subject, polys: Sequence[Polytope], combine: bool = True,
+                 tight: bool = True):
         self.subject = subject
         self.a = np.vstack([p.mat for p in polys])
         self.b = np.concatenate([p.rhs for p in polys])
@@ -208,6 +217,8 @@ class _Margins:
         self.bound_b = np.concatenate([self.b, extra[1]])
         self.bound_owner = np.concatenate([self.owner, extra[2]])
         self.bound_count = np.concatenate([np.ones(len(self.b)), extra[3]])
+        self.groups = [np.flatnonzero(self.bound_owner == k) for k in range(self.k)]
+        self.tight = tight
 
     def value(self, x: np.ndarray) -> np.ndarray:
         slack = self.b - self.subject.forward(x) @ self.a.T  # (B, rows)
@@ -228,16 +239,26 @@ class _Margins:
             return climb(self.symbolic, starts, lo, hi, steps).reshape(-1, box.dim).numpy()
         return polish
 
-    def bound(self, lo: np.ndarray, hi: np.ndarray) -> Bounded:
-        low, slope = self.subject.rows(lo, hi, self.bound_a)
+    def _gaps(self, low: np.ndarray) -> np.ndarray:
+        """Upper bounds (B, R) of each bounded row's share of a margin, from lower bounds of
+        its ``A_j y``: ``b_j - lower``, a sum of c rows divided by c, rounded outward."""
         gap = np.nextafter(self.bound_b[None] - low, np.inf)  # of b_j - A_j y, outward
         summed = self.bound_count > 1  # a sum of c rows bounds c times the margin
         gap[:, summed] = np.nextafter(gap[:, summed] / self.bound_count[summed], np.inf)
+        return gap
+
+    def _focus(self, low: np.ndarray) -> np.ndarray:
+        """Per box and polytope, the row whose plain bound is best: the one to optimise."""
+        gap = self._gaps(low)
+        return np.stack([idx[np.argmin(gap[:, idx], axis=1)] for idx in self.groups], 1)
+
+    def bound(self, lo: np.ndarray, hi: np.ndarray) -> Bounded:
+        low, slope = self.subject.rows(lo, hi, self.bound_a, self._focus if self.tight else None)
+        gap = self._gaps(low)
         ub = np.empty((len(lo), self.k))
         sl = np.empty((len(lo), self.k, lo.shape[1]))
         rows = np.arange(len(lo))
-        for k in range(self.k):
-            idx = np.flatnonzero(self.bound_owner == k)
+        for k, idx in enumerate(self.groups):
             j = idx[np.argmin(gap[:, idx], axis=1)]
             ub[:, k], sl[:, k] = gap[rows, j], -slope[rows, j]
         return Bounded(ub, None, sl)
@@ -272,8 +293,8 @@ def closest_approach(subject: Subject, box: Box, unsafe: OutputConstraint,
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
            resume: Sequence[OpenBoxes | None] | None = None,
-           combine: bool = True, split: str | None = None, choose: str | None = None
-           ) -> Decision:
+           combine: bool = True, split: str | None = None, choose: str | None = None,
+           focus: bool = True) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -288,6 +309,9 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     is skipped (the earlier one covered it). ``combine``: bound sums of a polytope's rows too
     (see :func:`_combinations`; False: each row alone, the old way). ``split``, ``choose``: the
     branch and bound's split rule (see :func:`nnbisim.bab.input_bab`; default: the subject's).
+    ``focus``: per box and polytope, the row with the best plain CROWN bound is optimised
+    further (alpha-CROWN's slopes on the same intermediate bounds, one network's subjects
+    only; False: plain CROWN, the old way).
     One network's outputs are split on every input dimension, keeping the split that settles
     most (``bench/split_rules.py``: on the 13 ACAS Xu instances the older rule took longest on,
     151 s against 394 s, half the boxes).
@@ -300,7 +324,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     rng = np.random.default_rng(seed)
     notes: list[dict] = []
     samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
-    margins = [_Margins(subject, case.unsafe.disjuncts, combine) for case in cases]
+    margins = [_Margins(subject, case.unsafe.disjuncts, combine, focus) for case in cases]
     again = list(resume) if resume is not None else [None] * len(cases)
     starts = []
     for c, (case, m, opened) in enumerate(zip(cases, margins, again, strict=True)):

@@ -158,3 +158,30 @@ def test_gain_splits_the_widest_side_when_no_split_helps():
     assert res.reason == "max-boxes"
     rel = (res.left.hi - res.left.lo) / np.array([1.0, 2.0, 4.0])
     assert rel.max() / rel.min() <= 2.0
+
+
+def test_gain_ignores_noise_and_never_slices_a_side_ever_thinner():
+    """Splits whose gain is rounding noise tie (so the widest side is split), and a side
+    thinner than THIN of the box's widest is never split, however much it seems to help: a
+    bound that rewards splitting the first side forever no longer slices it to nothing (seen
+    on ACAS Xu 3_3 property 2, where sides of 5e-17 were still being halved)."""
+    from nnbisim.bab import THIN
+
+    def run(bound):
+        return input_bab(np.zeros((1, 3)), np.ones((1, 3)), bound,
+                         lambda x: np.zeros((len(x), 1)), start_values=np.zeros(1),
+                         start_x=np.zeros((1, 3)), split="smart", choose="gain",
+                         target=0.5, batch=1, max_boxes=600, time_budget=30).left
+
+    def noisy(lo, hi):  # splitting side 0 gains 1e-13 relative: noise
+        return Bounded(1.0 + 1e-13 * (hi[:, :1] - lo[:, :1]))
+
+    def greedy(lo, hi):  # only the corner stays open; splitting side 0 halves its excess
+        return Bounded(np.where(lo[:, :1] == 0, 1.0 + (hi[:, :1] - lo[:, :1]), 0.0))
+
+    left = run(noisy)
+    w = left.hi - left.lo
+    assert w.max() / w.min() <= 2.0
+    w = run(greedy)
+    w = w.hi - w.lo
+    assert np.all(w[:, 0] >= THIN * w.max(axis=1) / 2)
