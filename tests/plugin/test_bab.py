@@ -185,3 +185,48 @@ def test_gain_ignores_noise_and_never_slices_a_side_ever_thinner():
     w = run(greedy)
     w = w.hi - w.lo
     assert np.all(w[:, 0] >= THIN * w.max(axis=1) / 2)
+
+
+def test_a_sharper_bound_serves_only_kept_open_boxes_and_unsticks_a_stalled_one():
+    """``f(x) = x0 (1 - x0)`` on the unit square (maximum 1/4), decided at 0.3. The plain bound
+    (the exact maximum plus 0.1) never proves it alone near ``x0 = 1/2``; ``tighten`` (the exact
+    maximum) does. Every box handed to ``tighten`` is one the plain bound left open, and a
+    plain bound that no split improves (every split stalls) gets its splits chosen on
+    ``tighten``'s bounds."""
+    def exact(lo, hi):  # the concave function peaks at the point of the box nearest 1/2
+        c = np.clip(0.5, lo[:, :1], hi[:, :1])
+        return c * (1 - c)
+
+    seen: list[np.ndarray] = []
+
+    def plain(lo, hi):
+        return Bounded(exact(lo, hi) + 0.1)
+
+    def tighten(lo, hi):
+        seen.append(plain(lo, hi).upper)
+        return Bounded(exact(lo, hi))
+
+    def value(x):
+        return x[:, :1] * (1 - x[:, :1])
+
+    kw = dict(start_values=np.zeros(1), start_x=np.zeros((1, 2)), split="smart",
+              choose="gain", target=0.3, time_budget=30, max_boxes=5_000)
+    assert input_bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, **kw).reason == "max-boxes"
+    res = input_bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, tighten=tighten, **kw)
+    assert res.reason == "exhausted" and seen
+    assert all(np.all(up >= 0.3) for up in seen)  # only boxes the plain bound left open
+    # a constant plain bound stalls everywhere, and its ties would split the relatively widest
+    # side (the useless second, by ``scale``); a box's splits are chosen on ``tighten`` (here
+    # the exact maximum plus 0.1 times the first side) instead, so the first side is split
+    def loose(lo, hi):
+        return Bounded(exact(lo, hi) + 0.1 * (hi[:, :1] - lo[:, :1]))
+
+    run = dict(kw, target=0.26)  # close to the maximum: many splits, here stopped early
+    res = input_bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
+                    lambda lo, hi: Bounded(np.ones((len(lo), 1))), value, tighten=loose,
+                    scale=np.array([1.0, 0.1]), batch=1, **dict(run, max_boxes=30))
+    assert res.reason == "max-boxes" and len(res.left) > 1
+    assert np.all(res.left.hi[:, 1] - res.left.lo[:, 1] == 4.0)
+    assert input_bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
+                     lambda lo, hi: Bounded(np.ones((len(lo), 1))), value, tighten=loose,
+                     scale=np.array([1.0, 0.1]), **run).reason == "exhausted"

@@ -199,9 +199,9 @@ def test_sums_of_rows_stay_sound_bounds_of_the_margin():
         subject = single(net)
         lo = rng.uniform(-1, 0, (20, 3))
         hi = lo + rng.uniform(0.05, 1.0, (20, 3))
-        with_sums = _Margins(subject, polys, tight=False).bound(lo, hi).upper
-        alone = _Margins(subject, polys, combine=False, tight=False).bound(lo, hi).upper
-        focused = _Margins(subject, polys).bound(lo, hi).upper
+        with_sums = _Margins(subject, polys).bound(lo, hi).upper
+        alone = _Margins(subject, polys, combine=False).bound(lo, hi).upper
+        focused = _Margins(subject, polys).sharp(lo, hi).upper
         # (the single rows' bounds agree up to the summation order of a batched product)
         assert np.all(with_sums <= alone + 1e-12 * (1 + np.abs(alone)))
         assert np.all(focused <= with_sums)  # the optimised row keeps the better bound
