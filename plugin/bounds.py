@@ -417,6 +417,30 @@ def _spec(c: Tensorish | None, tn: TorchNet, batch: int) -> torch.Tensor:
 Params = tuple[list[torch.Tensor] | None, list[torch.Tensor | None] | None]
 
 
+class _Adam:
+    """Adam (torch's defaults: betas 0.9 and 0.999, eps 1e-8) on groups of tensors with a
+    learning rate each, by hand: ``torch.optim.Adam``'s first construction in a process imports
+    torch._dynamo, about 0.85 s, more than a whole ACAS Xu decision often takes."""
+
+    def __init__(self, groups: list[tuple[list[torch.Tensor], float]]):
+        self.params = [p for ps, _ in groups for p in ps]
+        self.lrs = [lr for ps, lr in groups for _ in ps]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def step(self, grads: tuple[torch.Tensor | None, ...]) -> None:
+        self.t += 1
+        c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+        with torch.no_grad():
+            for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs, strict=True):
+                if g is None:
+                    continue
+                m.mul_(0.9).add_(g, alpha=0.1)
+                v.mul_(0.999).addcmul_(g, g, value=0.001)
+                p.addcdiv_(m, (v.sqrt() / c2 ** 0.5).add_(1e-8), value=-lr / c1)
+
+
 def _optimise(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_Relax],
               xl: torch.Tensor, xu: torch.Tensor, use: tuple[bool, bool], iters: int,
               feasible: torch.Tensor, start: Params | None) -> Params:
@@ -453,8 +477,8 @@ def _optimise(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_R
         return (alphas if use[0] else None), (betas if par_b else None)
 
     params_a, params_b = [p for _, _, p in par_a], [p for _, _, p in par_b]
-    groups = [{"params": ps, "lr": lr} for ps, lr in ((params_a, 0.1), (params_b, 0.05)) if ps]
-    opt = torch.optim.Adam(groups) if groups else None
+    groups = [(ps, lr) for ps, lr in ((params_a, 0.1), (params_b, 0.05)) if ps]
+    opt = _Adam(groups) if groups else None
     best = torch.full(shape, float("inf"), dtype=torch.float64, device=tn.device)
     keep_a = [p.detach().clone() for p in params_a]
     keep_b = [p.detach().clone() for p in params_b]
@@ -468,9 +492,8 @@ def _optimise(tn: TorchNet, a: torch.Tensor, const: torch.Tensor, relax: list[_R
                     keep[i] = torch.where(better[par[i][1][0]], p.detach(), keep[i])
         if it == iters or opt is None:
             break
-        opt.zero_grad()
-        val[feasible].sum().backward()
-        opt.step()
+        grads = torch.autograd.grad(val[feasible].sum(), opt.params, allow_unused=True)
+        opt.step(grads)
         with torch.no_grad():
             for p in params_a:
                 p.clamp_(0.0, 1.0)
