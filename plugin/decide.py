@@ -51,6 +51,7 @@ class Subject:
     rows: RowBounds
     # the branch and bound's split rule for this subject: (split, choose) of input_bab
     split_rule: tuple[str, str] = ("smart", "gain")
+    focusable: bool = False  # does ``rows`` optimise the rows a focus picks (else ignores it)
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -71,7 +72,8 @@ def single(net: Network, device: str = "cpu") -> Subject:
         res = crown_bounds(tn, lo, hi, C=-a, slopes=True, sides="upper", focus=pick,
                            focus_iters=FOCUS_ITERS)
         return -_host(res.hi), -_host(res.slopes)
-    return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows)
+    return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows,
+                   focusable=True)
 
 
 def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") -> Subject:
@@ -366,7 +368,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
                         start_values=g0, start_x=x0, target=0.0, time_budget=share,
                         polish=m.polisher(case.box), resume=again[c],
                         scale=case.box.upper - case.box.lower, split=split, choose=choose,
-                        tighten=m.sharp if focus else None)
+                        tighten=m.sharp if focus and subject.focusable else None)
         left[c] = res.left
         notes.append({"case": c, "how": "bab", "reason": res.reason, "boxes": res.boxes,
                       "seconds": round(res.seconds, 3), "upper": float(res.upper.max()),

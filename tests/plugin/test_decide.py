@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -55,6 +57,15 @@ def test_pair_rows_decide_a_discrepancy_threshold():
         assert subject.n_outputs == width
         held = decide(subject, [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20)
         assert held.status is Status.HOLDS
+        # a pair's rows ignore a focus: no second (sharper) bound of the same boxes
+        calls = {True: 0, False: 0}
+        for focus in (True, False):
+            def rows(*args, focus=focus, inner=subject.rows, count=calls):
+                count[focus] += 1
+                return inner(*args)
+            decide(dataclasses.replace(subject, rows=rows),
+                   [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20, focus=focus)
+        assert not subject.focusable and calls[True] == calls[False] > 1
         hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], 20)
         assert hit.status is Status.VIOLATED
 
