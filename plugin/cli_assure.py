@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,33 +31,40 @@ def cmd_assure(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.exists() and not args.force:
         raise InputError(f"{args.json}: already exists; pass --force to overwrite it")
     cases = read_spec_cases(args.property)
-    n2_path = args.compressed
-    if n2_path is None:
-        n1 = load_network(args.n1)
-        if args.compress == "distill":
-            hidden = tuple(int(h) for h in args.hidden.split(","))
-            n2 = distill(n1, np.array([c.box.lower for c in cases]),
-                         np.array([c.box.upper for c in cases]), hidden, seed=args.seed)
-        elif args.compress == "prune":
-            n2 = prune_neurons(n1, args.fraction, remove=args.remove)
-        elif args.compress == "float16":
-            n2 = round_weights(n1)
-        else:
-            n2 = quantize_weights(n1, 8, per_channel=args.compress == "int8-channel")
-        out = args.workdir or Path(".")
-        out.mkdir(parents=True, exist_ok=True)
-        n2_path = save_model(network_to_model(n2), out / f"{args.n1.stem}_{args.compress}.onnx",
-                             force=args.force)
-        print(f"compressed network: {n2_path} ({n2.describe()})", file=sys.stderr)
     if not 0 <= args.quick_direct < 1:
         raise InputError("--quick-direct must be in [0, 1)")
     if not 0 <= args.compressed_share <= 1:
         raise InputError("--compressed-share must be in [0, 1]")
-    rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
-                 quick_direct=args.quick_direct, compressed_share=args.compressed_share,
-                 verifier=args.verifier,
-                 progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
+    with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as scratch:
+        n2_path = args.compressed
+        if n2_path is None:
+            n1 = load_network(args.n1)
+            if args.compress == "distill":
+                hidden = tuple(int(h) for h in args.hidden.split(","))
+                n2 = distill(n1, np.array([c.box.lower for c in cases]),
+                             np.array([c.box.upper for c in cases]), hidden, seed=args.seed)
+            elif args.compress == "prune":
+                n2 = prune_neurons(n1, args.fraction, remove=args.remove)
+            elif args.compress == "float16":
+                n2 = round_weights(n1)
+            else:
+                n2 = quantize_weights(n1, 8, per_channel=args.compress == "int8-channel")
+            # kept only where asked (--workdir): a scratch file otherwise, so that a rerun
+            # neither fails on it nor leaves files in the working directory
+            out = args.workdir or Path(scratch)
+            out.mkdir(parents=True, exist_ok=True)
+            n2_path = save_model(network_to_model(n2),
+                                 out / f"{args.n1.stem}_{args.compress}.onnx", force=args.force)
+            kept = str(n2_path) if args.workdir else "not kept; --workdir DIR keeps it"
+            print(f"compressed network: {n2.describe()} ({kept})", file=sys.stderr)
+        rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
+                     quick_direct=args.quick_direct, compressed_share=args.compressed_share,
+                     verifier=args.verifier,
+                     progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
+        kept_n2 = args.compressed is not None or args.workdir is not None
     data = rep.to_json()
+    if not kept_n2:
+        data["n2"] = None  # a scratch file, gone
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
           f"{rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 {data['n2_seconds']:.1f} s, "
           f"N1 directly {data['direct_seconds']:.1f} s)")
@@ -153,7 +161,8 @@ def add_assure_parser(sub) -> None:
                    help="decides the enlarged property on N2 and the boxes left to N1: bounds "
                    "(the own engine, default), marabou, vnncomp:DIR or a plug-in; one box and "
                    "unsafe polytope per query, counterexamples replayed")
-    a.add_argument("--workdir", type=Path, help="where a compressed network is written")
+    a.add_argument("--workdir", type=Path,
+                   help="keep the network --compress makes in this folder (default: not kept)")
     a.add_argument("--json", type=Path, metavar="OUT.json")
     a.add_argument("--force", action="store_true")
     a.add_argument("--quiet", action="store_true")

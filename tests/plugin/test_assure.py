@@ -122,7 +122,8 @@ def test_only_the_sides_the_unsafe_set_uses_are_bounded():
     assert objectives_of(unsafe) == {(0, 1), (1, -1), (2, 1)}
 
 
-def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, capsys, pair):
+def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, capsys, pair,
+                                                                       monkeypatch):
     from nnbisim.cli import main
 
     p1, p2, _box, top, _eps = pair
@@ -138,7 +139,18 @@ def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, 
     text = capsys.readouterr().out
     assert code == 0 and "HOLDS" in text
     assert (tmp_path / "w" / "n1_distill.onnx").exists()
-    assert json.loads(out.read_text())["verdict"] == "holds"
+    report = json.loads(out.read_text())
+    assert report["verdict"] == "holds" and report["n2"].endswith("n1_distill.onnx")
+    # without --workdir the compressed network is a scratch file: reruns work, nothing is left
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for _ in range(2):
+        assert main(["assure", str(p1), str(prop), "--time-budget", "20", "--quiet",
+                     "--compress", "float16", "--json", "r.json", "--force"]) == 0
+    assert sorted(f.name for f in here.iterdir()) == ["r.json"]
+    assert json.loads((here / "r.json").read_text())["n2"] is None
+    assert "not kept" in capsys.readouterr().err
     code = main(["assure", str(p1), str(prop), "--compressed", str(p2), "--compress", "prune"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not both" in err[0]
