@@ -185,7 +185,9 @@ class _Search:
         if there is one."""
         if self.tighten is None:
             return ub, slope
-        keep = self._open(ub) if among is None else self._open(ub) & among
+        keep = self._open(ub)
+        if among is not None:
+            keep &= among
         if not keep.any():
             return ub, slope
         ub = ub.copy()
@@ -346,8 +348,8 @@ class _Search:
         if self.tighten is not None:
             # stalled: neither half of the best split scores better than its parent; there the
             # bound is likelier loose than the box hard, so the split is chosen again on the
-            # sharper bounds of every candidate (ACAS Xu 3_3 property 2 stalled for 300,000
-            # boxes on plain CROWN, whose halves came out looser than the parent)
+            # sharper bounds of every candidate (ACAS Xu 3_3 property 2 stalled for over 300,000
+            # boxes on plain CROWN, bench/results/decide_focus.md)
             sp = self.score(parent)
             stalled = (self.score(cub[:b]) >= sp) & (self.score(cub[b:]) >= sp)
             if stalled.any():

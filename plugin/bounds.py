@@ -420,7 +420,7 @@ Params = tuple[list[torch.Tensor] | None, list[torch.Tensor | None] | None]
 class _Adam:
     """Adam (torch's defaults: betas 0.9 and 0.999, eps 1e-8) on groups of tensors with a
     learning rate each, by hand: ``torch.optim.Adam``'s first construction in a process imports
-    torch._dynamo, about 0.85 s, more than a whole ACAS Xu decision often takes."""
+    torch._dynamo, a start-up cost each process would pay for a few dozen small steps."""
 
     def __init__(self, groups: list[tuple[list[torch.Tensor], float]]):
         self.params = [p for ps, _ in groups for p in ps]

@@ -61,9 +61,8 @@ def cmd_assure(args: argparse.Namespace) -> int:
                      quick_direct=args.quick_direct, compressed_share=args.compressed_share,
                      verifier=args.verifier,
                      progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
-        kept_n2 = args.compressed is not None or args.workdir is not None
     data = rep.to_json()
-    if not kept_n2:
+    if args.compressed is None and args.workdir is None:
         data["n2"] = None  # a scratch file, gone
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.upper()} (route {rep.route}, "
           f"{rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 {data['n2_seconds']:.1f} s, "

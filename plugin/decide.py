@@ -37,7 +37,7 @@ Focus = Callable[[np.ndarray], np.ndarray]
 RowBounds = Callable[[np.ndarray, np.ndarray, np.ndarray, Focus | None],
                      tuple[np.ndarray, np.ndarray]]
 Layout = Literal["all", "stacked", "diff"]
-FOCUS_ITERS = 10  # Adam steps on a focused row (20: as many boxes, 1.3-1.7x the time on ACAS Xu)
+FOCUS_ITERS = 10  # Adam steps per focused row (alpha-CROWN's 20 not benched against it)
 
 
 @dataclass(frozen=True)
