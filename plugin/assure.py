@@ -29,10 +29,12 @@ from nnbisim.verifiers import output_tolerance
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # a box is split at most this many times before N1 is asked directly
-QUICK_DIRECT = 0.1  # share of the budget for a first, quick look at N1 itself
+QUICK_DIRECT = 0.0  # share of the budget for a first, quick look at N1 itself (0: a witness search)
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
-COMPRESSED_SHARE = 0.4  # share of the budget left after the quick look for the route via N2
+COMPRESSED_SHARE = 0.5  # share of the budget left after the quick look for the route via N2
+REFINES = ("bab", "halves")  # how the route through N2 refines a box it cannot settle whole
+EPS_PROBES = 1024  # random points of a box where the refined route's eps record is witnessed
 PROBES = 2048  # random points of a box at which N1's margin to the unsafe set is measured
 
 
@@ -50,11 +52,13 @@ class Piece:
     eps_seconds: float
     n2_seconds: float
     direct_seconds: float
+    eps_witnessed: float = np.nan  # the largest |N1 - N2| seen at a point of the box (float64)
 
     def to_json(self) -> dict:
         return {"case": self.case, "lower": self.lower.tolist(), "upper": self.upper.tolist(),
                 "depth": self.depth, "route": self.route, "result": self.result,
-                "eps": self.eps, "eps_seconds": round(self.eps_seconds, 3),
+                "eps": self.eps, "eps_witnessed": self.eps_witnessed,
+                "eps_seconds": round(self.eps_seconds, 3),
                 "n2_seconds": round(self.n2_seconds, 3),
                 "direct_seconds": round(self.direct_seconds, 3)}
 
@@ -87,6 +91,8 @@ class AssureReport:
                 "direct_seconds": round(sum(p.direct_seconds for p in self.pieces), 3),
                 "eps_max": max((p.eps for p in self.pieces if np.isfinite(p.eps)),
                                default=None),
+                "eps_witnessed_max": max((p.eps_witnessed for p in self.pieces
+                                          if np.isfinite(p.eps_witnessed)), default=None),
                 "pieces": [p.to_json() for p in self.pieces], "notes": list(self.notes)}
 
 
@@ -115,6 +121,28 @@ def objectives_of(unsafe) -> set[tuple[int, int]]:
         for j in np.flatnonzero(np.any(p.mat < 0, axis=0)):
             out.add((int(j), 1))
     return out
+
+
+def _eps_glance(n1: Network, n2: Network, box: Box, needed: set[tuple[int, int]],
+                rng: np.random.Generator, device: str = "cpu") -> tuple[float, float, float]:
+    """``(certified, witnessed, seconds)``: eps over the whole box along the sides the unsafe
+    set uses, for the record of the refined route (which certifies each piece on its own):
+    one pass of the bound engine (no branch and bound) and the largest of ``EPS_PROBES``
+    random points and the centre."""
+    from nnbisim.epsilon import choose_engine, objective_bounds
+
+    t0 = time.perf_counter()
+    idx = sorted(2 * j + (0 if sign > 0 else 1) for j, sign in needed)
+    if not idx:
+        return 0.0, 0.0, time.perf_counter() - t0
+    ub = objective_bounds(n1, n2, choose_engine(n1, n2), device)(box.lower[None],
+                                                                 box.upper[None]).upper
+    x = np.concatenate([box.center[None], box.sample(EPS_PROBES, rng)])
+    d = n1.forward(x) - n2.forward(x)
+    seen = np.empty((len(x), 2 * d.shape[1]))  # ordered as the bounds: +d_0, -d_0, +d_1, ...
+    seen[:, 0::2], seen[:, 1::2] = d, -d
+    return (float(max(ub[0, idx].max(), 0.0)), float(max(seen[:, idx].max(), 0.0)),
+            time.perf_counter() - t0)
 
 
 def _used_interval(rep, needed: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +244,7 @@ def outlook(n1, box: Box, unsafe: OutputConstraint, rep, needed: set, depth: int
 def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
            time_budget: float = 116.0, eps_share: float = 0.4, device: str = "cpu",
            quick_direct: float = QUICK_DIRECT, compressed_share: float = COMPRESSED_SHARE,
-           verifier: str = "bounds", resume: bool = True,
+           verifier: str = "bounds", resume: bool = True, refine: str = "bab",
            progress: Callable[[str], None] | None = None) -> AssureReport:
     """Decide the property ``cases`` (input boxes with unsafe sets) of N1 through N2.
 
@@ -229,13 +257,27 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     ``vnncomp:DIR``, ...), asked one box and unsafe polytope per query; the quick look and
     eps always use the own engine. ``resume``: what the quick look's branch and bound proved
     stays proved: boxes of the route inside it are settled at once, and the own engine's last
-    look at N1 goes on from the boxes it left open (False: each starts over, the old way)."""
+    look at N1 goes on from the boxes it left open (False: each starts over, the old way).
+
+    ``refine``: how the route through N2 goes on with a box it cannot settle whole.
+    ``bab`` (the own engine only; others fall back to ``halves``): one branch and bound over
+    the box whose every piece is bounded through N2 (:func:`nnbisim.decide.through`: N2's bound
+    plus the piece's own certified bound of ``N1 - N2``), so each piece gets its own eps and
+    N2's verdict on the unsafe set enlarged by it; boxes it leaves open go to N1 directly,
+    which goes on from them (what the route proved stays proved). ``halves``: the box is split
+    in two and each half's eps is computed by its own branch and bound and the enlarged
+    property decided on N2 separately (up to ``MAX_DEPTH`` splits; ``eps_share`` of each
+    half's time for eps)."""
     import tempfile
 
+    from nnbisim.errors import InputError
+
+    if refine not in REFINES:
+        raise InputError(f"unknown refinement {refine!r}; use one of {', '.join(REFINES)}")
     with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as work:
         return _assure(Path(n1_path), cases, Path(n2_path), time_budget, eps_share, device,
                        quick_direct, compressed_share, verifier, resume, progress,
-                       Path(work))
+                       Path(work), refine)
 
 
 def _checker(verifier: str, subjects: dict, paths: dict, work: Path
@@ -272,8 +314,8 @@ def _open_part(d, c: int, box: Box):
 
 def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: float,
             eps_share: float, device: str, quick_direct: float, compressed_share: float,
-            verifier: str, resume: bool, progress: Callable[[str], None] | None, work: Path
-            ) -> AssureReport:
+            verifier: str, resume: bool, progress: Callable[[str], None] | None, work: Path,
+            refine: str = "bab") -> AssureReport:
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
     from nnbisim.decide import decide, single
@@ -317,6 +359,48 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
     gave_up: list[str] = []
     root: dict[int, float] = {}  # the certified reach over each case's whole box
     rng = np.random.default_rng(0)
+    left_by: dict[int, object] = {}  # per case, the boxes the refined route left open
+    if refine == "bab" and verifier == "bounds":
+        from nnbisim.decide import through
+
+        via = through(n1, n2, device)
+        for c, case in enumerate(cases):
+            share = (c_deadline - time.perf_counter()) / (len(cases) - c)
+            opened = _open_part(d0, c, case.box) if resume else None
+            if share < 0.5 or (opened is not None and not len(opened)):
+                direct.append((c, case.box, 0, np.nan, 0.0, 0.0))  # the tail settles it
+                continue
+            eps, eps_w, eps_s = _eps_glance(n1, n2, case.box, needed[c], rng, device)
+            t_eps, tn = via.clock["eps"], time.perf_counter()
+            # the quick look searched N1 for witnesses already: go on from it, or from the box
+            d = decide(via, [case], share, resume=[opened], search=False)
+            spent = time.perf_counter() - tn
+            e_s = eps_s + via.clock["eps"] - t_eps  # certifying N1 - N2 on the pieces
+            n_s = spent - (via.clock["eps"] - t_eps)  # N2's bounds and the search
+            boxes = sum(p.get("boxes", 0) for p in d.problems)
+            say(f"box {c}: through N2 {d.status.value} after {boxes} pieces ({spent:.1f} s)")
+            if d.status is Status.HOLDS:
+                pieces.append(Piece(c, case.box.lower, case.box.upper, 0, "compressed",
+                                    "holds", eps, e_s, n_s, 0.0, eps_w))
+                continue
+            if d.status is Status.VIOLATED and d.x is not None and _violates(
+                    n1, d.x, case.unsafe, r1):
+                pieces.append(Piece(c, case.box.lower, case.box.upper, 0, "compressed",
+                                    "violated", eps, e_s, n_s, 0.0, eps_w))
+                return AssureReport("violated", np.asarray(d.x), tuple(pieces),
+                                    time.perf_counter() - t0, str(n2_path),
+                                    ("found by the branch and bound through N2, on N1's "
+                                     "outputs (replayed in onnxruntime)",))
+            pieces.append(Piece(c, case.box.lower, case.box.upper, 0, "open", "left to N1",
+                                eps, e_s, n_s, 0.0, eps_w))
+            kept = d.left[0] if d.left else None
+            if kept is not None:
+                left_by[c] = kept
+            direct.append((c, case.box, 0, eps, 0.0, 0.0))
+            gave_up.append(f"box {c}: the route through N2 left "
+                           f"{'all' if kept is None else len(kept)} pieces open after "
+                           f"{spent:.1f} s; N1 directly goes on from them")
+        queue = []
     while queue:
         c, box, depth = queue.pop(0)
         unsafe = cases[c].unsafe
@@ -400,7 +484,7 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
         pieces.append(Piece(c, box.lower, box.upper, depth, "open", "split", eps,
                             eps_s, n2_s, 0.0))
     # a case none of whose pieces was settled goes to N1 whole (its pieces' records stay)
-    settled = {p.case for p in pieces if p.route == "compressed"}
+    settled = {p.case for p in pieces if p.route == "compressed"} | set(left_by)
     whole = {c for c, *_ in direct if c not in settled}
     todo = [d for d in direct if d[0] not in whole]
     todo += [(c, cases[c].box, 0, np.nan, 0.0, 0.0) for c in sorted(whole)]
@@ -415,8 +499,8 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             verdict = "timeout"
             continue
         # the quick look's branch and bound goes on where it stopped (what it proved stays)
-        status, x = check(1, [SpecCase(box, cases[c].unsafe)], share,
-                          resume=[_open_part(d0, c, box) if resume else None])
+        again = left_by[c] if c in left_by else _open_part(d0, c, box) if resume else None
+        status, x = check(1, [SpecCase(box, cases[c].unsafe)], share, resume=[again])
         spent = time.perf_counter() - tn
         if status is Status.VIOLATED and x is not None and _violates(n1, x, cases[c].unsafe,
                                                                       r1):

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nnbisim.assure import COMPRESSED_SHARE, QUICK_DIRECT
+from nnbisim.assure import COMPRESSED_SHARE, QUICK_DIRECT, REFINES
 from nnbisim.cli_vnncomp import progress_to_stderr
 from nnbisim.errors import InputError
 
@@ -59,7 +59,7 @@ def cmd_assure(args: argparse.Namespace) -> int:
             print(f"compressed network: {n2.describe()} ({kept})", file=sys.stderr)
         rep = assure(args.n1, cases, n2_path, time_budget=args.time_budget,
                      quick_direct=args.quick_direct, compressed_share=args.compressed_share,
-                     verifier=args.verifier,
+                     verifier=args.verifier, refine=args.refine,
                      progress=None if args.quiet else progress_to_stderr(time.perf_counter()))
     data = rep.to_json()
     if args.compressed is None and args.workdir is None:
@@ -156,6 +156,11 @@ def add_assure_parser(sub) -> None:
                    metavar="SHARE",
                    help="share of the rest of the budget for the route through N2; what it "
                    "leaves open is decided on N1 directly with the remainder (1: all of it)")
+    a.add_argument("--refine", choices=list(REFINES), default="bab",
+                   help="how the route through N2 refines a box: bab (default; one branch and "
+                   "bound, each piece proved by its own certified eps and N2's bound; the own "
+                   "engine only) or halves (split in two, eps and N2 per half, to depth 8; "
+                   "what other verifiers use)")
     a.add_argument("--verifier", default="bounds",
                    help="decides the enlarged property on N2 and the boxes left to N1: bounds "
                    "(the own engine, default), marabou, vnncomp:DIR or a plug-in; one box and "

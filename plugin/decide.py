@@ -52,6 +52,8 @@ class Subject:
     # the branch and bound's split rule for this subject: (split, choose) of input_bab
     split_rule: tuple[str, str] = ("smart", "gain")
     focusable: bool = False  # does ``rows`` optimise the rows a focus picks (else ignores it)
+    # seconds ``rows`` spent per part, where a subject keeps count (:func:`through`)
+    clock: dict[str, float] | None = None
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -138,6 +140,36 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
     # "smart" lost there on some instances (more bounds per split, each costlier for a pair)
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward, rows,
                    ("hybrid", "worst"))
+
+
+def through(n1: Network, n2: Network, device: str = "cpu") -> Subject:
+    """N1's outputs, bounded only through N2: ``A y1 = A y2 + A (y1 - y2)``, so over a box
+    ``lower(A y1) >= lower(A y2) + lower(A (y1 - y2))``, N2's own CROWN bound plus the certified
+    bound of the difference there (:func:`pair` with layout ``diff``). A box whose margin this
+    bounds below 0 is the first paper's argument on that piece: ``-lower(A (y1 - y2))`` is the
+    piece's certified eps along the row, and N2 is proved not to reach the unsafe set enlarged
+    by it. The branch and bound's splits refine the pieces, so each gets its own eps, which
+    shrinks with it. Points are evaluated on N1, so a witness is a counterexample of N1."""
+    from nnbisim.diffbounds import same_architecture
+
+    s2, diff = single(n2, device), pair(n1, n2, "diff", device)
+    l1 = torch_layers(n1)
+    clock = {"n2": 0.0, "eps": 0.0}
+
+    def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        low2, slope2 = s2.rows(lo, hi, a)
+        t1 = time.perf_counter()
+        lowd, sloped = diff.rows(lo, hi, a, focus)
+        clock["n2"] += t1 - t0
+        clock["eps"] += time.perf_counter() - t1
+        # the float64 sum of two lower bounds, rounded down: a lower bound of the exact sum
+        return np.nextafter(low2 + lowd, -np.inf), slope2 + sloped
+    return Subject(f"{n1.name} through {n2.name}", n1.out_size, n1.forward,
+                   lambda x: torch_forward(l1, x), rows,
+                   # CROWN on the merged network optimises a focus; the differential engine not
+                   focusable=not same_architecture(n1, n2), clock=clock)
 
 
 @dataclass(frozen=True)
@@ -306,7 +338,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
            resume: Sequence[OpenBoxes | None] | None = None,
            combine: bool = True, split: str | None = None, choose: str | None = None,
-           focus: bool = True) -> Decision:
+           focus: bool = True, search: bool = True) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -325,7 +357,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     bound is optimised further (alpha-CROWN's slopes on the same intermediate bounds,
     ``FOCUS_ITERS`` steps; one network's subjects only); splits are chosen on plain CROWN
     except where it stalls (see ``tighten`` in :func:`nnbisim.bab.input_bab`). False: plain
-    CROWN only.
+    CROWN only. ``search``: False skips the witness search of cases searched from scratch
+    (the caller ran one on the same outputs; the box's centre stands in for its best point).
     One network's outputs are split on every input dimension, keeping the split that settles
     most (``bench/split_rules.py``: on the 13 ACAS Xu instances the older rule took longest on,
     151 s against 394 s, half the boxes).
@@ -345,6 +378,9 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
         if opened is not None:  # searched before: start from the open boxes' centres
             mid = (opened.lo + opened.hi) / 2 if len(opened) else case.box.lower[None]
             starts.append(_best_of(m, mid))
+            continue
+        if not search:
+            starts.append(_best_of(m, case.box.center[None]))
             continue
         g, x = _falsify(m, case.box, rng, samples, 64, 100)
         starts.append((g, x))

@@ -82,7 +82,8 @@ def test_inside_eps_the_boxes_are_refined_or_decided_directly(pair):
     """Safe for N1 by less than eps: N2's enlarged set is reachable, so the search splits boxes
     (eps shrinks with them) or asks N1 directly, and never answers violated."""
     p1, p2, box, top, eps = pair
-    rep = assure(p1, [SpecCase(box, at_least(top + 0.2 * eps))], p2, time_budget=15)
+    rep = assure(p1, [SpecCase(box, at_least(top + 0.2 * eps))], p2, time_budget=15,
+                 quick_direct=0.1, compressed_share=0.4, refine="halves")
     assert rep.verdict in ("holds", "timeout")
     assert any(p.result == "split" for p in rep.pieces) or rep.route != "compressed"
 
@@ -98,14 +99,16 @@ def test_boxes_the_compressed_route_leaves_open_are_decided_on_n1(tmp_path, pair
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
     prop = [SpecCase(box, at_least(top + 0.05))]
-    rep = assure(p1, prop, p2, time_budget=20, quick_direct=0.0, compressed_share=0.3)
+    rep = assure(p1, prop, p2, time_budget=20, quick_direct=0.0, compressed_share=0.3,
+                 refine="halves")
     assert rep.verdict == "holds" and rep.seconds < 25
     settled = [p for p in rep.pieces if p.route != "open"]
     assert {p.result for p in settled} == {"holds"} and "direct" in {p.route for p in settled}
     volume = sum(float(np.prod(p.upper - p.lower)) for p in settled)
     assert volume == pytest.approx(float(np.prod(box.upper - box.lower)), rel=1e-12)
     # no time for the route through N2: the case goes to N1 whole, in one piece
-    rep = assure(p1, prop, p2, time_budget=10, quick_direct=0.0, compressed_share=0.01)
+    rep = assure(p1, prop, p2, time_budget=10, quick_direct=0.0, compressed_share=0.01,
+                 refine="halves")
     assert rep.verdict == "holds" and rep.route == "direct" and len(rep.pieces) == 1
     np.testing.assert_array_equal(rep.pieces[0].lower, box.lower)
     np.testing.assert_array_equal(rep.pieces[0].upper, box.upper)
@@ -228,7 +231,7 @@ def test_the_route_through_n2_is_given_up_where_eps_cannot_fit_the_margin(tmp_pa
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
     rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, time_budget=20,
-                 quick_direct=0.0)
+                 quick_direct=0.0, refine="halves")
     assert rep.verdict == "holds" and rep.route == "direct"
     assert [p.result for p in rep.pieces if p.route == "open"] == ["left to N1"]
     assert len(rep.notes) == 1 and "margin" in rep.notes[0]
