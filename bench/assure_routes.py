@@ -1,26 +1,28 @@
-"""Which route settles the safe ACAS Xu instances: assure's defaults against the route through N2
-first, and the distilled 5-10-10-5 against a 10%-pruned N2, in the same run.
+"""Which route settles the safe ACAS Xu instances: assure's defaults against the older orders
+and refinements, and the distilled 5-10-10-5 against a 10%-pruned N2, in the same run.
 
-The suite (bench/assure_acasxu.py) runs assure with its defaults: a quick look at N1 first,
-which settles most instances before N2 is asked. This bench measures what that choice costs
-and what the route through N2 can do by itself, on safe instances the suite proved (one per
-property by default, the first in the csv's order):
+On safe instances the suite (bench/assure_acasxu.py) proved (one per property by default, the
+first in the csv's order):
 
-- ``default``: assure as shipped (quick look at N1 with 10% of the budget, the route through
-  N2 with 40% of the rest, N1 directly with what is left), distilled N2;
-- ``n2-first``: no quick look, the route through N2 with the whole budget but a last look at N1
-  (``quick_direct=0``, ``compressed_share=1``), distilled N2;
-- ``n2-first-prune``: the same with N2 = N1 with 10% of its neurons pruned (same shape);
-- ``default-fresh``: the defaults, but the last look at N1 starts over instead of going on from
-  the quick look's open boxes (``resume=False``, the behaviour before resuming; not in the
-  default list: ``--configs default,default-fresh --results bench/results/assure_resume.jsonl``
-  measures what resuming buys, same run).
+- ``default``: assure as shipped (a witness search on N1, then the route through N2 refined by
+  one branch and bound whose pieces are each bounded through N2, with half the budget; N1
+  directly goes on from what it leaves), distilled N2;
+- ``n1-first``: the defaults before 681e167: a quick look at N1 with 10% of the budget (witness
+  search and branch and bound on N1), the route through N2 with 40% of the rest refined by
+  halves (eps and N2 per half, ``refine="halves"``), N1 directly with what is left;
+- ``n2-halves``: no quick look, the route through N2 refined by halves with the whole budget
+  but a last look at N1 (``quick_direct=0``, ``compressed_share=1``);
+- ``default-prune``: the defaults with N2 = N1 with 10% of its neurons pruned (same shape);
+- ``n1-first-fresh``: ``n1-first`` whose last look at N1 starts over instead of going on from
+  the quick look's open boxes (``resume=False``; not in the default list: ``--configs
+  n1-first,n1-first-fresh --results bench/results/assure_resume.jsonl`` measures what resuming
+  buys, same run).
 
 Per instance and configuration: verdict, route (``compressed`` = proved through N2 alone),
 seconds, eps. Same timeout as the suite (the csv's).
 
     python bench/assure_routes.py [--instances 1_1:3,2_1:4] [--per-property 1]
-        [--configs default,n2-first,n2-first-prune]
+        [--configs default,n1-first,n2-halves,default-prune]
 
 Appends to bench/results/assure_routes.jsonl (a rerun resumes) and rewrites
 bench/results/assure_routes.md after each instance.
@@ -36,10 +38,13 @@ from pathlib import Path
 from _common import code_version
 from assure_acasxu import DATA, HERE, _plot_eps, _short, compressed, load_instances
 
-CONFIGS = {"default": ("distill", None, None),
-           "n2-first": ("distill", 0.0, 1.0),
-           "n2-first-prune": ("prune", 0.0, 1.0),
-           "default-fresh": ("distill", None, None)}  # resume=False
+_N1_FIRST = {"quick_direct": 0.1, "compressed_share": 0.4, "refine": "halves"}
+CONFIGS = {"default": ("distill", {}),
+           "n1-first": ("distill", _N1_FIRST),
+           "n2-halves": ("distill", {"quick_direct": 0.0, "compressed_share": 1.0,
+                                     "refine": "halves"}),
+           "default-prune": ("prune", {}),
+           "n1-first-fresh": ("distill", {**_N1_FIRST, "resume": False})}
 
 
 def run_one(net_file: str, prop: str, timeout: float, config: str) -> dict:
@@ -49,12 +54,9 @@ def run_one(net_file: str, prop: str, timeout: float, config: str) -> dict:
     from nnbisim.specs.io import read_spec_cases
 
     torch.set_num_threads(1)
-    compression, quick, share = CONFIGS[config]
+    compression, kw = CONFIGS[config]
     cases = read_spec_cases(DATA / prop)
     n2 = compressed(net_file, prop, compression)
-    kw = {} if quick is None else {"quick_direct": quick, "compressed_share": share}
-    if config == "default-fresh":
-        kw["resume"] = False
     t0 = time.perf_counter()
     rep = assure(DATA / net_file, cases, n2, time_budget=timeout, **kw)
     seconds = time.perf_counter() - t0
@@ -101,7 +103,7 @@ def summarise(rows: list[dict], out: Path, planned: int, configs: list[str]) -> 
         lines.append(f"| {net} | {prop} | " + " | ".join(cells) + " |")
     lines += ["", f"`{out.stem}_eps.png`: the certified eps per instance (the largest over "
               "its boxes) by configuration and compression; runs that never computed one "
-              "(settled by the quick look at N1) are left out."]
+              "(settled by N1 directly) are left out."]
     out.write_text("\n".join(lines) + "\n")
     _plot_eps([{"compression": f"{r['config']}\n{CONFIGS[r['config']][0]}",
                 "eps_max": r["eps_max"]} for r in rows],
@@ -113,7 +115,7 @@ def main() -> None:
     ap.add_argument("--instances", default="",
                     help="network:property,... (default: safe instances of the suite)")
     ap.add_argument("--per-property", type=int, default=1)
-    ap.add_argument("--configs", default="default,n2-first,n2-first-prune")
+    ap.add_argument("--configs", default="default,n1-first,n2-halves,default-prune")
     ap.add_argument("--suite", type=Path, default=HERE / "results" / "assure_acasxu.jsonl")
     ap.add_argument("--results", type=Path, default=HERE / "results" / "assure_routes.jsonl")
     args = ap.parse_args()

@@ -116,11 +116,13 @@ class _Search:
                  best: np.ndarray, best_x: np.ndarray, joint: bool, rel_gap: float,
                  abs_gap: float, target: float | None = None,
                  resume: OpenBoxes | None = None, scale: np.ndarray | None = None,
-                 choose: str = "worst", tighten: BoundFn | None = None):
+                 choose: str = "worst", tighten: BoundFn | None = None,
+                 lazy: bool = False):
         if choose not in ("worst", "gain"):
             raise ValueError(f"choose must be 'worst' or 'gain', not {choose!r}")
         self.bound, self.value, self.joint, self.target = bound, value, joint, target
         self.choose, self.tighten = choose, tighten
+        self.sharpening = not lazy  # kept halves get ``tighten``'s bounds (lazy: after a stall)
         self.rel_gap, self.abs_gap = rel_gap, abs_gap
         self.best, self.best_x = best.astype(np.float64).copy(), best_x.copy()
         self.closed = np.full(len(best), -np.inf)
@@ -359,7 +361,9 @@ class _Search:
                 clo[pos], chi[pos], cub[pos] = redo[:3]
                 if cslope is not None and redo[3] is not None:
                     cslope[pos] = redo[3]
-            cub, cslope = self._sharpen(clo, chi, cub, cslope, ~np.tile(stalled, 2))
+                self.sharpening = True
+            if self.sharpening:
+                cub, cslope = self._sharpen(clo, chi, cub, cslope, ~np.tile(stalled, 2))
         self._offer((clo + chi) / 2)
         self.lo = np.concatenate([self.lo[rest], clo])
         self.hi = np.concatenate([self.hi[rest], chi])
@@ -390,6 +394,7 @@ def input_bab(
     resume: OpenBoxes | None = None,
     scale: np.ndarray | None = None,
     tighten: BoundFn | None = None,
+    lazy: bool = False,
 ) -> BabResult:
     """Maximise every objective over the union of boxes ``lower[j] <= x <= upper[j]``.
 
@@ -413,6 +418,8 @@ def input_bab(
     leaves open once kept (the set's, and each chosen split's halves). Splits are chosen on
     ``bound``, except for boxes where that stalls (neither half of the best split scores better
     than the box): their splits are chosen again on ``tighten``'s bounds of every candidate.
+    ``lazy``: kept halves get ``tighten``'s bounds only once some split has stalled (the
+    stall rule applies from the start).
     """
     t0 = time.perf_counter()
     lo = np.atleast_2d(np.asarray(lower, np.float64))
@@ -424,7 +431,7 @@ def input_bab(
         hi = np.asarray(resume.hi, np.float64).reshape(-1, hi.shape[1])
     s = _Search(lo, hi, bound, value, np.asarray(start_values, np.float64),
                 np.atleast_2d(np.asarray(start_x, np.float64)), joint, rel_gap, abs_gap, target,
-                resume, scale, choose, tighten)
+                resume, scale, choose, tighten, lazy)
     k, reason = batch or 16, "budget"
     polished, rng = t0, np.random.default_rng(0)
     try:

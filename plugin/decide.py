@@ -338,7 +338,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
            resume: Sequence[OpenBoxes | None] | None = None,
            combine: bool = True, split: str | None = None, choose: str | None = None,
-           focus: bool = True, search: bool = True) -> Decision:
+           focus: bool | str = True, search: bool = True) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -355,10 +355,13 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     branch and bound's split rule (see :func:`nnbisim.bab.input_bab`; default: the subject's).
     ``focus``: in each half a split keeps open, per polytope the row with the best plain CROWN
     bound is optimised further (alpha-CROWN's slopes on the same intermediate bounds,
-    ``FOCUS_ITERS`` steps; one network's subjects only); splits are chosen on plain CROWN
-    except where it stalls (see ``tighten`` in :func:`nnbisim.bab.input_bab`). False: plain
-    CROWN only. ``search``: False skips the witness search of cases searched from scratch
-    (the caller ran one on the same outputs; the box's centre stands in for its best point).
+    ``FOCUS_ITERS`` steps; one network's subjects and :func:`through`); splits are chosen on
+    plain CROWN except where it stalls (see ``tighten`` in :func:`nnbisim.bab.input_bab`).
+    False: plain
+    CROWN only. ``"lazy"``: plain CROWN with the stall rule, the kept halves optimised only
+    once a split has stalled (``lazy`` of :func:`~nnbisim.bab.input_bab`). ``search``: False
+    skips the witness search of cases searched from scratch (the caller ran one on the same
+    outputs; the box's centre stands in for its best point).
     One network's outputs are split on every input dimension, keeping the split that settles
     most (``bench/split_rules.py``: on the 13 ACAS Xu instances the older rule took longest on,
     151 s against 394 s, half the boxes).
@@ -404,7 +407,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
                         start_values=g0, start_x=x0, target=0.0, time_budget=share,
                         polish=m.polisher(case.box), resume=again[c],
                         scale=case.box.upper - case.box.lower, split=split, choose=choose,
-                        tighten=m.sharp if focus and subject.focusable else None)
+                        tighten=m.sharp if focus and subject.focusable else None,
+                        lazy=focus == "lazy")
         left[c] = res.left
         notes.append({"case": c, "how": "bab", "reason": res.reason, "boxes": res.boxes,
                       "seconds": round(res.seconds, 3), "upper": float(res.upper.max()),

@@ -10,6 +10,7 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.assure import assure
+from nnbisim.errors import InputError
 from nnbisim.model import Network
 from nnbisim.specs.assurance import enlarge
 from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
@@ -235,6 +236,63 @@ def test_the_route_through_n2_is_given_up_where_eps_cannot_fit_the_margin(tmp_pa
     assert rep.verdict == "holds" and rep.route == "direct"
     assert [p.result for p in rep.pieces if p.route == "open"] == ["left to N1"]
     assert len(rep.notes) == 1 and "margin" in rep.notes[0]
+
+
+def test_the_refined_route_proves_through_n2_what_one_eps_per_box_cannot(tmp_path, pair):
+    """The case above by default: one branch and bound through N2, each piece with its own
+    certified eps (which shrinks with the piece), proves it through N2 alone; the record keeps
+    eps over the whole box, certified by one pass and seen at points."""
+    p1, _p2, box, top, _eps = pair
+    from nnbisim.adapters.onnx_load import load_network
+
+    n1 = load_network(p1)
+    far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers])
+    p2 = save(network_to_model(far), tmp_path / "far.onnx")
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, time_budget=20)
+    assert rep.verdict == "holds" and rep.route == "compressed" and len(rep.pieces) == 1
+    piece = rep.pieces[0]
+    assert piece.eps >= piece.eps_witnessed > 1e-3  # far more than the margin, over the box
+    assert piece.eps_seconds > 0 and piece.n2_seconds > 0 and piece.direct_seconds == 0
+    data = rep.to_json()
+    assert data["eps_witnessed_max"] == piece.eps_witnessed
+    with pytest.raises(InputError, match="halves"):
+        assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, refine="thirds")
+
+
+def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monkeypatch):
+    """Too little time for the route through N2 to finish (its bounds slowed down here, so
+    that no machine is fast enough): N1 directly takes over the pieces it left open (not the
+    whole box again) and completes the proof."""
+    import dataclasses
+    import time
+
+    import nnbisim.decide
+
+    p1, _p2, box, top, _eps = pair
+    from nnbisim.adapters.onnx_load import load_network
+
+    fast = nnbisim.decide.through
+
+    def slow(*args, **kw):
+        subject = fast(*args, **kw)
+
+        def rows(*a, inner=subject.rows):
+            time.sleep(0.05)
+            return inner(*a)
+        return dataclasses.replace(subject, rows=rows)
+    monkeypatch.setattr(nnbisim.decide, "through", slow)
+    n1 = load_network(p1)
+    far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers])
+    p2 = save(network_to_model(far), tmp_path / "far.onnx")
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-4))], p2, time_budget=40,
+                 compressed_share=0.6 / 40)
+    assert rep.verdict == "holds" and rep.route == "direct"
+    assert [(p.route, p.result) for p in rep.pieces] == [("open", "left to N1"),
+                                                        ("direct", "holds")]
+    assert len(rep.notes) == 1 and "goes on from them" in rep.notes[0]
+    assert "all" not in rep.notes[0]  # it kept its open pieces
 
 
 def test_the_outlook_weighs_the_margin_against_the_spread_and_the_reach(pair):

@@ -230,3 +230,42 @@ def test_a_sharper_bound_serves_only_kept_open_boxes_and_unsticks_a_stalled_one(
     assert input_bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
                      lambda lo, hi: Bounded(np.ones((len(lo), 1))), value, tighten=loose,
                      scale=np.array([1.0, 0.1]), **run).reason == "exhausted"
+
+
+def test_a_lazy_search_sharpens_kept_halves_only_after_a_stall():
+    """``lazy``: the stall rule from the start, the sharper bound for kept halves only once a
+    split has stalled. A plain bound every split improves never stalls, so ``tighten`` only
+    sees the first box; a constant plain bound stalls at once, and the search then goes on as
+    the eager one does."""
+    def exact(lo, hi):
+        c = np.clip(0.5, lo[:, :1], hi[:, :1])
+        return c * (1 - c)
+
+    calls = {"tighten": 0}
+
+    def value(x):
+        return x[:, :1] * (1 - x[:, :1])
+
+    def shrinking(lo, hi):  # improves with every split of either side
+        return Bounded(exact(lo, hi) + 0.1 * (hi - lo).sum(axis=1, keepdims=True))
+
+    def tighten(lo, hi):  # no sharper at all here: it only counts the boxes it is given
+        calls["tighten"] += 1
+        return shrinking(lo, hi)
+
+    kw = dict(start_values=np.zeros(1), start_x=np.zeros((1, 2)), split="smart",
+              choose="gain", target=0.26, time_budget=30, max_boxes=20_000)
+    box = (np.zeros((1, 2)), np.ones((1, 2)))
+    counts = {}
+    for lazy in (True, False):
+        calls["tighten"] = 0
+        res = input_bab(*box, shrinking, value, tighten=tighten, lazy=lazy, **kw)
+        assert res.reason == "exhausted"
+        counts[lazy] = calls["tighten"]
+    assert counts[True] == 1 < counts[False]  # the first box only, against every kept half
+    calls["tighten"] = 0
+    res = input_bab(*box, lambda lo, hi: Bounded(np.ones((len(lo), 1))), value,
+                    tighten=tighten, lazy=True, **kw)
+    assert res.reason == "exhausted" and calls["tighten"] > 1
+    # (a first box sharper than its halves' plain bounds counts as a stall too: the halves
+    # cannot score better than it)

@@ -14,7 +14,7 @@ from nnbisim.adapters.compress import round_weights
 from nnbisim.adapters.merge import merge_networks, split_merged
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.api import merge_files, merged_blocks
-from nnbisim.decide import decide, pair, single
+from nnbisim.decide import decide, pair, single, through
 from nnbisim.model import Network
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
@@ -68,6 +68,33 @@ def test_pair_rows_decide_a_discrepancy_threshold():
         assert not subject.focusable and calls[True] == calls[False] > 1
         hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], 20)
         assert hit.status is Status.VIOLATED
+
+
+@pytest.mark.parametrize("same_sizes", [True, False])
+def test_bounds_through_n2_are_sound_bounds_of_n1_and_tighten_with_the_box(same_sizes):
+    """N2's bound plus the certified bound of N1 - N2 bounds N1's rows: below N1's values at
+    every sampled point, for the differential engine (same sizes) and the merged network's
+    CROWN (a smaller N2) alike; the gap to N1's true minimum shrinks as the box does."""
+    rng = np.random.default_rng(7)
+    n1 = random_network([3, 12, 12, 2], rng)
+    n2 = (Network.from_weights([layer.weight * 1.02 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers]) if same_sizes
+          else random_network([3, 6, 2], rng))
+    via = through(n1, n2)
+    assert via.n_outputs == 2 and via.focusable is not same_sizes
+    a = rng.normal(size=(3, 2))
+    gaps = []
+    for r in (1.0, 0.1, 0.01):
+        lo, hi = -r * np.ones((1, 3)) + 0.3, r * np.ones((1, 3)) + 0.3
+        low, slope = via.rows(lo, hi, a)
+        assert low.shape == (1, 3) and slope.shape == (1, 3, 3)
+        x = rng.uniform(lo[0], hi[0], size=(20000, 3))
+        seen = (n1.forward(x) @ a.T).min(axis=0)  # N1's rows, not N2's
+        assert np.all(low[0] <= seen)
+        gaps.append(float(np.max(seen - low[0])))
+    assert gaps[2] < gaps[1] < gaps[0]
+    assert via.clock["n2"] > 0 and via.clock["eps"] > 0
+    np.testing.assert_array_equal(via.forward(x), n1.forward(x))
 
 
 def test_split_merged_gives_back_the_pair():
