@@ -1,14 +1,18 @@
 """Assured compression: decide a property of N1 through a compressed N2 and the bound on N1 - N2.
 
-For each input box of the property: certify the per-output interval of ``N1 - N2`` over it,
-enlarge the unsafe set by it (:mod:`nnbisim.specs.assurance`) and decide the enlarged property on
-N2. ``holds`` on N2 proves the box safe for N1. A counterexample of N2 is replayed on N1: if N1
-violates the original property there, it is a real counterexample. Otherwise the box is split in
-two along its relatively widest side (the difference interval shrinks with the box) and both
-halves are retried; boxes still open when the route's share of the budget ends, or too deep,
-are decided on N1 directly with the rest of the budget (a case none of whose pieces was settled
-goes back whole: one branch and bound over its box beats one per piece). The report says which
-route settled which box.
+After a witness search on N1 (a real counterexample ends the question), each input box of the
+property goes through N2. By default (``refine="bab"``, the own engine) that is one branch and
+bound over the box whose every piece is bounded only through N2
+(:func:`nnbisim.decide.through`): N2's bound plus the piece's certified bound of ``N1 - N2``,
+which is the first paper's argument on each piece (its own eps, and N2 not reaching the unsafe
+set enlarged by it); splitting refines the pieces, and eps shrinks with them. With
+``refine="halves"`` (and any other verifier) it is the argument as the paper runs it: certify
+the per-output interval of ``N1 - N2`` over the box, enlarge the unsafe set by it
+(:mod:`nnbisim.specs.assurance`) and decide the enlarged property on N2; a counterexample of N2
+is replayed on N1, and a box still open is split in two and both halves retried. Boxes still
+open when the route's share of the budget ends are decided on N1 directly with the rest,
+going on from the open pieces of the search before. The report says which route settled which
+box.
 """
 
 from __future__ import annotations
@@ -256,18 +260,19 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     the boxes left to N1: ``bounds`` (the own engine) or any plug-in (``marabou``,
     ``vnncomp:DIR``, ...), asked one box and unsafe polytope per query; the quick look and
     eps always use the own engine. ``resume``: what the quick look's branch and bound proved
-    stays proved: boxes of the route inside it are settled at once, and the own engine's last
-    look at N1 goes on from the boxes it left open (False: each starts over, the old way).
+    stays proved: boxes of the route inside it are settled at once (the refined route goes on
+    from its open boxes), and the own engine's last look at N1 goes on from the boxes left
+    open (False: each starts over, the old way).
 
-    ``refine``: how the route through N2 goes on with a box it cannot settle whole.
-    ``bab`` (the own engine only; others fall back to ``halves``): one branch and bound over
+    ``refine``: how the route through N2 works on a box.
+    ``bab`` (the own engine only; other verifiers use ``halves``): one branch and bound over
     the box whose every piece is bounded through N2 (:func:`nnbisim.decide.through`: N2's bound
     plus the piece's own certified bound of ``N1 - N2``), so each piece gets its own eps and
     N2's verdict on the unsafe set enlarged by it; boxes it leaves open go to N1 directly,
-    which goes on from them (what the route proved stays proved). ``halves``: the box is split
-    in two and each half's eps is computed by its own branch and bound and the enlarged
-    property decided on N2 separately (up to ``MAX_DEPTH`` splits; ``eps_share`` of each
-    half's time for eps)."""
+    which goes on from them (what the route proved stays proved). ``halves``: eps over the
+    box by its own branch and bound, the enlarged property decided on N2, and a box still open
+    split in two and both halves retried the same way (up to ``MAX_DEPTH`` splits;
+    ``eps_share`` of each box's time for eps)."""
     import tempfile
 
     from nnbisim.errors import InputError

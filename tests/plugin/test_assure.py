@@ -145,6 +145,11 @@ def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, 
     assert (tmp_path / "w" / "n1_distill.onnx").exists()
     report = json.loads(out.read_text())
     assert report["verdict"] == "holds" and report["n2"].endswith("n1_distill.onnx")
+    assert report["route"] == "compressed" and report["pieces"][0]["eps_witnessed"] >= 0
+    # the paper's refinement by halves, from the command line too
+    assert main(["assure", str(p1), str(prop), "--compressed", str(p2), "--refine", "halves",
+                 "--time-budget", "20", "--quiet"]) == 0
+    assert "HOLDS (route compressed" in capsys.readouterr().out
     # without --workdir the compressed network is a scratch file: reruns work, nothing is left
     here = tmp_path / "here"
     here.mkdir()
