@@ -68,7 +68,10 @@ def cmd_assure(args: argparse.Namespace) -> int:
           f"{rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 {data['n2_seconds']:.1f} s, "
           f"N1 directly {data['direct_seconds']:.1f} s)")
     for p in rep.pieces:
-        print(f"  box {p.case} depth {p.depth}: {p.route:>10} {p.result:>8}  eps {p.eps:.4g}")
+        seen = "" if np.isnan(p.eps_witnessed) else f", {p.eps_witnessed:.4g} seen"
+        # the refined route's pieces each certify their own eps: this one is the whole box's
+        print(f"  box {p.case} depth {p.depth}: {p.route:>10} {p.result:>8}  eps over the box "
+              f"{p.eps:.4g} certified{seen}")
     if rep.counterexample is not None:
         print("counterexample (replayed on N1): [" + ", ".join(f"{v:.6g}" for v in
                                                               rep.counterexample) + "]")
