@@ -37,7 +37,7 @@ QUICK_DIRECT = 0.0  # share of the budget for a first, quick look at N1 itself (
 QUICK_EPS = 3.0  # seconds for the first, quick eps bound of a box
 QUICK_N2 = 10.0  # seconds for N2 on the enlarged property with that quick bound
 COMPRESSED_SHARE = 0.5  # share of the budget left after the quick look for the route via N2
-REFINES = ("bab", "halves")  # how the route through N2 refines a box it cannot settle whole
+REFINES = ("bab", "halves")  # how the route through N2 refines a box (see assure)
 EPS_PROBES = 1024  # random points of a box where the refined route's eps record is witnessed
 PROBES = 2048  # random points of a box at which N1's margin to the unsafe set is measured
 
@@ -127,20 +127,17 @@ def objectives_of(unsafe) -> set[tuple[int, int]]:
     return out
 
 
-def _eps_glance(n1: Network, n2: Network, box: Box, needed: set[tuple[int, int]],
-                rng: np.random.Generator, device: str = "cpu") -> tuple[float, float, float]:
+def _eps_glance(n1: Network, n2: Network, bound, box: Box, needed: set[tuple[int, int]],
+                rng: np.random.Generator) -> tuple[float, float, float]:
     """``(certified, witnessed, seconds)``: eps over the whole box along the sides the unsafe
     set uses, for the record of the refined route (which certifies each piece on its own):
-    one pass of the bound engine (no branch and bound) and the largest of ``EPS_PROBES``
-    random points and the centre."""
-    from nnbisim.epsilon import choose_engine, objective_bounds
-
+    one pass of ``bound`` (:func:`~nnbisim.epsilon.objective_bounds` of the pair, no branch and
+    bound) and the largest of ``EPS_PROBES`` random points and the centre."""
     t0 = time.perf_counter()
     idx = sorted(2 * j + (0 if sign > 0 else 1) for j, sign in needed)
     if not idx:
         return 0.0, 0.0, time.perf_counter() - t0
-    ub = objective_bounds(n1, n2, choose_engine(n1, n2), device)(box.lower[None],
-                                                                 box.upper[None]).upper
+    ub = bound(box.lower[None], box.upper[None]).upper
     x = np.concatenate([box.center[None], box.sample(EPS_PROBES, rng)])
     d = n1.forward(x) - n2.forward(x)
     seen = np.empty((len(x), 2 * d.shape[1]))  # ordered as the bounds: +d_0, -d_0, +d_1, ...
@@ -356,7 +353,8 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
                                      "onnxruntime)",))
     # the route through N2 ends at its own deadline; what is open then goes to N1 directly
     c_deadline = time.perf_counter() + compressed_share * (deadline - time.perf_counter())
-    queue = [(c, case.box, 0) for c, case in enumerate(cases)]
+    refined = refine == "bab" and verifier == "bounds"  # else by halves, the queue's boxes
+    queue = [] if refined else [(c, case.box, 0) for c, case in enumerate(cases)]
     needed = [objectives_of(case.unsafe) for case in cases]
     scale = np.maximum(np.max([c.box.upper - c.box.lower for c in cases], axis=0), 1e-300)
     pieces: list[Piece] = []
@@ -365,23 +363,25 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
     root: dict[int, float] = {}  # the certified reach over each case's whole box
     rng = np.random.default_rng(0)
     left_by: dict[int, object] = {}  # per case, the boxes the refined route left open
-    if refine == "bab" and verifier == "bounds":
+    if refined:
         from nnbisim.decide import through
+        from nnbisim.epsilon import choose_engine, objective_bounds
 
         via = through(n1, n2, device)
+        glance = objective_bounds(n1, n2, choose_engine(n1, n2), device)  # once, for every box
         for c, case in enumerate(cases):
             share = (c_deadline - time.perf_counter()) / (len(cases) - c)
             opened = _open_part(d0, c, case.box) if resume else None
             if share < 0.5 or (opened is not None and not len(opened)):
                 direct.append((c, case.box, 0, np.nan, 0.0, 0.0))  # the tail settles it
                 continue
-            eps, eps_w, eps_s = _eps_glance(n1, n2, case.box, needed[c], rng, device)
+            eps, eps_w, eps_s = _eps_glance(n1, n2, glance, case.box, needed[c], rng)
             t_eps, tn = via.clock["eps"], time.perf_counter()
-            # the quick look searched N1 for witnesses already: go on from it, or from the box
-            # focus only once a split stalls: through N2, optimising every kept half took
-            # about twice as long on 6 of 7 ACAS Xu instances (1_1 properties 3, 6, 2_1 3,
-            # 3_3 9, 1_7 2, 5_5 1) and plain CROWN without the stall rule timed out on 1_1
-            # property 5 (ad-hoc runs, one at a time, not a bench)
+            # the quick look searched N1 for witnesses already (search=False): go on from its
+            # open boxes, or from the whole box. Focus only once a split stalls: through N2,
+            # optimising every kept half took about twice as long on 6 of 7 ACAS Xu instances
+            # (1_1 properties 3, 6, 2_1 3, 3_3 9, 1_7 2, 5_5 1) and plain CROWN without the
+            # stall rule timed out on 1_1 property 5 (ad-hoc runs, one at a time, not a bench)
             d = decide(via, [case], share, resume=[opened], search=False, focus="lazy")
             spent = time.perf_counter() - tn
             e_s = eps_s + via.clock["eps"] - t_eps  # certifying N1 - N2 on the pieces
@@ -409,7 +409,6 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             gave_up.append(f"box {c}: the route through N2 left "
                            f"{'all' if kept is None else len(kept)} pieces open after "
                            f"{spent:.1f} s; N1 directly goes on from them")
-        queue = []
     while queue:
         c, box, depth = queue.pop(0)
         unsafe = cases[c].unsafe
