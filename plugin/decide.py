@@ -338,7 +338,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
            seed: int = 0, progress: Callable[[str], None] | None = None,
            resume: Sequence[OpenBoxes | None] | None = None,
            combine: bool = True, split: str | None = None, choose: str | None = None,
-           focus: bool | str = True, search: bool = True) -> Decision:
+           focus: bool | str = True, search: bool = True,
+           samples: int | None = None) -> Decision:
     """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
 
     Per case (a box and its unsafe polytopes): a witness search on all polytopes together, then
@@ -361,7 +362,9 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     CROWN only. ``"lazy"``: plain CROWN with the stall rule, the kept halves optimised only
     once a split has stalled (``lazy`` of :func:`~nnbisim.bab.input_bab`). ``search``: False
     skips the witness search of cases searched from scratch (the caller ran one on the same
-    outputs; the box's centre stands in for its best point).
+    outputs; the box's centre stands in for its best point). ``samples``: random points per box
+    that seed the witness search's climbs (default: 2,000,000 / input size, within 1,024 and
+    200,000).
     One network's outputs are split on every input dimension, keeping the split that settles
     most (``bench/split_rules.py``: on the 13 ACAS Xu instances the older rule took longest on,
     151 s against 394 s, half the boxes).
@@ -373,7 +376,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(seed)
     notes: list[dict] = []
-    samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
+    if samples is None:
+        samples = max(1024, min(200_000, 2_000_000 // max(cases[0].box.dim, 1)))
     margins = [_Margins(subject, case.unsafe.disjuncts, combine) for case in cases]
     again = list(resume) if resume is not None else [None] * len(cases)
     starts = []

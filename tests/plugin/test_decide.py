@@ -44,6 +44,23 @@ def test_single_network_holds_and_is_violated_at_the_true_maximum():
     assert float(net.forward(hit.x)[0]) >= top - 0.01
 
 
+def test_witness_search_draws_the_samples_asked(monkeypatch):
+    """``samples`` sets how many random points seed the witness search (the assure command's
+    quick look asks fewer than decide's default); a witness is still found."""
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    top = float(net.forward(box.sample(100000, rng)).max())
+    drawn = []
+    sample = Box.sample
+    monkeypatch.setattr(Box, "sample", lambda self, n, g: drawn.append(n) or sample(self, n, g))
+    for n in (None, 300):
+        hit = decide(single(net), [SpecCase(box, at_least(1, 0, top - 0.05))], 20, samples=n)
+        assert hit.status is Status.VIOLATED and hit.problems[0]["how"] == "witness"
+        assert float(net.forward(hit.x)[0]) >= top - 0.05
+    assert drawn == [200_000, 300]
+
+
 def test_pair_rows_decide_a_discrepancy_threshold():
     rng = np.random.default_rng(1)
     n1 = random_network([3, 16, 16, 2], rng)
