@@ -19,15 +19,10 @@ bench/results/decide_focus.jsonl (a rerun resumes) and rewrites bench/results/de
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-from _common import code_version
-from assure_acasxu import DATA, HERE, _short, load_instances
-from split_rules import summarise
+from assure_acasxu import DATA, _short
+from split_rules import run_variants, variant_parser
 
 DEFAULT = ("1_1:5,3_3:2,4_2:2,1_1:6,3_3:9,5_3:2,4_9:1,1_5:2,5_8:1,4_7:1,4_6:1,2_9:1,2_7:1,"
            "1_1:1,1_1:2,1_1:3,1_1:4,1_9:7,2_9:8,4_5:10")
@@ -42,10 +37,11 @@ INTRO = ("# Focused rows in the own engine's branch and bound: N1 decided direct
          "the csv's timeouts. Every `violated` is replayed on N1 in onnxruntime.")
 
 
-def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
+def decide_row(net_file: str, prop: str, timeout: float, variant: str, **options) -> dict:
+    """N1's property decided by the own engine (``decide`` with ``options``), its violation
+    replayed in onnxruntime: the bench row of ``variant``."""
     import torch
 
-    from nnbisim import bab
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.decide import decide, single
     from nnbisim.specs.io import read_spec_cases
@@ -53,12 +49,10 @@ def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
     from nnbisim.verifiers import confirm_violation
 
     torch.set_num_threads(1)
-    if variant == "before":  # each run has its own process: the thresholds stay with it
-        bab.GAIN_NOISE, bab.THIN = 0.0, 0.0
     cases = read_spec_cases(DATA / prop)
     subject = single(load_network(DATA / net_file))
     t0 = time.perf_counter()
-    d = decide(subject, cases, timeout, focus=variant == "focus")
+    d = decide(subject, cases, timeout, **options)
     seconds = time.perf_counter() - t0
     status = confirm_violation(Verdict(d.status, "bounds", seconds, counterexample=d.x),
                                DATA / net_file, cases).status
@@ -68,37 +62,17 @@ def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
             "boxes": sum(p.get("boxes", 0) or 0 for p in d.problems)}
 
 
+def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
+    from nnbisim import bab
+
+    if variant == "before":  # each run has its own process: the thresholds stay with it
+        bab.GAIN_NOISE, bab.THIN = 0.0, 0.0
+    return decide_row(net_file, prop, timeout, variant, focus=variant == "focus")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--instances", default=DEFAULT, help="network:property,...")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=HERE / "results" / "decide_focus.jsonl")
-    args = ap.parse_args()
-    instances = {_short(n, p): (n, p, t) for n, p, t in load_instances()}
-    chosen = [tuple(s.split(":")) for s in args.instances.split(",")]
-    missing = [k for k in chosen if k not in instances]
-    if missing:
-        ap.error(f"no instance {missing[0][0]}:{missing[0][1]} in the csv")
-    done = []
-    if args.results.exists():
-        done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
-    seen = {(r["rule"], r["network"], r["prop"]) for r in done}
-    todo = [(key, v) for key in chosen for v in VARIANTS if (v, *key) not in seen]
-    version, planned = code_version(), len(chosen) * len(VARIANTS)
-    print(f"{planned} runs planned ({planned - len(todo)} already done)", flush=True)
-    out = args.results.with_suffix(".md")
-    with args.results.open("a") as sink, ProcessPoolExecutor(args.jobs,
-                                                             max_tasks_per_child=1) as pool:
-        futures = [pool.submit(run_one, *instances[key], v) for key, v in todo]
-        for fut in futures:
-            rec = {**fut.result(), "code": version}
-            done.append(rec)
-            sink.write(json.dumps(rec) + "\n")
-            sink.flush()
-            print(f"{rec['rule']} {rec['network']} p{rec['prop']}: {rec['status']} "
-                  f"{rec['seconds']} s, {rec['boxes']} boxes", flush=True)
-            summarise(done, list(VARIANTS), out, planned, INTRO)
-    summarise(done, list(VARIANTS), out, planned, INTRO)
+    ap = variant_parser(__doc__, DEFAULT, "decide_focus.jsonl")
+    run_variants(ap, ap.parse_args(), list(VARIANTS), run_one, INTRO, fresh=True)
 
 
 if __name__ == "__main__":

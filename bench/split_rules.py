@@ -84,16 +84,22 @@ def summarise(rows: list[dict], rules: list[str], out: Path, planned: int,
     out.write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--instances", default=DEFAULT, help="network:property,...")
-    ap.add_argument("--rules", default="smart:gain,hybrid:worst", help="split:choose,...")
+def variant_parser(doc: str, default: str, results: str) -> argparse.ArgumentParser:
+    """The arguments the variant benches share: instances, jobs, results file."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--instances", default=default, help="network:property,...")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=HERE / "results" / "split_rules.jsonl")
-    args = ap.parse_args()
+    ap.add_argument("--results", type=Path, default=HERE / "results" / results)
+    return ap
+
+
+def run_variants(ap: argparse.ArgumentParser, args: argparse.Namespace, variants: list[str],
+                 run_one, intro: str = INTRO, fresh: bool = False) -> None:
+    """Run ``run_one(net_file, prop, timeout, variant)`` for every chosen instance and variant
+    not in ``args.results`` yet, ``args.jobs`` at a time (each in a new process if ``fresh``),
+    appending each row as it finishes and rewriting the table next to it."""
     instances = {_short(n, p): (n, p, t) for n, p, t in load_instances()}
     chosen = [tuple(s.split(":")) for s in args.instances.split(",")]
-    rules = args.rules.split(",")
     missing = [k for k in chosen if k not in instances]
     if missing:
         ap.error(f"no instance {missing[0][0]}:{missing[0][1]} in the csv")
@@ -101,11 +107,13 @@ def main() -> None:
     if args.results.exists():
         done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
     seen = {(r["rule"], r["network"], r["prop"]) for r in done}
-    todo = [(key, rule) for key in chosen for rule in rules if (rule, *key) not in seen]
-    version, planned = code_version(), len(chosen) * len(rules)
+    todo = [(key, v) for key in chosen for v in variants if (v, *key) not in seen]
+    version, planned = code_version(), len(chosen) * len(variants)
     print(f"{planned} runs planned ({planned - len(todo)} already done)", flush=True)
-    with args.results.open("a") as sink, ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, *instances[key], rule) for key, rule in todo]
+    out = args.results.with_suffix(".md")
+    with args.results.open("a") as sink, ProcessPoolExecutor(
+            args.jobs, max_tasks_per_child=1 if fresh else None) as pool:
+        futures = [pool.submit(run_one, *instances[key], v) for key, v in todo]
         for fut in futures:
             rec = {**fut.result(), "code": version}
             done.append(rec)
@@ -113,8 +121,15 @@ def main() -> None:
             sink.flush()
             print(f"{rec['rule']} {rec['network']} p{rec['prop']}: {rec['status']} "
                   f"{rec['seconds']} s, {rec['boxes']} boxes", flush=True)
-            summarise(done, rules, args.results.with_suffix(".md"), planned)
-    summarise(done, rules, args.results.with_suffix(".md"), planned)
+            summarise(done, variants, out, planned, intro)
+    summarise(done, variants, out, planned, intro)
+
+
+def main() -> None:
+    ap = variant_parser(__doc__, DEFAULT, "split_rules.jsonl")
+    ap.add_argument("--rules", default="smart:gain,hybrid:worst", help="split:choose,...")
+    args = ap.parse_args()
+    run_variants(ap, args, args.rules.split(","), run_one)
 
 
 if __name__ == "__main__":
