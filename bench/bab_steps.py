@@ -1,8 +1,8 @@
 """Step size of the own engine's branch and bound: N1's properties decided at 1 s and 0.1 s steps.
 
 ``input_bab`` sizes its batch (boxes split per step) so that a step takes about
-``nnbisim.bab.STEP_SECONDS``. Each bound call on ACAS Xu has a fixed cost of ~15 ms, so at the
-former 0.1 s the batches stayed at a few boxes and most of the time went to that overhead.
+``nnbisim.bab.STEP_SECONDS``. Each bound call has a fixed cost whatever its batch, so at the
+former 0.1 s the batches stayed at a few boxes and much of the time went to that overhead.
 "1.0" is the default now, "0.1" the engine before. Same run, one thread per process, the csv's
 timeouts, ``--jobs`` instances at a time; totals with timeouts at the timeout.
 

@@ -30,11 +30,12 @@ SMART_MAX_INPUTS = 16  # "smart" splits bound both halves of every dimension up 
 GAIN_NOISE = 1e-9  # a relative gain below this is rounding noise: no gain (ties go to the widest)
 THIN = 1e-9  # a side under this fraction of the box's relatively widest side is not split
 # Seconds a step of input_bab aims at when its batch is auto-sized (never more than half the
-# budget left). Each bound call has a fixed cost of ~15 ms on ACAS Xu, so larger batches are
-# cheaper per box (N1 3_3: 812 boxes/s at 16 per call, 4484 at 256, 8119 at 4096); at 0.1 s
-# the batches stayed at a few boxes. bench/bab_steps.py compares this against 0.1 s.
+# budget left). Each bound call has a fixed cost whatever its batch, so larger batches are
+# cheaper per box; at 0.1 s the batches stayed at a few boxes. bench/bab_steps.py compares
+# this against 0.1 s (bench/results/bab_steps.md).
 STEP_SECONDS = 1.0
 MAX_BATCH = 4096  # boxes split per step at most when auto-sized
+
 
 @dataclass(frozen=True)
 class Bounded:
