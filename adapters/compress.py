@@ -1,6 +1,6 @@
 """Compressed copies of a network: weight rounding, quantization, pruning, distillation.
 
-Every function takes a :class:`~nnbisim.model.Network` and returns a new one (float64 weights
+Every function takes a :class:`~nnbisim.core.model.Network` and returns a new one (float64 weights
 holding the compressed values exactly), ready to be written as ONNX. Same-shape methods
 (rounding, quantization, pruning with zeroed rows) keep the layer sizes, so the differential
 bound engine applies; distillation and physically smaller pruning do not.
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnbisim.errors import InputError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError
+from nnbisim.core.model import Network
 
 
 def round_weights(net: Network, dtype: str = "float16") -> Network:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.verdict import Status, Verdict
-from nnbisim.verifiers import (
+from nnbisim.core.verdict import Status, Verdict
+from nnbisim.verifiers.registry import (
     PropertyReader,
     check_files,
     log_tail,

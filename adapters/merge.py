@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from nnbisim.errors import ShapeMismatchError
-from nnbisim.model import Layer, Network
+from nnbisim.core.errors import ShapeMismatchError
+from nnbisim.core.model import Layer, Network
 
 OutputsMode = Literal["diff", "all"]
 

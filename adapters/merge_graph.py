@@ -13,7 +13,7 @@ import onnx
 from onnx import compose, helper, numpy_helper, version_converter
 
 from nnbisim.adapters.onnx_load import real_inputs, value_shape
-from nnbisim.errors import ShapeMismatchError, UnsupportedModelError
+from nnbisim.core.errors import ShapeMismatchError, UnsupportedModelError
 
 MIN_OPSET = 13
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
 
 TRAIN = range(0, 5000)
 HELD_OUT = range(5000, 10000)

@@ -1,4 +1,4 @@
-"""ONNX -> :class:`~nnbisim.model.Network` for the exports people actually have.
+"""ONNX -> :class:`~nnbisim.core.model.Network` for the exports people actually have.
 
 The graph is walked as a chain from its one real input. Every operator on the path is folded into
 a pending affine map ``W @ h + b`` (``h`` the last ReLU output, or the input), and every ``Relu``
@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from nnbisim.errors import InputError, UnsupportedModelError
-from nnbisim.model import Layer, Network
+from nnbisim.core.errors import InputError, UnsupportedModelError
+from nnbisim.core.model import Layer, Network
 
 SHAPE_ONLY = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 PASS_THROUGH = {"Identity", "Dropout"}

@@ -1,7 +1,7 @@
 """Quantized networks <-> ONNX.
 
 Written form (:func:`quantized_to_model`), standard ONNX opset 13 that onnxruntime runs with
-exactly the arithmetic of :meth:`~nnbisim.quant.QuantizedNetwork.forward`, operation for
+exactly the arithmetic of :meth:`~nnbisim.core.quant.QuantizedNetwork.forward`, operation for
 operation::
 
     Cast(input, double) -> Div(s) -> Round -> Add(z) -> Clip(0, 255) -> Cast(uint8): codes
@@ -36,8 +36,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.onnx_write import IR_VERSION, OPSET
-from nnbisim.errors import UnsupportedModelError
-from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer
+from nnbisim.core.errors import UnsupportedModelError
+from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
 
 META_QUANT = "nnbisim.quantized"
 

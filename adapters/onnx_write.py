@@ -1,4 +1,4 @@
-""":class:`~nnbisim.model.Network` -> ONNX as a plain chain of Flatten/Gemm/Relu.
+""":class:`~nnbisim.core.model.Network` -> ONNX as a plain chain of Flatten/Gemm/Relu.
 
 Only the operators every verifier's ONNX front end takes (Marabou, nnenum, NNV,
 alpha-beta-CROWN) are used, at opset 13 and IR version 8, with a fixed batch of 1.
@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nnbisim.errors import InputError, OverwriteError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.core.model import Network
 
 OPSET = 13
 IR_VERSION = 8

@@ -1,6 +1,6 @@
 """Quantization-aware retraining of an int8 network (the repair loop's training step).
 
-:class:`QATNet` holds a :class:`~nnbisim.quant.QuantizedNetwork`'s weights as float parameters
+:class:`QATNet` holds a :class:`~nnbisim.core.quant.QuantizedNetwork`'s weights as float parameters
 and runs the int8 model's forward with *fake quantization*: weights rounded per output channel
 to symmetric int8 (scale ``max |w| / 127.5``, PyTorch's per-channel symmetric qint8), activations
 rounded and clamped with their layer's uint8 scale and zero point; gradients pass the rounding
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnbisim.errors import InputError
-from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer
+from nnbisim.core.errors import InputError
+from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
 
 QPARAMS = ("keep", "calibrate")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nnbisim.errors import InputError, ShapeMismatchError
+from nnbisim.core.errors import InputError, ShapeMismatchError
 
 log = logging.getLogger(__name__)
 

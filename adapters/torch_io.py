@@ -1,11 +1,11 @@
-"""PyTorch state dicts -> :class:`~nnbisim.model.Network`, loaded without running pickled code.
+"""PyTorch state dicts -> :class:`~nnbisim.core.model.Network`, loaded without running pickled code.
 
 Reads the plain float state dict of a stack of ``nn.Linear`` layers (``fc1.weight``,
 ``fc1.bias``, ...) and the quantized state dict PyTorch's eager-mode quantization writes
 (``fc1._packed_params._packed_params = (qint8 weight, float bias)``, per-layer activation
 ``scale``/``zero_point``). :func:`load_state_dict_network` gives the dense model (for a
 quantized file the *dequantized weights*, without activation rounding); :func:`load_torch`
-gives a quantized file as a :class:`~nnbisim.quant.QuantizedNetwork` with its activation
+gives a quantized file as a :class:`~nnbisim.core.quant.QuantizedNetwork` with its activation
 quantization (the second paper's int8 network has activation scale 1 and zero point 0
 everywhere, so inputs in [-1, 1] are rounded to {0, 1}). The activation dtype is not stored in
 a state dict: it is taken to be quint8 (codes 0..255), PyTorch's default and what the paper's
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError
-from nnbisim.model import Layer, Network
-from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer, check_arch
+from nnbisim.core.errors import InputError
+from nnbisim.core.model import Layer, Network
+from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer, check_arch
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,9 @@ def compressed(net_file: str, prop: str, compression: str) -> Path:
 def run_one(net_file: str, prop: str, timeout: float, compression: str) -> dict:
     import torch
 
-    from nnbisim.assure import assure
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.vnncomp_run import marabou_per_disjunct
+    from nnbisim.tasks.assure import assure
+    from nnbisim.vnncomp.run import marabou_per_disjunct
 
     torch.set_num_threads(1)
     cases = read_spec_cases(DATA / prop)

@@ -50,8 +50,8 @@ CONFIGS = {"default": ("distill", {}),
 def run_one(net_file: str, prop: str, timeout: float, config: str) -> dict:
     import torch
 
-    from nnbisim.assure import assure
     from nnbisim.specs.io import read_spec_cases
+    from nnbisim.tasks.assure import assure
 
     torch.set_num_threads(1)
     compression, kw = CONFIGS[config]

@@ -3,10 +3,10 @@
 Deciding a property on N1, the branch and bound bounds every row of the unsafe polytopes (and
 sums of rows) with CROWN on each box. "focus" (the default now) then optimises, in each half a
 split keeps open and per polytope, the row with the best bound, with alpha-CROWN's slopes on the
-same intermediate bounds (``nnbisim.decide.FOCUS_ITERS`` steps); splits are chosen on plain
+same intermediate bounds (``nnbisim.search.decide.FOCUS_ITERS`` steps); splits are chosen on plain
 CROWN except where that stalls (neither half better than the box: then on the optimised bounds
 of every candidate); and its split rule ignores gains at rounding level and sides thinner than
-1e-9 of the box's widest (``nnbisim.bab.GAIN_NOISE``, ``THIN``). "before" is the engine before
+1e-9 of the box's widest (``input_bab.GAIN_NOISE``, ``THIN``). "before" is the engine before
 that change: plain CROWN rows, both thresholds 0. Same run, one thread per process, the csv's
 timeouts, ``--jobs`` instances at a time; totals with timeouts at the timeout.
 
@@ -43,10 +43,10 @@ def decide_row(net_file: str, prop: str, timeout: float, variant: str, **options
     import torch
 
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.decide import decide, single
+    from nnbisim.core.verdict import Verdict
+    from nnbisim.search.decide import decide, single
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.verdict import Verdict
-    from nnbisim.verifiers import confirm_violation
+    from nnbisim.verifiers.registry import confirm_violation
 
     torch.set_num_threads(1)
     cases = read_spec_cases(DATA / prop)
@@ -63,7 +63,7 @@ def decide_row(net_file: str, prop: str, timeout: float, variant: str, **options
 
 
 def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
-    from nnbisim import bab
+    from nnbisim.search import input_bab as bab
 
     if variant == "before":  # each run has its own process: the thresholds stay with it
         bab.GAIN_NOISE, bab.THIN = 0.0, 0.0

@@ -58,8 +58,8 @@ def run_one(net: str, prop: int, engine: str, budget: float, rel_gap: float,
             threads: int) -> dict:
     import torch
 
-    from nnbisim.epsilon import compute_epsilon
     from nnbisim.specs.io import read_spec
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     torch.set_num_threads(threads)
     n1 = DATA / f"ACASXU_run2a_{net}_batch_2000.onnx"

@@ -45,8 +45,8 @@ def distilled_path(net: str) -> Path:
 
 
 def run_one(net: str, verifier: str, budget: float, query_timeout: float) -> dict:
-    from nnbisim.epsilon import compute_epsilon
     from nnbisim.specs.io import read_spec
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     n1 = DATA / f"ACASXU_run2a_{net}_batch_2000.onnx"
     n2 = distilled_path(net)

@@ -4,7 +4,7 @@ them, same run.
 The own engine decides "can N1 reach the unsafe polytope" by branch and bound on the margin
 ``min_j (b_j - A_j y)``. Bounding each row alone proves a box only where one row wins on the
 whole box; bounding sums of rows too (``decide(..., combine=True)``, the default) also proves
-boxes where the winning row changes inside (see ``nnbisim.decide._combinations``). This bench
+boxes where the winning row changes inside (see ``nnbisim.search.decide._combinations``). This bench
 decides ACAS Xu properties with multi-row unsafe sets on N1 directly (no compression) both
 ways, alternating per instance, with the csv's timeouts: per instance and mode the verdict,
 seconds and boxes bounded; totals with timeouts counted at the timeout.
@@ -34,7 +34,7 @@ def run_one(net_file: str, prop: str, timeout: float, mode: str) -> dict:
     import torch
 
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.decide import decide, single
+    from nnbisim.search.decide import decide, single
     from nnbisim.specs.io import read_spec_cases
 
     torch.set_num_threads(1)

@@ -48,7 +48,7 @@ def main() -> int:
     from nnbisim.adapters.onnx_quant import quantized_to_model
     from nnbisim.adapters.onnx_write import network_to_model
     from nnbisim.adapters.torch_io import load_torch
-    from nnbisim.repair import Region, accuracy_on, repair
+    from nnbisim.tasks.repair import Region, accuracy_on, repair
 
     n1 = load_torch(DATA / "fnn-repair" / "mnist_fnn_l_ori.pth")
     n2 = load_torch(DATA / "fnn-repair" / "mnist_fnn_s_quan.pth")

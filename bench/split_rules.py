@@ -4,7 +4,7 @@ Deciding a property on N1 (no compression), the own engine splits input boxes. "
 (the rule before) bounds the halves of two candidate dimensions (largest slope times width,
 widest) and keeps the split whose worse half is best; "smart, gain" (the default now) bounds
 the halves of every dimension and keeps the split that settles most halves and otherwise
-lowers the halves' bounds most (see ``nnbisim.bab._Search._best_split``). Per instance and rule
+lowers the halves' bounds most (see ``input_bab._Search._best_split``). Per instance and rule
 the verdict, seconds and boxes bounded, with the csv's timeouts, rules alternating per
 instance, one thread, ``--jobs`` instances at a time; totals with timeouts at the timeout.
 
@@ -34,7 +34,7 @@ def run_one(net_file: str, prop: str, timeout: float, rule: str) -> dict:
     import torch
 
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.decide import decide, single
+    from nnbisim.search.decide import decide, single
     from nnbisim.specs.io import read_spec_cases
 
     torch.set_num_threads(1)

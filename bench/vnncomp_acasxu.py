@@ -2,7 +2,7 @@
 
 For each compression (float16 copies, 10% pruned copies with zeroed neurons, distilled 2x10
 networks) and the chosen networks and property regions, ``nnbisim vnncomp acasxu`` writes a
-benchmark with an ``unsat`` and a ``sat`` instance per pair (see nnbisim.benchmark). Every
+benchmark with an ``unsat`` and a ``sat`` instance per pair (see nnbisim.vnncomp.benchmark). Every
 instance is then answered by nnbisim's own tool (``run_instance``, the 2.0 two-network query)
 and by Marabou on the translated single-network 1.0 instance (one disjunct per query, every
 ``sat`` replayed), both with the instance timeout. Per instance: expected answer, each tool's
@@ -41,7 +41,7 @@ def build(compression: str, networks: list[str], props: list[int], timeout: floa
     """The benchmark folder of one compression (written once)."""
     import hashlib
 
-    from nnbisim.benchmark import acasxu_pairs, write_benchmark
+    from nnbisim.vnncomp.benchmark import acasxu_pairs, write_benchmark
 
     # one folder per choice of networks, properties and budgets (a rerun reuses it)
     key = json.dumps([networks, props, timeout, eps_budget])
@@ -58,7 +58,7 @@ def answer(folder: Path, inst_1: dict, inst_2: dict) -> dict:
     import torch
 
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.vnncomp_run import marabou_per_disjunct, run_instance
+    from nnbisim.vnncomp.run import marabou_per_disjunct, run_instance
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnbisim.errors import (
+from nnbisim.core.errors import (
     InputError,
     NnbisimError,
     OverwriteError,
@@ -11,7 +11,7 @@ from nnbisim.errors import (
     UnsupportedModelError,
     VerifierError,
 )
-from nnbisim.model import Layer, Network
+from nnbisim.core.model import Layer, Network
 
 __version__ = "0.1.0"
 

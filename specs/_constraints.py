@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
 
 Key = tuple[str, int]  # ("X", flat index) or ("Y", flat index)

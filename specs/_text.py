@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 
 PathLike = str | Path
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property
 
 __all__ = ["enlarge", "enlarged_property"]

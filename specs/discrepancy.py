@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.sets import InputSet, OutputConstraint, Polytope, Property, TwoNetworkQuery
 
 __all__ = ["infinity_norm_property", "two_network_infinity_norm_query",

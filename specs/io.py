@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs import vnnlib1, vnnlib2
 from nnbisim.specs._text import PathLike, read_text, write_text
 from nnbisim.specs.sets import Property, SpecCase, TwoNetworkQuery

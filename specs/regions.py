@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.sets import Box, InputSet
 
 __all__ = ["ball", "bounds", "parse_vector"]

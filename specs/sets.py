@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

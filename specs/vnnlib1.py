@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs import _constraints as cst
 from nnbisim.specs._text import PathLike, read_text, write_text
 from nnbisim.specs.sets import Property, SpecCase

@@ -26,7 +26,7 @@ from decimal import Decimal
 import numpy as np
 import vnnlib
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs import _constraints as cst
 from nnbisim.specs._text import PathLike, read_text, write_text
 from nnbisim.specs.sets import Property, SpecCase, TwoNetworkQuery

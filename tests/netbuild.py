@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nnbisim.model import Network
+from nnbisim.core.model import Network
 
 
 def random_network(sizes: list[int], rng: np.random.Generator, input_shape=(),

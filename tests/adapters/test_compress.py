@@ -13,7 +13,7 @@ from nnbisim.adapters.compress import (
     quantize_weights,
     round_weights,
 )
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
 
 
 @pytest.fixture()

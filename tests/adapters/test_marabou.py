@@ -12,10 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.marabou import MarabouVerifier
 from nnbisim.adapters.replay import OnnxRunner
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
+from nnbisim.core.verdict import Status
 from nnbisim.specs.io import read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property
-from nnbisim.verdict import Status
 
 pytestmark = pytest.mark.marabou
 

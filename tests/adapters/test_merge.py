@@ -14,8 +14,8 @@ from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_state_dict_network
 from nnbisim.api import check_merged, merge_files, merged_layout
-from nnbisim.errors import ShapeMismatchError
-from nnbisim.model import Network
+from nnbisim.core.errors import ShapeMismatchError
+from nnbisim.core.model import Network
 
 RNG = np.random.default_rng(7)
 

@@ -14,7 +14,7 @@ from nnbisim.api import merge_files
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1
-from nnbisim.verifiers import get_verifier
+from nnbisim.verifiers.registry import get_verifier
 
 pytestmark = pytest.mark.marabou
 

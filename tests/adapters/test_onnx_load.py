@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.onnx_load import load_network, network_from_model
 from nnbisim.adapters.torch_io import load_state_dict_network
-from nnbisim.errors import InputError, UnsupportedModelError
+from nnbisim.core.errors import InputError, UnsupportedModelError
 
 
 def ort_forward(model: onnx.ModelProto, x: np.ndarray, shape) -> np.ndarray:

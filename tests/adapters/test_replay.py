@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.replay import OnnxRunner, replay_difference
-from nnbisim.errors import InputError, ShapeMismatchError
+from nnbisim.core.errors import InputError, ShapeMismatchError
 
 W1 = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 0.0]])
 W2 = np.array([[1.0, 2.0, 1.0]])

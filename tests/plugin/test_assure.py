@@ -9,11 +9,11 @@ import pytest
 from netbuild import random_network, save
 
 from nnbisim.adapters.onnx_write import network_to_model
-from nnbisim.assure import assure
-from nnbisim.errors import InputError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError
+from nnbisim.core.model import Network
 from nnbisim.specs.assurance import enlarge
 from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
+from nnbisim.tasks.assure import assure
 
 
 def test_enlarged_sets_contain_every_shifted_point():
@@ -116,8 +116,8 @@ def test_boxes_the_compressed_route_leaves_open_are_decided_on_n1(tmp_path, pair
 
 
 def test_only_the_sides_the_unsafe_set_uses_are_bounded():
-    from nnbisim.assure import objectives_of
     from nnbisim.specs.sets import OutputConstraint, Polytope
+    from nnbisim.tasks.assure import objectives_of
 
     # y0 >= 3 (as -y0 <= -3) or y1 - y2 <= 0: min of nothing for y0 (C0 < 0: its max),
     # the min of output 1 and the max of output 2
@@ -128,7 +128,7 @@ def test_only_the_sides_the_unsafe_set_uses_are_bounded():
 
 def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, capsys, pair,
                                                                        monkeypatch):
-    from nnbisim.cli import main
+    from nnbisim.cli.main import main
 
     p1, p2, _box, top, _eps = pair
     prop = tmp_path / "p.vnnlib"
@@ -184,8 +184,8 @@ def _vnnlib1(path, lo, hi, threshold: float, extra_box=None):
 
 def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, pair):
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.cli import main
-    from nnbisim.decide import decide, single
+    from nnbisim.cli.main import main
+    from nnbisim.search.decide import decide, single
     from nnbisim.specs.io import read_spec_cases
 
     p1, p2, box, top, eps = pair
@@ -272,12 +272,12 @@ def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monk
     import dataclasses
     import time
 
-    import nnbisim.decide
+    import nnbisim.search.decide
 
     p1, _p2, box, top, _eps = pair
     from nnbisim.adapters.onnx_load import load_network
 
-    fast = nnbisim.decide.through
+    fast = nnbisim.search.decide.through
 
     def slow(*args, **kw):
         subject = fast(*args, **kw)
@@ -286,7 +286,7 @@ def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monk
             time.sleep(0.05)
             return inner(*a)
         return dataclasses.replace(subject, rows=rows)
-    monkeypatch.setattr(nnbisim.decide, "through", slow)
+    monkeypatch.setattr(nnbisim.search.decide, "through", slow)
     n1 = load_network(p1)
     far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
                                [layer.bias for layer in n1.layers])
@@ -302,10 +302,10 @@ def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monk
 
 def test_the_outlook_weighs_the_margin_against_the_spread_and_the_reach(pair):
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.assure import MAX_DEPTH, outlook
-    from nnbisim.decide import single
-    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.search.decide import single
     from nnbisim.specs.sets import InputSet
+    from nnbisim.tasks.assure import MAX_DEPTH, outlook
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     p1, p2, box, top, eps = pair
     net1 = load_network(p1)

@@ -6,8 +6,8 @@ import numpy as np
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.bab import Bounded, input_bab
-from nnbisim.model import Network
+from nnbisim.core.model import Network
+from nnbisim.search.input_bab import Bounded, input_bab
 
 
 def interval_bound(net: Network, objectives: np.ndarray):
@@ -165,7 +165,7 @@ def test_gain_ignores_noise_and_never_slices_a_side_ever_thinner():
     thinner than THIN of the box's widest is never split, however much it seems to help: a
     bound that rewards splitting the first side forever no longer slices it to nothing (seen
     on ACAS Xu 3_3 property 2, where sides of 5e-17 were still being halved)."""
-    from nnbisim.bab import THIN
+    from nnbisim.search.input_bab import THIN
 
     def run(bound):
         return input_bab(np.zeros((1, 3)), np.ones((1, 3)), bound,

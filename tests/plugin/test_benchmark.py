@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import acas_net
 
-from nnbisim.benchmark import acasxu_pairs, read_pairs, write_benchmark
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
 from nnbisim.specs.io import read_spec, read_spec_cases
-from nnbisim.vnncomp import read_instances
-from nnbisim.vnncomp_run import marabou_per_disjunct, run_instance
+from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
+from nnbisim.vnncomp.formats import read_instances
+from nnbisim.vnncomp.run import marabou_per_disjunct, run_instance
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.bounds import crown_bounds, interval_bounds, prepare
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Network
+from nnbisim.bounds.crown import crown_bounds, interval_bounds, prepare
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
 
 SLACK = 1e-12  # float64 evaluation of sampled points may differ from the real value by this
 

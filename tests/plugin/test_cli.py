@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.replay import replay_difference
-from nnbisim.cli import main
-from nnbisim.verifiers import get_verifier
+from nnbisim.cli.main import main
+from nnbisim.verifiers.registry import get_verifier
 
 CENTER = "0,0.1,-0.1,0.2,0.3"
 

@@ -14,13 +14,13 @@ from nnbisim.adapters.compress import round_weights
 from nnbisim.adapters.merge import merge_networks, split_merged
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.api import merge_files, merged_blocks
-from nnbisim.decide import decide, pair, single, through
-from nnbisim.model import Network
+from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status
+from nnbisim.search.decide import decide, pair, single, through
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
 from nnbisim.specs.vnnlib1 import write_vnnlib1
-from nnbisim.verdict import Status
-from nnbisim.verifiers import get_verifier
+from nnbisim.verifiers.registry import get_verifier
 
 
 def at_least(width: int, index: int, t: float) -> OutputConstraint:
@@ -174,7 +174,7 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     a decision searches only them: it proves what a fresh decision proves, finds what it
     finds, trusts that what lies outside them was proved (a quadrant left out is not looked
     at), and hands back what it leaves open."""
-    from nnbisim.bab import OpenBoxes
+    from nnbisim.search.input_bab import OpenBoxes
 
     rng = np.random.default_rng(0)
     net = random_network([2, 10, 10, 1], rng)
@@ -221,7 +221,7 @@ def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
     """Unsafe: y1 <= y0 - 0.1 and y2 <= y0 - 0.1, i.e. x <= -0.1 and x >= 0.1: empty. Each row
     alone is satisfiable on half the box, so bounding rows one by one needs splits; the sum of
     the two rows is -0.2 everywhere and proves the whole box at once."""
-    from nnbisim.decide import _exact_sum, _Margins
+    from nnbisim.search.decide import _exact_sum, _Margins
 
     assert _exact_sum(np.array([[0.1], [0.2]])) is None  # 0.1 + 0.2 rounds: not used
     assert _exact_sum(np.array([[1.0, -1.0], [0.5, 1.0]])).tolist() == [1.5, 0.0]
@@ -242,7 +242,7 @@ def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
 def test_sums_of_rows_stay_sound_bounds_of_the_margin():
     """Random networks and random polytopes of 2-6 rows: the bound with sums of rows is never
     below a sampled margin, and never above the bound of the rows alone."""
-    from nnbisim.decide import _Margins
+    from nnbisim.search.decide import _Margins
 
     rng = np.random.default_rng(5)
     tighter = 0

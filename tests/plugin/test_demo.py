@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nnbisim.demo import run_demo
-from nnbisim.errors import OverwriteError
+from nnbisim.core.errors import OverwriteError
+from nnbisim.tasks.demo import run_demo
 
 
 @pytest.mark.marabou

@@ -11,12 +11,12 @@ import torch
 from conftest import acas_net
 from netbuild import random_network
 
-import nnbisim.diffbounds as diffbounds
+import nnbisim.bounds.diffbounds as diffbounds
 from nnbisim.adapters.onnx_load import load_network
-from nnbisim.diffbounds import differential_bounds, same_architecture
-from nnbisim.diffrelax import relaxation
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Network
+from nnbisim.bounds.diffbounds import differential_bounds, same_architecture
+from nnbisim.bounds.diffrelax import relaxation
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
 from nnbisim.specs.io import read_spec
 
 SAMPLES = 10_000
@@ -334,7 +334,7 @@ def test_row_bounds_cover_any_linear_function_of_both_outputs():
     rng = np.random.default_rng(12)
     n1 = random_network([3, 12, 12, 3], rng)
     n2 = float16_copy(n1)
-    from nnbisim.diffbounds import DiffEngine
+    from nnbisim.bounds.diffbounds import DiffEngine
 
     engine = DiffEngine(n1, n2)
     a1, a2, ad = (rng.normal(size=(4, 3)) for _ in range(3))

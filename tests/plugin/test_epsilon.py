@@ -9,10 +9,10 @@ import pytest
 from netbuild import random_network, save
 
 from nnbisim.adapters.onnx_write import network_to_model
-from nnbisim.cli import main
-from nnbisim.epsilon import compute_epsilon
-from nnbisim.model import Network
+from nnbisim.cli.main import main
+from nnbisim.core.model import Network
 from nnbisim.specs.sets import Box, InputSet
+from nnbisim.tasks.epsilon import compute_epsilon
 
 
 def dyadic(sizes, rng) -> Network:

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from netbuild import random_network
 
-from nnbisim import forms
-from nnbisim.forms import FormLayer
+from nnbisim.bounds import forms
+from nnbisim.bounds.forms import FormLayer
 
 
 def test_forms_contain_every_sampled_pre_activation():

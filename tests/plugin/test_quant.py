@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 from nnbisim.adapters.mnist import load_test_set, paper_images, patch_box
 from nnbisim.adapters.onnx_quant import quantized_from_model, quantized_to_model
 from nnbisim.adapters.torch_io import load_torch
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Network
-from nnbisim.qbounds import discrepancy
-from nnbisim.quant import QuantizedLayer, QuantizedNetwork, Quantizer
+from nnbisim.bounds.qbounds import discrepancy
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
+from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
 
 
 @pytest.fixture(scope="module")

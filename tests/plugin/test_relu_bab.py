@@ -7,9 +7,9 @@ import pytest
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.errors import ShapeMismatchError
-from nnbisim.model import Network
-from nnbisim.relu_bab import relu_bab_max
+from nnbisim.core.errors import ShapeMismatchError
+from nnbisim.core.model import Network
+from nnbisim.search.relu_bab import relu_bab_max
 
 
 def _grid_max(net: Network, c: np.ndarray, n: int = 801) -> float:

@@ -13,10 +13,10 @@ import torch
 from nnbisim.adapters.mnist import load_test_set, patch_box
 from nnbisim.adapters.onnx_quant import load_quantized
 from nnbisim.adapters.torch_io import load_torch
-from nnbisim.cli import main
-from nnbisim.errors import InputError
-from nnbisim.quant import QuantizedNetwork
-from nnbisim.repair import Region, accuracy_on, repair
+from nnbisim.cli.main import main
+from nnbisim.core.errors import InputError
+from nnbisim.core.quant import QuantizedNetwork
+from nnbisim.tasks.repair import Region, accuracy_on, repair
 
 
 @pytest.fixture(scope="module")

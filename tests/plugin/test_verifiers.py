@@ -11,11 +11,11 @@ import pytest
 from netbuild import matmul_add_model, save
 
 from nnbisim.adapters.marabou import MarabouVerifier
-from nnbisim.errors import InputError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError
+from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status, Verdict
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, SpecCase
-from nnbisim.verdict import Status, Verdict
-from nnbisim.verifiers import (
+from nnbisim.verifiers.registry import (
     ReplayChecked,
     Verifier,
     VnncompVerifier,
@@ -159,7 +159,7 @@ def test_builtin_names():
 
 PLUGIN = '''
 import numpy as np
-from nnbisim.verdict import Status, Verdict
+from nnbisim.core.verdict import Status, Verdict
 
 class Fake:
     name = "fake"

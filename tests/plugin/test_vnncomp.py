@@ -12,8 +12,9 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.compress import round_weights
 from nnbisim.adapters.onnx_write import network_to_model
-from nnbisim.errors import InputError, SpecError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError, SpecError
+from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status
 from nnbisim.specs.discrepancy import (
     infinity_norm_property,
     two_network_infinity_norm_query,
@@ -22,9 +23,8 @@ from nnbisim.specs.io import read_spec
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1
 from nnbisim.specs.vnnlib2 import parse_query, write_two_network_query
-from nnbisim.verdict import Status
-from nnbisim.verifiers import get_verifier, parse_vnncomp_result
-from nnbisim.vnncomp import (
+from nnbisim.verifiers.registry import get_verifier, parse_vnncomp_result
+from nnbisim.vnncomp.formats import (
     assignment_2_0,
     back_translate,
     counterexample_1_0,
@@ -33,7 +33,7 @@ from nnbisim.vnncomp import (
     read_instances,
     translate,
 )
-from nnbisim.vnncomp_run import run_instance
+from nnbisim.vnncomp.run import run_instance
 
 TOOL = Path(__file__).resolve().parents[2] / "vnncomp"
 BOX = Box([-1.0, -1.0], [1.0, 1.0])
@@ -206,7 +206,7 @@ def test_scripts_refuse_bad_arguments(tmp_path):
 def test_the_own_engine_gets_the_time_marabou_could_not_use():
     """With 20 s and 10 disjuncts Marabou's 40% (7 s after writing) cannot give each query its
     1.5 s, so the own engine gets all but the writing margin; with 2 disjuncts it keeps 60%."""
-    from nnbisim.vnncomp_run import MIN_QUERY, OWN_SHARE, WRITE_MARGIN, own_budget
+    from nnbisim.vnncomp.run import MIN_QUERY, OWN_SHARE, WRITE_MARGIN, own_budget
 
     assert own_budget(20.0, 10) == pytest.approx(20.0 - WRITE_MARGIN)
     assert own_budget(20.0, 2) == pytest.approx(OWN_SHARE * 20.0)

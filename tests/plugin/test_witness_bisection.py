@@ -10,11 +10,11 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_write import network_to_model
-from nnbisim.bisection import Bracket, bisect
-from nnbisim.model import Network
+from nnbisim.core.model import Network
+from nnbisim.search.bisection import Bracket, bisect
+from nnbisim.search.witness import find_witnesses, onnx_replay
 from nnbisim.specs.sets import Box, InputSet
-from nnbisim.verifiers import get_verifier
-from nnbisim.witness import find_witnesses, onnx_replay
+from nnbisim.verifiers.registry import get_verifier
 
 
 def shifted(net: Network, shift: np.ndarray) -> Network:
@@ -72,7 +72,7 @@ def test_marabou_bisection_finds_the_kink(tmp_path):
 @pytest.mark.marabou
 def test_marabou_bisection_agrees_with_the_bound_engine(tmp_path):
     """On a small pair the exact search and the own branch and bound meet within the gap."""
-    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     rng = np.random.default_rng(3)
     n1, n2 = random_network([2, 8, 8, 1], rng), random_network([2, 4, 1], rng)
@@ -96,7 +96,7 @@ def test_marabou_bisection_agrees_with_the_bound_engine(tmp_path):
 
 
 def test_polisher_climbs_inside_the_boxes():
-    from nnbisim.witness import polisher
+    from nnbisim.search.witness import polisher
 
     rng = np.random.default_rng(4)
     n1, n2 = random_network([3, 12, 12, 2], rng), random_network([3, 6, 2], rng)

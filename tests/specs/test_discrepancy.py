@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import vnnlib
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.discrepancy import (
     infinity_norm_property,
     two_network_infinity_norm_query,

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.discrepancy import two_network_violation_query
 from nnbisim.specs.io import detect_version, read_spec, read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, Property, TwoNetworkQuery

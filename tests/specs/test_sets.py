@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, TwoNetworkQuery
 
 X = InputSet.of(Box([0.0, 0.0], [1.0, 1.0]))

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from nnbisim.errors import InputError, SpecError
+from nnbisim.core.errors import InputError, SpecError
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, SpecCase
 from nnbisim.specs.vnnlib1 import (
     parse_cases,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import vnnlib
 
-from nnbisim.errors import SpecError
+from nnbisim.core.errors import SpecError
 from nnbisim.specs import discrepancy
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, TwoNetworkQuery
 from nnbisim.specs.vnnlib1 import read_property

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError, NnbisimError
+from nnbisim.core.errors import InputError, NnbisimError
 
 EXIT_BAD_INPUT = 2
 THREADS_ENV = "NNBISIM_THREADS"  # CPU threads for torch when --threads is not given (default 1)
@@ -92,7 +92,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from nnbisim.spec_files import SpecRequest, write_spec_files
+    from nnbisim.tasks.spec_files import SpecRequest, write_spec_files
 
     inputs = _region(args)
     written = write_spec_files(SpecRequest(
@@ -165,7 +165,7 @@ def _device(name: str) -> str:
 
 
 def cmd_epsilon(args: argparse.Namespace) -> int:
-    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     inputs = _region(args)
     if args.json is not None and args.json.exists() and not args.force:
@@ -190,7 +190,7 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nnbisim.demo import run_demo
+    from nnbisim.tasks.demo import run_demo
 
     return run_demo(args.out, force=args.force, echo=print)
 
@@ -278,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_epsilon)
 
-    from nnbisim.cli_assure import add_assure_parser
-    from nnbisim.cli_quant import add_quant_parsers
-    from nnbisim.cli_vnncomp import add_parser as add_vnncomp
+    from nnbisim.cli.assure import add_assure_parser
+    from nnbisim.cli.quant import add_quant_parsers
+    from nnbisim.cli.vnncomp import add_parser as add_vnncomp
 
     add_vnncomp(sub)
     add_assure_parser(sub)

@@ -21,13 +21,13 @@ import numpy as np
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
-from nnbisim.bab import Bounded, BoundFn, gap_closed, input_bab
-from nnbisim.bisection import Bracket, bisect
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.fp import down, up
-from nnbisim.model import Network
+from nnbisim.bounds.fp import down, up
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
+from nnbisim.search.bisection import Bracket, bisect
+from nnbisim.search.input_bab import Bounded, BoundFn, gap_closed, input_bab
+from nnbisim.search.witness import find_witnesses, onnx_replay, polisher
 from nnbisim.specs.sets import InputSet
-from nnbisim.witness import find_witnesses, onnx_replay, polisher
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class EpsilonReport:
 
 
 def choose_engine(n1: Network, n2: Network, engine: str = "auto") -> str:
-    from nnbisim.diffbounds import same_architecture
+    from nnbisim.bounds.diffbounds import same_architecture
 
     if engine == "auto":
         return "differential" if same_architecture(n1, n2) else "crown"
@@ -112,7 +112,7 @@ def objective_bounds(n1: Network, n2: Network, engine: str, device: str = "cpu")
         return out
 
     if engine == "differential":
-        from nnbisim.diffbounds import DiffEngine
+        from nnbisim.bounds.diffbounds import DiffEngine
 
         diff = DiffEngine(n1, n2, device)
 
@@ -122,7 +122,7 @@ def objective_bounds(n1: Network, n2: Network, engine: str, device: str = "cpu")
             slope[:, 0::2], slope[:, 1::2] = _host(res.slope_hi), -_host(res.slope_lo)
             return Bounded(interleave(_host(res.lo), _host(res.hi)), None, slope)
         return bound
-    from nnbisim.bounds import crown_bounds, interval_bounds, prepare
+    from nnbisim.bounds.crown import crown_bounds, interval_bounds, prepare
 
     if engine == "separate":
         t1, t2 = prepare(n1, device), prepare(n2, device)
@@ -189,7 +189,7 @@ def compute_epsilon(
     interval on its own (slower). ``objectives``: only these ``(output, sign)`` pairs are
     certified (the others keep an infinite certified bound), e.g. the outputs a property uses.
     ``split_rule``: how input boxes are split, ``(split, choose)`` of
-    :func:`nnbisim.bab.input_bab` (``bench/results/epsilon_split.md``: on ACAS Xu against
+    :func:`.input_bab` (``bench/results/epsilon_split.md``: on ACAS Xu against
     float16 copies, same run and budget, "smart"/"gain" certified a 3.3x tighter median eps
     over property 1's box than "hybrid"/"worst", and about the same over the boxes where both
     close the gap).
@@ -226,7 +226,7 @@ def compute_epsilon(
                      joint=aim == "eps", device=device, skip=skip, split_rule=split_rule)
     queries: list[dict] = []
     if exact:
-        from nnbisim.verifiers import get_verifier
+        from nnbisim.verifiers.registry import get_verifier
 
         tool = get_verifier(verifier)
         with tempfile.TemporaryDirectory(prefix="nnbisim-") as tmp:
@@ -319,7 +319,7 @@ def _certify(n1: Network, n2: Network, inputs: InputSet, brackets: list[Bracket]
 
 def _relu_bab(n1: Network, n2: Network, lower: np.ndarray, upper: np.ndarray, c: np.ndarray,
               witnessed: float, rel_gap: float, budget: float) -> tuple[float, str, int]:
-    from nnbisim.relu_bab import relu_bab_max
+    from nnbisim.search.relu_bab import relu_bab_max
 
     merged = merge_networks(n1, n2).network
     # one pass of the best engine first: differential bounds can beat split merged bounds

@@ -11,7 +11,7 @@ int8 forward on the MNIST test set (identical outputs, see the tests).
 
 Quantization is monotone (non-decreasing), so the image of an interval under it is the interval
 of the images of its ends: :meth:`QuantizedNetwork.interval` propagates input boxes exactly per
-neuron, which is what the discrepancy engine in :mod:`nnbisim.qbounds` builds on.
+neuron, which is what the discrepancy engine in :mod:`nnbisim.bounds.qbounds` builds on.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Layer, Network
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Layer, Network
 
 
 @dataclass(frozen=True)

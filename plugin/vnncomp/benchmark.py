@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError, OverwriteError
-from nnbisim.vnncomp import format_network_field, write_instances
+from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.vnncomp.formats import format_network_field, write_instances
 
 SAT_FACTORS = (0.85, 0.95)  # sat-side threshold: this fraction of the witnessed eps
 # unsat-side threshold: certified eps times 1.01 to 1.02 (a margin far above float32 noise)
@@ -44,7 +44,7 @@ pip install -e <nnbisim repository>). Usage: python generate_properties.py SEED"
 import sys
 from pathlib import Path
 
-from nnbisim.benchmark import regenerate
+from nnbisim.vnncomp.benchmark import regenerate
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].lstrip("-").isdigit():
@@ -100,8 +100,8 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
                     force: bool = False, progress: Callable[[str], None] | None = None) -> Path:
     """Bracket eps for every pair and write the benchmark folder (see the module docstring)."""
     from nnbisim.api import merge_files
-    from nnbisim.epsilon import compute_epsilon
     from nnbisim.specs.io import read_spec
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     say = progress or (lambda _m: None)
     out = Path(out)
@@ -133,7 +133,7 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
         onnx.checker.check_model(model)
         onnx.save(model, str(out / "onnx" / merged))
         from nnbisim.adapters.onnx_load import load_network
-        from nnbisim.diffbounds import same_architecture
+        from nnbisim.bounds.diffbounds import same_architecture
 
         same = same_architecture(load_network(pair.n1), load_network(pair.n2))
         records.append({

@@ -3,7 +3,7 @@
 After a witness search on N1 (a real counterexample ends the question), each input box of the
 property goes through N2. By default (``refine="bab"``, the own engine) that is one branch and
 bound over the box whose every piece is bounded only through N2
-(:func:`nnbisim.decide.through`): N2's bound plus the piece's certified bound of ``N1 - N2``,
+(:func:`.through`): N2's bound plus the piece's certified bound of ``N1 - N2``,
 which is the first paper's argument on each piece (its own eps, and N2 not reaching the unsafe
 set enlarged by it); splitting refines the pieces, and eps shrinks with them. With
 ``refine="halves"`` (and any other verifier) it is the argument as the paper runs it: certify
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.model import Network
+from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, SpecCase
-from nnbisim.verdict import Status
-from nnbisim.verifiers import output_tolerance
+from nnbisim.verifiers.registry import output_tolerance
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _eps_glance(n1: Network, n2: Network, bound, box: Box, needed: set[tuple[int
                 rng: np.random.Generator) -> tuple[float, float, float]:
     """``(certified, witnessed, seconds)``: eps over the whole box along the sides the unsafe
     set uses, for the record of the refined route (which certifies each piece on its own):
-    one pass of ``bound`` (:func:`~nnbisim.epsilon.objective_bounds` of the pair, no branch and
+    one pass of ``bound`` (:func:`.objective_bounds` of the pair, no branch and
     bound) and the largest of ``EPS_PROBES`` random points and the centre."""
     t0 = time.perf_counter()
     idx = sorted(2 * j + (0 if sign > 0 else 1) for j, sign in needed)
@@ -212,14 +212,14 @@ class Outlook:
 def outlook(n1, box: Box, unsafe: OutputConstraint, rep, needed: set, depth: int,
             root_reach: float | None, rng: np.random.Generator) -> Outlook:
     """N1's margin over ``box`` and what eps must cover there (:class:`Outlook`); ``n1`` is
-    N1 as a :func:`~nnbisim.decide.single` subject.
+    N1 as a :func:`~nnbisim.search.decide.single` subject.
 
     A heuristic, used only to send a box to N1 directly sooner (sound either way): the spread
     shrinks about linearly with the box, and each of the ``MAX_DEPTH - depth`` splits left
     halves one side, so every side is halved at most ``ceil(left / dims)`` times. The margin
     is the closest approach found by a search (an upper bound on the true one), which errs
     towards keeping the route."""
-    from nnbisim.decide import closest_approach
+    from nnbisim.search.decide import closest_approach
 
     g, xs = closest_approach(n1, box, unsafe, rng, samples=PROBES)
     wmax = np.array([o.max_witnessed for o in rep.outputs])
@@ -268,7 +268,7 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
 
     ``refine``: how the route through N2 works on a box.
     ``bab`` (the own engine only; other verifiers use ``halves``): one branch and bound over
-    the box whose every piece is bounded through N2 (:func:`nnbisim.decide.through`: N2's bound
+    the box whose every piece is bounded through N2 (:func:`.through`: N2's bound
     plus the piece's own certified bound of ``N1 - N2``), so each piece gets its own eps and
     N2's verdict on the unsafe set enlarged by it; boxes it leaves open go to N1 directly,
     which goes on from them (what the route proved stays proved). ``halves``: eps over the
@@ -277,7 +277,7 @@ def assure(n1_path: str | Path, cases: list[SpecCase], n2_path: str | Path, *,
     ``eps_share`` of each box's time for eps)."""
     import tempfile
 
-    from nnbisim.errors import InputError
+    from nnbisim.core.errors import InputError
 
     if refine not in REFINES:
         raise InputError(f"unknown refinement {refine!r}; use one of {', '.join(REFINES)}")
@@ -292,15 +292,15 @@ def _checker(verifier: str, subjects: dict, paths: dict, work: Path
     """``check(which, cases, seconds, resume=None) -> (status, counterexample)`` on N1 (1) or
     N2 (2). ``resume``: per case the open boxes of an earlier own branch and bound on the same
     network and unsafe set, to go on from (the own engine only; other verifiers start over)."""
-    from nnbisim.decide import decide
+    from nnbisim.search.decide import decide
 
     if verifier == "bounds":
         def own(which: int, cases: list[SpecCase], seconds: float, resume=None):
             d = decide(subjects[which], cases, seconds, resume=resume)
             return d.status, d.x
         return own
-    from nnbisim.verifiers import get_verifier
-    from nnbisim.vnncomp_run import per_disjunct
+    from nnbisim.verifiers.registry import get_verifier
+    from nnbisim.vnncomp.run import per_disjunct
 
     tool = get_verifier(verifier)
     count = iter(range(1 << 30))
@@ -325,9 +325,9 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
             refine: str = "bab") -> AssureReport:
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.replay import OnnxRunner
-    from nnbisim.decide import decide, single
-    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.search.decide import decide, single
     from nnbisim.specs.assurance import enlarge
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     t0 = time.perf_counter()
     deadline = t0 + time_budget
@@ -369,8 +369,8 @@ def _assure(n1_path: Path, cases: list[SpecCase], n2_path: Path, time_budget: fl
     rng = np.random.default_rng(0)
     left_by: dict[int, object] = {}  # per case, the boxes the refined route left open
     if refined:
-        from nnbisim.decide import through
-        from nnbisim.epsilon import choose_engine, objective_bounds
+        from nnbisim.search.decide import through
+        from nnbisim.tasks.epsilon import choose_engine, objective_bounds
 
         via = through(n1, n2, device)
         glance = objective_bounds(n1, n2, choose_engine(n1, n2), device)  # once, for every box
@@ -557,8 +557,8 @@ def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCas
     """Per box of ``cases``: certify ``N1 - N2`` over it (only the sides its unsafe set uses,
     the budget shared evenly among the boxes) and enlarge the unsafe set by it, so that N2
     never reaching the enlarged sets proves N1 never reaches the original ones."""
-    from nnbisim.epsilon import compute_epsilon
     from nnbisim.specs.assurance import enlarge
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     say = progress or (lambda _m: None)
     out = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnbisim.model import Network
+from nnbisim.core.model import Network
 from nnbisim.specs.sets import Box, InputSet
 
 log = logging.getLogger(__name__)

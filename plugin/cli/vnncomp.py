@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
 
 
 def _default_acasxu() -> Path:
     """``../shared/data/acasxu`` beside the repository, where the project keeps it."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "acasxu"
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "acasxu"
 
 
 def progress_to_stderr(start: float):
@@ -22,7 +22,7 @@ def progress_to_stderr(start: float):
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from nnbisim.vnncomp import translate
+    from nnbisim.vnncomp.formats import translate
 
     tr = translate(args.network, args.query, args.out, base=args.base, force=args.force)
     print(f"{tr.merged}\n{tr.vnnlib1}\n{tr.vnnlib2}\n{tr.manifest}")
@@ -30,9 +30,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_back(args: argparse.Namespace) -> int:
-    from nnbisim.verdict import Status
-    from nnbisim.verifiers import parse_vnncomp_result
-    from nnbisim.vnncomp import back_translate, write_result
+    from nnbisim.core.verdict import Status
+    from nnbisim.verifiers.registry import parse_vnncomp_result
+    from nnbisim.vnncomp.formats import back_translate, write_result
 
     status, x, note = parse_vnncomp_result(args.result.read_text(errors="replace"))
     if status is not Status.VIOLATED or x is None:
@@ -46,7 +46,7 @@ def cmd_back(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nnbisim.vnncomp_run import run_instance
+    from nnbisim.vnncomp.run import run_instance
 
     if not args.timeout > 0:
         raise InputError(f"timeout must be a positive number of seconds, got {args.timeout}")
@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnbisim.benchmark import read_pairs, write_benchmark
+    from nnbisim.vnncomp.benchmark import read_pairs, write_benchmark
 
     out = write_benchmark(read_pairs(args.pairs), args.out, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
@@ -65,7 +65,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_acasxu(args: argparse.Namespace) -> int:
-    from nnbisim.benchmark import acasxu_pairs, write_benchmark
+    from nnbisim.vnncomp.benchmark import acasxu_pairs, write_benchmark
 
     data = args.data or _default_acasxu()
     if not data.is_dir():

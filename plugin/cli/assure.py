@@ -8,9 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nnbisim.assure import COMPRESSED_SHARE, QUICK_DIRECT, REFINES
-from nnbisim.cli_vnncomp import progress_to_stderr
-from nnbisim.errors import InputError
+from nnbisim.cli.vnncomp import progress_to_stderr
+from nnbisim.core.errors import InputError
+from nnbisim.tasks.assure import COMPRESSED_SHARE, QUICK_DIRECT, REFINES
 
 
 def cmd_assure(args: argparse.Namespace) -> int:
@@ -21,8 +21,8 @@ def cmd_assure(args: argparse.Namespace) -> int:
     from nnbisim.adapters.compress import distill, prune_neurons, quantize_weights, round_weights
     from nnbisim.adapters.onnx_load import load_network
     from nnbisim.adapters.onnx_write import network_to_model, save_model
-    from nnbisim.assure import assure
     from nnbisim.specs.io import read_spec_cases
+    from nnbisim.tasks.assure import assure
 
     if args.compressed is not None and args.compress is not None:
         raise InputError("give one of --compressed N2.onnx or --compress METHOD, not both")
@@ -90,12 +90,12 @@ def cmd_enlarge(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from nnbisim.assure import enlarged_cases
     from nnbisim.specs.assurance import enlarge
     from nnbisim.specs.io import read_spec_cases
     from nnbisim.specs.sets import InputSet, Property
     from nnbisim.specs.vnnlib1 import write_cases_vnnlib1
     from nnbisim.specs.vnnlib2 import write_vnnlib2
+    from nnbisim.tasks.assure import enlarged_cases
 
     for path in (args.o, args.json):
         if path is not None and path.exists() and not args.force:

@@ -23,11 +23,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nnbisim.bab import Bounded, OpenBoxes, input_bab
-from nnbisim.model import Network
+from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status, Verdict
+from nnbisim.search.input_bab import Bounded, OpenBoxes, input_bab
+from nnbisim.search.witness import climb, torch_forward, torch_layers
 from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
-from nnbisim.verdict import Status, Verdict
-from nnbisim.witness import climb, torch_forward, torch_layers
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _host(t: torch.Tensor) -> np.ndarray:
 
 def single(net: Network, device: str = "cpu") -> Subject:
     """The outputs of one network, bounded by CROWN with forward bounds in low dimension."""
-    from nnbisim.bounds import crown_bounds, prepare
+    from nnbisim.bounds.crown import crown_bounds, prepare
 
     tn, layers = prepare(net, device), torch_layers(net)
 
@@ -82,7 +82,7 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
     """The outputs of two networks fed the same input: ``[y1; y2; y1 - y2]`` (``all``, as the
     merged network with all outputs gives them), ``[y1; y2]`` (``stacked``, as a two-network
     query states them) or ``y1 - y2`` (``diff``)."""
-    from nnbisim.diffbounds import DiffEngine, same_architecture
+    from nnbisim.bounds.diffbounds import DiffEngine, same_architecture
 
     m = n1.out_size
     l1, l2 = torch_layers(n1), torch_layers(n2)
@@ -150,7 +150,7 @@ def through(n1: Network, n2: Network, device: str = "cpu") -> Subject:
     piece's certified eps along the row, and N2 is proved not to reach the unsafe set enlarged
     by it. The branch and bound's splits refine the pieces, so each gets its own eps, which
     shrinks with it. Points are evaluated on N1, so a witness is a counterexample of N1."""
-    from nnbisim.diffbounds import same_architecture
+    from nnbisim.bounds.diffbounds import same_architecture
 
     s2, diff = single(n2, device), pair(n1, n2, "diff", device)
     l1 = torch_layers(n1)
@@ -353,14 +353,14 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float, *,
     with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
     is skipped (the earlier one covered it). ``combine``: bound sums of a polytope's rows too
     (see :func:`_combinations`; False: each row alone, the old way). ``split``, ``choose``: the
-    branch and bound's split rule (see :func:`nnbisim.bab.input_bab`; default: the subject's).
+    branch and bound's split rule (see :func:`.input_bab`; default: the subject's).
     ``focus``: in each half a split keeps open, per polytope the row with the best plain CROWN
     bound is optimised further (alpha-CROWN's slopes on the same intermediate bounds,
     ``FOCUS_ITERS`` steps; one network's subjects and :func:`through`); splits are chosen on
-    plain CROWN except where it stalls (see ``tighten`` in :func:`nnbisim.bab.input_bab`).
+    plain CROWN except where it stalls (see ``tighten`` in :func:`.input_bab`).
     False: plain
     CROWN only. ``"lazy"``: plain CROWN with the stall rule, the kept halves optimised only
-    once a split has stalled (``lazy`` of :func:`~nnbisim.bab.input_bab`). ``search``: False
+    once a split has stalled (``lazy`` of :func:`.input_bab`). ``search``: False
     skips the witness search of cases searched from scratch (the caller ran one on the same
     outputs; the box's centre stands in for its best point). ``samples``: random points per box
     that seed the witness search's climbs (default: 2,000,000 / input size, within 1,024 and
@@ -463,8 +463,8 @@ class BoundsVerifier:
         from pathlib import Path
 
         from nnbisim.adapters.onnx_load import load_network
-        from nnbisim.errors import UnsupportedModelError
-        from nnbisim.verifiers import check_files, read_cases, replay_checked
+        from nnbisim.core.errors import UnsupportedModelError
+        from nnbisim.verifiers.registry import check_files, read_cases, replay_checked
 
         check_files(model, prop, timeout)
         t0 = time.perf_counter()

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.bab import gap_closed
+from nnbisim.core.verdict import Status
+from nnbisim.search.input_bab import gap_closed
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1
-from nnbisim.verdict import Status
-from nnbisim.verifiers import Verifier
+from nnbisim.verifiers.registry import Verifier
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ al., ASE 2020). Each layer of the joint network maps ``v = (h1, h2, dh)`` to ``u
 by one matrix ``[[W1, 0, 0], [0, W2, 0], [W1 - W2, 0, W2]]``: the small weight difference
 multiplies N1's activations, N2's weights the activation difference. ``h1 = relu(z1)``,
 ``h2 = relu(z2)`` and ``dh = relu(z1) - relu(z2)`` are replaced by lower and upper linear
-functions of ``u`` valid on the layer's concrete bounds (:mod:`nnbisim.diffrelax`).
+functions of ``u`` valid on the layer's concrete bounds (:mod:`nnbisim.bounds.diffrelax`).
 
 Concrete bounds of a layer: interval arithmetic on the layer below, intersected (for inputs of at
 most :data:`FORMS_MAX_INPUTS` values) with each network's forward linear forms in the input
@@ -37,12 +37,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from nnbisim import forms
-from nnbisim.diffrelax import Relax, relaxation
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.forms import FormLayer
-from nnbisim.fp import TINY, U, down, gamma2, margin, up, widen
-from nnbisim.model import Network
+from nnbisim.bounds import forms
+from nnbisim.bounds.diffrelax import Relax, relaxation
+from nnbisim.bounds.forms import FormLayer
+from nnbisim.bounds.fp import TINY, U, down, gamma2, margin, up, widen
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
 
 FORMS_MAX_INPUTS = 32  # inputs up to this size get forward linear forms
 _ELEMENTS_PER_CHUNK = 2**21  # float64 elements of the largest back-substitution tensor
@@ -465,7 +465,7 @@ def differential_bounds(n1: Network, n2: Network, lower: Array, upper: Array,
     each box ``lower[b] <= x <= upper[b]`` (arrays of shape (B, n_in), or one box (n_in,)).
 
     Both networks must have the same layer sizes (:func:`same_architecture`); otherwise
-    :class:`~nnbisim.errors.ShapeMismatchError`. Bounds hold for the real-arithmetic networks
+    :class:`~nnbisim.core.errors.ShapeMismatchError`. Bounds hold for the real-arithmetic networks
     with the given float64 weights (see the module docstring).
     """
     return DiffEngine(n1, n2, device).bounds(lower, upper, C, slopes)

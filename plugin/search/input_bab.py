@@ -12,7 +12,7 @@ on a gap, a time budget or an interrupt.
 Two aims: ``joint`` certifies ``max_k max_x f_k`` (eps, the infinity norm) to the gap, so an
 objective only needs refining where it could still exceed the overall best value; ``each``
 certifies every objective to its own gap. Strong where the input has few dimensions (ACAS Xu's
-5); for wide inputs split ReLUs instead (:mod:`nnbisim.relu_bab`).
+5); for wide inputs split ReLUs instead (:mod:`nnbisim.search.relu_bab`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The repair loop of the second paper, done soundly: certify, retrain towards N1, repeat.
 
 Each round: certify the discrepancy ``[min, max]`` of ``(N1 - N2)_i`` over every region
-(:func:`nnbisim.qbounds.discrepancy`, exact on the int8 model); stop when every region's
+(:func:`nnbisim.bounds.qbounds.discrepancy`, exact on the int8 model); stop when every region's
 discrepancy (the mean over outputs of the certified ``max |N1 - N2|_i``, the paper's Table II
 metric) is at most ``target_ratio`` times its initial value; else retrain N2 quantization-aware
 for ``epochs`` epochs on
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from nnbisim.adapters.repair import QPARAMS, QATNet, retrain
-from nnbisim.errors import InputError
-from nnbisim.model import Network
-from nnbisim.qbounds import Discrepancy, discrepancy
-from nnbisim.quant import QuantizedNetwork
+from nnbisim.bounds.qbounds import Discrepancy, discrepancy
+from nnbisim.core.errors import InputError
+from nnbisim.core.model import Network
+from nnbisim.core.quant import QuantizedNetwork
 
 Progress = Callable[[str], None]
 

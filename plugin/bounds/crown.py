@@ -11,7 +11,7 @@ alpha in ``[0, 1]`` and beta ``>= 0`` gives a valid bound, so optimising only ti
 
 Guaranteed: ``lo <= C @ N(x) <= hi`` for every real ``x`` in the box (satisfying the split signs,
 when given), where ``N`` is the real-arithmetic network whose weights are exactly the float64
-numbers of the :class:`~nnbisim.model.Network` (float32 ONNX weights are represented exactly).
+numbers of the :class:`~nnbisim.core.model.Network` (float32 ONNX weights are represented exactly).
 Rounding is accounted for: every bound carries the outward margin
 ``2 * (gamma_N + u) * mass + 2^-1000``, ``u = 2^-53``, ``gamma_N = N u / (1 - N u)`` with ``N``
 above twice the longest dot product plus the additions per bound, and ``mass`` an upper bound of
@@ -37,8 +37,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Network
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Network
 
 UNIT = 2.0**-53
 TINY = 2.0**-1000

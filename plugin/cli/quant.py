@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError
+from nnbisim.core.errors import InputError
 
 
 def load_any(path: Path, arch: tuple[int, ...] | None = None):
@@ -18,7 +18,7 @@ def load_any(path: Path, arch: tuple[int, ...] | None = None):
     from nnbisim.adapters.onnx_load import load_network, read_model
     from nnbisim.adapters.onnx_quant import is_quantized, quantized_from_model
     from nnbisim.adapters.torch_io import load_torch
-    from nnbisim.quant import check_arch
+    from nnbisim.core.quant import check_arch
 
     path = Path(path)
     if path.suffix in (".pth", ".pt"):
@@ -42,7 +42,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from nnbisim.adapters.onnx_quant import quantized_to_model
     from nnbisim.adapters.onnx_write import network_to_model, save_model
-    from nnbisim.quant import QuantizedNetwork, parse_arch
+    from nnbisim.core.quant import QuantizedNetwork, parse_arch
 
     arch = parse_arch(args.arch) if args.arch else None
     _checked_out(args.output, args.force)
@@ -66,8 +66,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _regions(args: argparse.Namespace):
     from nnbisim.adapters.mnist import TRAIN, load_test_set, paper_images, patch_box
-    from nnbisim.repair import Region
     from nnbisim.specs.io import read_spec
+    from nnbisim.tasks.repair import Region
 
     spec = args.regions
     images, _ = load_test_set(args.data / "mnist" if args.data else None)
@@ -101,7 +101,7 @@ def _session(net):
 
     from nnbisim.adapters.onnx_quant import quantized_to_model
     from nnbisim.adapters.onnx_write import network_to_model
-    from nnbisim.quant import QuantizedNetwork
+    from nnbisim.core.quant import QuantizedNetwork
 
     model = quantized_to_model(net) if isinstance(net, QuantizedNetwork) else network_to_model(net)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -125,8 +125,8 @@ def replay_witnesses(n1, n2, d) -> tuple[np.ndarray, float]:
 
 
 def cmd_discrepancy(args: argparse.Namespace) -> int:
-    from nnbisim.cli import _region
-    from nnbisim.qbounds import discrepancy
+    from nnbisim.bounds.qbounds import discrepancy
+    from nnbisim.cli.main import _region
 
     if args.json:
         _checked_out(args.json, args.force)
@@ -168,8 +168,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
     from nnbisim.adapters.mnist import HELD_OUT, TRAIN, load_test_set
     from nnbisim.adapters.onnx_quant import quantized_to_model
     from nnbisim.adapters.onnx_write import save_model
-    from nnbisim.quant import QuantizedNetwork, parse_arch
-    from nnbisim.repair import accuracy_on, repair
+    from nnbisim.core.quant import QuantizedNetwork, parse_arch
+    from nnbisim.tasks.repair import accuracy_on, repair
 
     _checked_out(args.output, args.force)
     if args.json:
@@ -213,7 +213,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def add_quant_parsers(sub) -> None:
-    from nnbisim.cli import _add_region_args
+    from nnbisim.cli.main import _add_region_args
 
     c = sub.add_parser("convert", help="a PyTorch state dict (float or int8) as ONNX")
     c.add_argument("model", type=Path, metavar="MODEL.pth")

@@ -8,7 +8,7 @@ centred coordinates ``e`` in ``[-1, 1]^d`` of the box (``x = c + r e``) and the 
 
 Invariant: each stored form, evaluated in exact arithmetic with its stored float64 coefficients,
 bounds its neuron on the whole box. Every step adds the rounding bound of its own arithmetic to
-the constant, outward (``gamma_N`` times the magnitudes of the terms, see :mod:`nnbisim.fp`).
+the constant, outward (``gamma_N`` times the magnitudes of the terms, see :mod:`nnbisim.bounds.fp`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nnbisim.fp import TINY, down, gamma2, up
+from nnbisim.bounds.fp import TINY, down, gamma2, up
 
 T = torch.Tensor
 

@@ -10,7 +10,7 @@ import numpy as np
 from nnbisim.adapters.onnx_load import read_model, real_inputs, value_shape
 from nnbisim.adapters.onnx_write import check_writable
 from nnbisim.api import merged_layout
-from nnbisim.errors import InputError, ShapeMismatchError
+from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.specs.sets import InputSet
 
 

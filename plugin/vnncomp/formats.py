@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import InputError, OverwriteError, SpecError
+from nnbisim.core.errors import InputError, OverwriteError, SpecError
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property, TwoNetworkQuery
-from nnbisim.verifiers import output_tolerance
+from nnbisim.verifiers.registry import output_tolerance
 
 RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 MANIFEST = "translation.json"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnbisim.errors import ShapeMismatchError
+from nnbisim.core.errors import ShapeMismatchError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import OverwriteError
-from nnbisim.model import Network
+from nnbisim.core.errors import OverwriteError
+from nnbisim.core.model import Network
 
 LOWER, UPPER = -1.0, 1.0
 
@@ -73,11 +73,11 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
     """Run the example into ``out``; returns 0 when every answer is consistent."""
     from nnbisim.adapters.onnx_write import network_to_model, save_model
     from nnbisim.api import check_merged, merge_files
-    from nnbisim.cli import format_epsilon
-    from nnbisim.epsilon import compute_epsilon
+    from nnbisim.cli.main import format_epsilon
     from nnbisim.specs.discrepancy import infinity_norm_property
     from nnbisim.specs.sets import Box, InputSet
     from nnbisim.specs.vnnlib1 import write_vnnlib1
+    from nnbisim.tasks.epsilon import compute_epsilon
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -125,7 +125,7 @@ def confirm_with_marabou(merged: Path, inputs, eps: float, workdir: Path,
     confirms the certified bound independently)."""
     from nnbisim.specs.discrepancy import violation_property
     from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.verifiers import get_verifier
+    from nnbisim.verifiers.registry import get_verifier
 
     workdir.mkdir(parents=True, exist_ok=True)
     tool = get_verifier("marabou")

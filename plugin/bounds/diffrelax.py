@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nnbisim.fp import TINY, U, down, up, widen
+from nnbisim.bounds.fp import TINY, U, down, up, widen
 
 T = torch.Tensor
 

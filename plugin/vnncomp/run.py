@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.errors import NnbisimError, UnsupportedModelError
+from nnbisim.core.errors import NnbisimError, UnsupportedModelError
+from nnbisim.core.verdict import Status
 from nnbisim.specs.sets import InputSet, OutputConstraint, Property, SpecCase, TwoNetworkQuery
-from nnbisim.verdict import Status
-from nnbisim.vnncomp import (
+from nnbisim.vnncomp.formats import (
     assignment_2_0,
     counterexample_1_0,
     parse_network_field,
@@ -113,7 +113,7 @@ def _queries(cases: list[SpecCase]) -> int:
 def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float,
                 base: Path | None) -> tuple[str, str]:
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.decide import decide, pair
+    from nnbisim.search.decide import decide, pair
 
     t0 = time.perf_counter()
     nets = dict(parse_network_field(field, base))
@@ -146,10 +146,10 @@ def _decide_two(field: str, vnnlib: Path, query: TwoNetworkQuery, timeout: float
 
 def _decide_one(model: Path, vnnlib: Path, timeout: float) -> tuple[str, str]:
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.decide import decide, subject_of
+    from nnbisim.core.verdict import Verdict
+    from nnbisim.search.decide import decide, subject_of
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.verdict import Verdict
-    from nnbisim.verifiers import confirm_violation
+    from nnbisim.verifiers.registry import confirm_violation
 
     t0 = time.perf_counter()
     cases = read_spec_cases(vnnlib)

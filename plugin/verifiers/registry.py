@@ -2,7 +2,7 @@
 
 A verifier answers one question: does some input of a VNN-LIB property's input set reach its
 unsafe output set on an ONNX model? Tools answer in their own words; each adapter translates
-them into a :class:`~nnbisim.verdict.Verdict` at its edge, and a ``violated`` verdict is only
+them into a :class:`~nnbisim.core.verdict.Verdict` at its edge, and a ``violated`` verdict is only
 returned after :func:`confirm_violation` replays the counterexample with onnxruntime.
 
 Verifiers by name (:func:`get_verifier`): the built-ins in :data:`BUILTIN_VERIFIERS`
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from nnbisim.adapters.replay import OnnxRunner
-from nnbisim.errors import InputError, VerifierError
-from nnbisim.verdict import Status, Verdict
+from nnbisim.core.errors import InputError, VerifierError
+from nnbisim.core.verdict import Status, Verdict
 
 if TYPE_CHECKING:
     from nnbisim.specs.sets import Box, OutputConstraint, Property, SpecCase
@@ -59,7 +59,7 @@ class Verifier(Protocol):
 # counterexamples.
 BUILTIN_VERIFIERS: dict[str, str | Callable[[], Verifier]] = {
     "marabou": "nnbisim.adapters.marabou:MarabouVerifier",
-    "bounds": "nnbisim.decide:BoundsVerifier",
+    "bounds": "nnbisim.search.decide:BoundsVerifier",
 }
 
 

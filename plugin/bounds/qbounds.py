@@ -19,7 +19,7 @@ elsewhere:
 Both networks' input quantizers, where both are quantized, must be the same (one grid).
 
 Guaranteed: the certified interval contains ``(N1(x) - N2(x))_i`` for every real ``x`` in the box,
-where a quantized network is the integer-accumulation model of :mod:`nnbisim.quant` (what
+where a quantized network is the integer-accumulation model of :mod:`nnbisim.core.quant` (what
 PyTorch's int8 kernels and nnbisim's ONNX export compute) and a float network the real-arithmetic
 network of its float64 weights. Not guaranteed: a float32 evaluation that lands a value within
 its own rounding error of a quantization tie on the other side of the tie.
@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nnbisim.bounds import crown_bounds, interval_bounds
-from nnbisim.epsilon import OutputBounds
-from nnbisim.errors import InputError, ShapeMismatchError
-from nnbisim.model import Layer, Network
-from nnbisim.quant import QuantizedNetwork, Quantizer
+from nnbisim.bounds.crown import crown_bounds, interval_bounds
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.model import Layer, Network
+from nnbisim.core.quant import QuantizedNetwork, Quantizer
+from nnbisim.tasks.epsilon import OutputBounds
 
 AnyNet = Network | QuantizedNetwork
 Progress = Callable[[str], None]

@@ -2,7 +2,7 @@
 
 For wide inputs (MNIST's 784) splitting the input box is hopeless; splitting unstable ReLUs
 into their active and inactive phases is not. Each sub-problem is a set of split signs, bounded
-by :func:`nnbisim.bounds.crown_bounds` with the split multipliers optimised (beta-CROWN), in
+by :func:`nnbisim.bounds.crown.crown_bounds` with the split multipliers optimised (beta-CROWN), in
 batches. Best first: the open sub-problems with the largest upper bounds are split on the
 unstable neuron with the largest score ``|coefficient in the final back-substitution| *
 -l u / (u - l)`` (the intercept of its chord, as in BaBSR). Sub-problems whose bound cannot beat
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnbisim.bounds import Tensorish, TorchNet, crown_bounds, prepare
-from nnbisim.errors import ShapeMismatchError
-from nnbisim.model import Network
+from nnbisim.bounds.crown import Tensorish, TorchNet, crown_bounds, prepare
+from nnbisim.core.errors import ShapeMismatchError
+from nnbisim.core.model import Network
 
 log = logging.getLogger(__name__)
 

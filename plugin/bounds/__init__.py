@@ -1,0 +1,1 @@
+"""nnbisim.bounds: the sound bound engines (interval, CROWN, differential, quantized)."""

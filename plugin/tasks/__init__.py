@@ -1,0 +1,1 @@
+"""nnbisim.tasks: what users ask for (eps, assured compression, repair, spec files)."""

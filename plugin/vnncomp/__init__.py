@@ -1,0 +1,1 @@
+"""nnbisim.vnncomp: VNN-COMP formats, nnbisim as a VNN-COMP tool, benchmark writing."""
