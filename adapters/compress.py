@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
+from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
 
@@ -96,34 +98,13 @@ def prune_weights(net: Network, fraction: float) -> Network:
                                 name=f"{net.name}-sparse{round(100 * fraction)}")
 
 
-def distill(net: Network, lower: Sequence[float] | np.ndarray,
-            upper: Sequence[float] | np.ndarray, hidden: Sequence[int] = (10, 10), *,
-            samples: int = 20000, steps: int = 3000, batch: int = 2048, lr: float = 1e-2,
-            seed: int = 0, name: str | None = None) -> Network:
-    """A small ReLU network trained to imitate ``net`` on a region: uniform samples of the box
-    ``[lower, upper]`` (or of each box of a (B, n) stack, equally), MSE on ``net``'s outputs,
-    Adam with a cosine schedule, seeded. Inputs and outputs are standardised for training and
-    the scalings folded into the first and last layers, so the result takes raw inputs."""
-    import torch
-
-    lo, hi = np.atleast_2d(np.asarray(lower, np.float64)), np.atleast_2d(np.asarray(upper,
-                                                                                      np.float64))
-    if lo.shape != hi.shape or lo.shape[1] != net.in_size or np.any(lo > hi):
-        raise InputError(f"distillation needs boxes of {net.in_size} lower <= upper values")
-    if not hidden or min(hidden) < 1:
-        raise InputError(f"hidden layer sizes must be positive, got {tuple(hidden)}")
-    rng = np.random.default_rng(seed)
-    per = max(1, samples // len(lo))
-    x = np.concatenate([rng.uniform(a, b, size=(per, net.in_size)) for a, b in zip(lo, hi,
-                                                                                 strict=True)])
-    y = net.forward(x)
-    centre, radius = (lo.min(0) + hi.max(0)) / 2, np.maximum((hi.max(0) - lo.min(0)) / 2, 1e-12)
-    mean, std = y.mean(0), np.maximum(y.std(0), 1e-12)
-    gen = torch.Generator().manual_seed(seed)
+def _train(x: np.ndarray, y: np.ndarray, sizes: list[int], opts: DistillOptions
+           ) -> list[torch.nn.Linear]:
+    """A ReLU network of layer ``sizes`` fitted to ``(x, y)`` by Adam, seeded; its layers."""
+    gen = torch.Generator().manual_seed(opts.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small networks: threads only add overhead
     try:
-        sizes = [net.in_size, *hidden, net.out_size]
         layers: list[torch.nn.Module] = []
         for k in range(len(sizes) - 1):
             lin = torch.nn.Linear(sizes[k], sizes[k + 1]).double()
@@ -133,13 +114,12 @@ def distill(net: Network, lower: Sequence[float] | np.ndarray,
                 lin.bias.uniform_(-bound, bound, generator=gen)
             layers += [lin, torch.nn.ReLU()] if k < len(sizes) - 2 else [lin]
         model = torch.nn.Sequential(*layers)
-        xt = torch.as_tensor((x - centre) / radius)
-        yt = torch.as_tensor((y - mean) / std)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        for _ in range(steps):
-            idx = (torch.randint(len(xt), (batch,), generator=gen) if batch < len(xt)
-                   else slice(None))
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        opt = torch.optim.Adam(model.parameters(), lr=opts.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, opts.steps)
+        for _ in range(opts.steps):
+            idx = (torch.randint(len(xt), (opts.batch,), generator=gen)
+                   if opts.batch < len(xt) else slice(None))
             opt.zero_grad()
             loss = torch.mean((model(xt[idx]) - yt[idx]) ** 2)
             loss.backward()
@@ -147,7 +127,32 @@ def distill(net: Network, lower: Sequence[float] | np.ndarray,
             sched.step()
     finally:
         torch.set_num_threads(threads)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    return [m for m in model if isinstance(m, torch.nn.Linear)]
+
+
+def distill(net: Network, lower: Sequence[float] | np.ndarray,
+            upper: Sequence[float] | np.ndarray, options: DistillOptions = DistillOptions(),
+            name: str | None = None) -> Network:
+    """A small ReLU network trained to imitate ``net`` on a region: uniform samples of the box
+    ``[lower, upper]`` (or of each box of a (B, n) stack, equally), MSE on ``net``'s outputs,
+    Adam with a cosine schedule, seeded. Inputs and outputs are standardised for training and
+    the scalings folded into the first and last layers, so the result takes raw inputs."""
+    lo, hi = np.atleast_2d(np.asarray(lower, np.float64)), np.atleast_2d(np.asarray(upper,
+                                                                                      np.float64))
+    hidden = tuple(options.hidden)
+    if lo.shape != hi.shape or lo.shape[1] != net.in_size or np.any(lo > hi):
+        raise InputError(f"distillation needs boxes of {net.in_size} lower <= upper values")
+    if not hidden or min(hidden) < 1:
+        raise InputError(f"hidden layer sizes must be positive, got {hidden}")
+    rng = np.random.default_rng(options.seed)
+    per = max(1, options.samples // len(lo))
+    x = np.concatenate([rng.uniform(a, b, size=(per, net.in_size)) for a, b in zip(lo, hi,
+                                                                                 strict=True)])
+    y = net.forward(x)
+    centre, radius = (lo.min(0) + hi.max(0)) / 2, np.maximum((hi.max(0) - lo.min(0)) / 2, 1e-12)
+    mean, std = y.mean(0), np.maximum(y.std(0), 1e-12)
+    linears = _train((x - centre) / radius, (y - mean) / std,
+                     [net.in_size, *hidden, net.out_size], options)
     ws = [m.weight.detach().numpy().copy() for m in linears]
     bs = [m.bias.detach().numpy().copy() for m in linears]
     ws[0] = ws[0] / radius
@@ -156,3 +161,22 @@ def distill(net: Network, lower: Sequence[float] | np.ndarray,
     label = "x".join(str(h) for h in hidden)
     return Network.from_weights(ws, bs, net.input_shape,
                                 name=name or f"{net.name}-distilled{label}")
+
+
+def compress(net: Network, method: str, lower: np.ndarray | None = None,
+             upper: np.ndarray | None = None, options: CompressOptions = CompressOptions()
+             ) -> Network:
+    """N1 compressed by ``method`` (:data:`~nnbisim.adapters.options.COMPRESSIONS`):
+    ``distill`` (on the boxes ``lower``/``upper``, (B, n)), ``prune``, ``float16``, ``int8``
+    or ``int8-channel`` (per-channel scales)."""
+    if method == "distill":
+        if lower is None or upper is None:
+            raise InputError("distillation needs the region: give its boxes")
+        return distill(net, lower, upper, options.distill)
+    if method == "prune":
+        return prune_neurons(net, options.fraction, remove=options.remove)
+    if method == "float16":
+        return round_weights(net)
+    if method in ("int8", "int8-channel"):
+        return quantize_weights(net, 8, per_channel=method == "int8-channel")
+    raise InputError(f"unknown compression {method!r}; use one of {', '.join(COMPRESSIONS)}")

@@ -19,14 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nnbisim.adapters.replay import PropertyReader, replay_checked
+from nnbisim.adapters.tools import check_files, log_tail, run_with_deadline
 from nnbisim.core.verdict import Status, Verdict
-from nnbisim.verifiers.registry import (
-    PropertyReader,
-    check_files,
-    log_tail,
-    replay_checked,
-    run_with_deadline,
-)
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import sys
 import warnings
 from pathlib import Path
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable" and the like
+    from maraboupy import Marabou, MarabouCore
+
 
 def solve(model: str, prop: str, seconds: int) -> dict:
     """Solve one query; the counterexample in VNN-LIB order (X_i, Y_i), values as floats."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable" and the like
-        from maraboupy import Marabou, MarabouCore
-
     net = Marabou.read_onnx(model)
     query = net.getInputQuery()
     MarabouCore.loadProperty(query, prop)

@@ -11,6 +11,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from nnbisim.core.errors import InputError
 
@@ -47,8 +48,6 @@ def load_test_set(folder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
 def paper_images(folder: Path | None = None) -> list[tuple[int, np.ndarray]]:
     """The paper's ten images ``(test index, normalised pixels)``, by index; the files are
     JPEG copies of those MNIST test images (named by index), read as grey levels."""
-    from PIL import Image
-
     folder = Path(folder) if folder else data_root() / "fnn-repair" / "images"
     files = sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
     if not files:

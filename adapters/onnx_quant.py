@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from nnbisim.adapters.onnx_load import read_model
 from nnbisim.adapters.onnx_write import IR_VERSION, OPSET
 from nnbisim.core.errors import UnsupportedModelError
 from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
@@ -437,6 +438,4 @@ def quantized_from_model(model: onnx.ModelProto, source: str = "<model>") -> Qua
 
 
 def load_quantized(path: str | Path) -> QuantizedNetwork:
-    from nnbisim.adapters.onnx_load import read_model
-
     return quantized_from_model(read_model(path), str(path))

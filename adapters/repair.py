@@ -24,8 +24,6 @@ import torch
 from nnbisim.core.errors import InputError
 from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
 
-QPARAMS = ("keep", "calibrate")
-
 
 def _fake(x: torch.Tensor, q: Quantizer) -> torch.Tensor:
     """Round and clamp to ``q``'s grid, straight-through gradient inside the range."""

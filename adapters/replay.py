@@ -8,13 +8,19 @@ gives the claimed output. Inputs are flat vectors ``(n, in_size)``; outputs come
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 
 from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.core.verdict import Status, Verdict
+from nnbisim.specs.io import read_spec_cases
+from nnbisim.specs.sets import Box, OutputConstraint, Property, SpecCase
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,6 @@ class OnnxRunner:
         self._batched: Any = None  # None: not tried yet; False: the model refused a batch
 
     def _new_session(self, model: str | bytes) -> Any:
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -142,8 +146,6 @@ class OnnxRunner:
         return self._batched or None
 
     def _try_batched(self, probe: np.ndarray, io: _Io) -> Any:
-        import onnx
-
         model = onnx.load(str(self.path))
         for info in model.graph.input:
             if info.name == io.name:
@@ -152,8 +154,6 @@ class OnnxRunner:
             if info.type.tensor_type.shape.dim:
                 info.type.tensor_type.shape.dim[0].dim_param = "batch"
         del model.graph.value_info[:]
-        import onnxruntime as ort
-
         sess = self._new_session(model.SerializeToString())
         quiet = ort.RunOptions()
         quiet.log_severity_level = 4  # a refusal here is expected and handled, not news
@@ -184,3 +184,74 @@ def replay_difference(
             "compare networks with the same output size"
         )
     return y1, y2
+
+
+PropertyReader = Callable[[Path], Property | Sequence[SpecCase]]
+
+
+def _cases(prop: Property | Sequence[SpecCase]) -> list[tuple[Box, OutputConstraint]]:
+    if hasattr(prop, "inputs"):  # a Property: every box shares one unsafe set
+        return [(box, prop.unsafe) for box in prop.inputs.boxes]
+    return [(case.box, case.unsafe) for case in prop]
+
+
+def output_tolerance(y: np.ndarray, tol: float = 1e-6) -> float:
+    """How far outside an unsafe set a replayed output may lie and still count: ``tol`` times
+    the output's magnitude (float32 evaluation noise), never less than ``tol * 1e-2``.
+
+    Exact tools answer with points on the boundary of the unsafe set, which float32 replay
+    misses by a few 1e-9 even where the output itself is 1e-3 (the difference of two
+    networks is small, the activations it comes from are not). No absolute floor of order
+    ``tol``: differences between a network and its copy can be 1e-5, and benchmark thresholds
+    sit 1% above a certified bound, so the slack must stay well below 1e-7 there."""
+    return tol * max(float(np.max(np.abs(y))), 1e-2)
+
+
+def confirm_violation(verdict: Verdict, model: Path, prop: Property | Sequence[SpecCase],
+                      tol: float = 1e-6) -> Verdict:
+    """Replay a ``violated`` verdict's counterexample; keep it only if it is real.
+
+    The counterexample must lie in an input box of the property (within ``tol`` relative to
+    the bounds; it is then clipped into the box), and onnxruntime's output on ``model`` must lie
+    in that box's unsafe set (within :func:`output_tolerance`). Otherwise the
+    answer becomes ``unknown`` with a message saying why. Other verdicts pass unchanged.
+    """
+    if verdict.status is not Status.VIOLATED:
+        return verdict
+
+    def unknown(why: str) -> Verdict:
+        log.warning("%s on %s: %s", verdict.verifier, model, why)
+        return replace(verdict, status=Status.UNKNOWN, message=why, output=None)
+
+    if verdict.counterexample is None:
+        return unknown("the tool answered sat without a counterexample; cannot confirm it")
+    cases = _cases(prop)
+    if not cases:
+        return unknown("the property has no input box; nothing to replay against")
+    x = np.asarray(verdict.counterexample, dtype=np.float64).reshape(-1)
+    if x.size != cases[0][0].dim or not np.all(np.isfinite(x)):
+        return unknown(f"the tool's counterexample did not replay: it has {x.size} values "
+                       f"(finite: {bool(np.all(np.isfinite(x)))}), the property "
+                       f"{cases[0][0].dim} inputs")
+    runner, replayed = OnnxRunner(model), []
+    for box, unsafe in cases:
+        if not box.contains(x, tol * max(1.0, float(np.max(np.abs([box.lower, box.upper]))))):
+            continue
+        xc = np.clip(x, box.lower, box.upper)
+        y = runner.run(xc)
+        if unsafe.satisfied_by(y, output_tolerance(y, tol)):
+            return replace(verdict, counterexample=xc, output=y)
+        replayed.append(np.array2string(y, precision=6))
+    if not replayed:
+        return unknown("the tool's counterexample did not replay: it lies outside the input set")
+    return unknown(f"the tool's counterexample did not replay: onnxruntime gives "
+                   f"{replayed[0]}, outside the unsafe set")
+
+
+def replay_checked(verdict: Verdict, model: Path, prop: Path,
+                   reader: PropertyReader | None = None) -> Verdict:
+    """:func:`confirm_violation`, reading ``prop`` only if needed (default reader:
+    :func:`~nnbisim.specs.io.read_spec_cases`)."""
+    if verdict.status is not Status.VIOLATED:
+        return verdict
+    return confirm_violation(verdict, model, (reader or read_spec_cases)(prop))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Layer, Network
@@ -36,8 +37,6 @@ class ActivationQuant:
 
 
 def _load_state_dict(path: Path) -> dict:
-    import torch
-
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of a .pth state dict")
     try:
@@ -167,7 +166,5 @@ def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
 
 
 def torch_per_channel() -> tuple:
-    import torch
-
     return (torch.per_channel_affine, torch.per_channel_symmetric,
             torch.per_channel_affine_float_qparams)

@@ -66,7 +66,7 @@ def run_one(net_file: str, prop: str, timeout: float, compression: str) -> dict:
 
     from nnbisim.specs.io import read_spec_cases
     from nnbisim.tasks.assure import assure
-    from nnbisim.vnncomp.run import marabou_per_disjunct
+    from nnbisim.verifiers.queries import marabou_per_disjunct
 
     torch.set_num_threads(1)
     cases = read_spec_cases(DATA / prop)

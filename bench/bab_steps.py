@@ -28,7 +28,7 @@ INTRO = ("# Step size of the own engine's branch and bound: N1 decided directly\
 
 
 def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
-    from nnbisim.search import input_bab as bab
+    from nnbisim.search.input_bab import input_bab as bab
 
     bab.STEP_SECONDS = float(variant)  # each run has its own process: the setting stays with it
     return decide_row(net_file, prop, timeout, variant)

@@ -43,10 +43,11 @@ def decide_row(net_file: str, prop: str, timeout: float, variant: str, **options
     import torch
 
     from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.adapters.replay import confirm_violation
     from nnbisim.core.verdict import Verdict
-    from nnbisim.search.decide import decide, single
+    from nnbisim.search.decide import decide
+    from nnbisim.search.subjects import single
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.verifiers.registry import confirm_violation
 
     torch.set_num_threads(1)
     cases = read_spec_cases(DATA / prop)
@@ -63,7 +64,7 @@ def decide_row(net_file: str, prop: str, timeout: float, variant: str, **options
 
 
 def run_one(net_file: str, prop: str, timeout: float, variant: str) -> dict:
-    from nnbisim.search import input_bab as bab
+    from nnbisim.search.input_bab import input_bab as bab
 
     if variant == "before":  # each run has its own process: the thresholds stay with it
         bab.GAIN_NOISE, bab.THIN = 0.0, 0.0

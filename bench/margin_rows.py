@@ -34,7 +34,8 @@ def run_one(net_file: str, prop: str, timeout: float, mode: str) -> dict:
     import torch
 
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.search.decide import decide, single
+    from nnbisim.search.decide import decide
+    from nnbisim.search.subjects import single
     from nnbisim.specs.io import read_spec_cases
 
     torch.set_num_threads(1)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.torch_io import load_state_dict_network
-from nnbisim.api import merge_files
 from nnbisim.specs.discrepancy import infinity_norm_property
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1

@@ -58,7 +58,8 @@ def answer(folder: Path, inst_1: dict, inst_2: dict) -> dict:
     import torch
 
     from nnbisim.specs.io import read_spec_cases
-    from nnbisim.vnncomp.run import marabou_per_disjunct, run_instance
+    from nnbisim.verifiers.queries import marabou_per_disjunct
+    from nnbisim.vnncomp.run import run_instance
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -139,8 +139,11 @@ def relaxation(a1: T, b1: T, a2: T, b2: T, dlo: T, dhi: T) -> Relax:
     vd = [torch.where(both_active, dlo, zero), torch.where(both_active, dhi, zero)]
     uses_z2 = False
     if bool(hard.any()):
-        parts = _hard_lines(*(t[hard] for t in (a1, b1, a2, b2, dlo, dhi, mu1, lam1, beta1,
-                                               mu2, lam2, beta2, opposite)))
+        def pick(*ts: T) -> tuple[T, ...]:
+            return tuple(t[hard] for t in ts)
+
+        parts = _hard_lines(pick(a1, b1, a2, b2, dlo, dhi), pick(mu1, lam1, beta1),
+                            pick(mu2, lam2, beta2), opposite[hard])
         for target, value in zip((*dl, *du, dl0, du0, *vd), parts[:-1], strict=True):
             target[hard] = value
         uses_z2 = parts[-1]
@@ -151,10 +154,14 @@ def relaxation(a1: T, b1: T, a2: T, b2: T, dlo: T, dhi: T) -> Relax:
                  uses_z2, umax, vbounds)
 
 
-def _hard_lines(a1: T, b1: T, a2: T, b2: T, dlo: T, dhi: T, mu1: T, lam1: T, beta1: T,
-                mu2: T, lam2: T, beta2: T, opposite: T) -> tuple:
-    """The dh lines of :func:`relaxation` for the neurons that are not exact (flat tensors):
-    ``dl`` (3), ``du`` (3), ``dl0``, ``du0``, dh's bounds (2), and whether any line uses z2."""
+def _hard_lines(bounds: tuple[T, ...], lines1: tuple[T, T, T], lines2: tuple[T, T, T],
+                opposite: T) -> tuple:
+    """The dh lines of :func:`relaxation` for the neurons that are not exact (flat tensors),
+    given their bounds ``(a1, b1, a2, b2, dlo, dhi)`` and each network's relu lines
+    ``(mu, lam, beta)``: ``dl`` (3), ``du`` (3), ``dl0``, ``du0``, dh's bounds (2), and whether
+    any line uses z2."""
+    a1, b1, a2, b2, dlo, dhi = bounds
+    (mu1, lam1, beta1), (mu2, lam2, beta2) = lines1, lines2
     zero = torch.zeros_like(a1)
     sl, tl, t0l = envelope_line(a1, b1, a2, b2, dlo, dhi, upper=False)
     su, tu, t0u = envelope_line(a1, b1, a2, b2, dlo, dhi, upper=True)

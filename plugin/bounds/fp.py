@@ -1,9 +1,10 @@
-"""Outward rounding for sound float64 bounds.
+"""Outward rounding for sound float64 bounds: the one rounding vocabulary of the engines.
 
 A float64 sum of ``n`` products differs from its exact value by at most
-``gamma_n * (sum of the magnitudes of the products)``, ``gamma_n = n u / (1 - n u)``,
-``u = 2**-53``, in any summation order, with or without fused multiply-add. The bound engines add
-such margins to every bound they compute and round the result one step outward.
+``gamma(n) * (sum of the magnitudes of the products)``, ``gamma(n) = n U / (1 - n U)``,
+``U = 2**-53``, in any summation order, with or without fused multiply-add. The bound engines add
+such margins to every bound they compute and round the result one step outward; ``TINY`` covers
+underflow wherever a margin is non-zero.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ TINY = 2.0**-1000  # absolute slack against underflow, added wherever a margin i
 T = torch.Tensor
 
 
+def gamma(n: int) -> float:
+    """``n U / (1 - n U)``: the relative rounding bound of a float64 dot product of length n."""
+    return n * U / (1.0 - n * U)
+
+
 def gamma2(n: int) -> float:
-    """Twice ``gamma_n``; the doubling covers the rounding of the margin computation itself."""
-    return 2.0 * n * U / (1.0 - n * U)
+    """Twice :func:`gamma`; the doubling covers the rounding of the margin computation itself."""
+    return 2.0 * gamma(n)
 
 
 def down(t: T) -> T:
@@ -27,6 +33,14 @@ def down(t: T) -> T:
 
 def up(t: T) -> T:
     return torch.nextafter(t, torch.full_like(t, torch.inf))
+
+
+def round_up(x: T, steps: int) -> T:
+    """``x`` moved ``steps`` floats towards +inf."""
+    inf = torch.full_like(x, float("inf"))
+    for _ in range(steps):
+        x = torch.nextafter(x, inf)
+    return x
 
 
 def widen(v: T, margin: T, lower: bool) -> T:

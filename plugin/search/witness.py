@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nnbisim.adapters.replay import OnnxRunner
 from nnbisim.core.model import Network
 from nnbisim.specs.sets import Box, InputSet
 
@@ -168,7 +169,5 @@ def find_witnesses(
 
 def onnx_replay(n1_path, n2_path) -> Replay:
     """A :data:`Replay` running the two original ONNX files in onnxruntime."""
-    from nnbisim.adapters.replay import OnnxRunner
-
     r1, r2 = OnnxRunner(n1_path), OnnxRunner(n2_path)
     return lambda x: r1.run(x) - r2.run(x)

@@ -15,9 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from nnbisim.adapters.compress import distill
+from nnbisim.adapters.merged_onnx import merge_files
+from nnbisim.adapters.onnx_write import network_to_model, save_model
+from nnbisim.adapters.options import DistillOptions
 from nnbisim.core.errors import OverwriteError
 from nnbisim.core.model import Network
+from nnbisim.specs.discrepancy import infinity_norm_property, violation_property
+from nnbisim.specs.sets import Box, InputSet
+from nnbisim.specs.vnnlib1 import write_vnnlib1
+from nnbisim.tasks.check import check_merged
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
+from nnbisim.verifiers.registry import get_verifier
 
 LOWER, UPPER = -1.0, 1.0
 
@@ -36,23 +48,17 @@ def train_small(n1: Network, hidden: tuple[int, ...] = (10, 10), samples: int = 
                 steps: int = 3000, seed: int = 0) -> Network:
     """Fit a small ReLU network to ``n1`` on uniform samples of the input interval (MSE, Adam,
     full batch): the paper's distillation of N1 into N2."""
-    from nnbisim.adapters.compress import distill
-
-    return distill(n1, [LOWER], [UPPER], hidden, samples=samples, steps=steps, batch=samples,
-                   seed=seed, name="N2")
+    opts = DistillOptions(hidden=hidden, samples=samples, steps=steps, batch=samples, seed=seed)
+    return distill(n1, [LOWER], [UPPER], opts, name="N2")
 
 
 def plot_band(n1: Network, n2: Network, eps: float, path: Path) -> bool:
     """The paper's Fig. 2: N1's samples, N2, and the band N2 +- eps. True if all lie inside."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x = np.linspace(LOWER, UPPER, 2001).reshape(-1, 1)
     y1, y2 = n1.forward(x)[:, 0], n2.forward(x)[:, 0]
     inside = bool(np.all(np.abs(y1 - y2) <= eps))
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig = Figure(figsize=(7, 4), dpi=120)
+    ax = fig.subplots()
     ax.fill_between(x[:, 0], y2 - eps, y2 + eps, color="tab:orange", alpha=0.25,
                     label=f"N2 $\\pm$ eps (eps = {eps:.4f}, certified)")
     ax.plot(x[:, 0], y2, color="tab:orange", lw=1.5, label="N2 (2x10, compressed)")
@@ -64,21 +70,12 @@ def plot_band(n1: Network, n2: Network, eps: float, path: Path) -> bool:
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return inside
 
 
-def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print,
+def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = lambda _m: None,
              time_budget: float = 40.0) -> int:
     """Run the example into ``out``; returns 0 when every answer is consistent."""
-    from nnbisim.adapters.onnx_write import network_to_model, save_model
-    from nnbisim.api import check_merged, merge_files
-    from nnbisim.cli.main import format_epsilon
-    from nnbisim.specs.discrepancy import infinity_norm_property
-    from nnbisim.specs.sets import Box, InputSet
-    from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.tasks.epsilon import compute_epsilon
-
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise OverwriteError(f"{out}: exists and is not empty; pass --force to overwrite or "
@@ -97,9 +94,9 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
          f"{rep.max_abs:.2g}")
     echo("[3/5] eps over [-1, 1]: witnesses, own bounds with branch and bound, Marabou")
     inputs = InputSet.of(Box([LOWER], [UPPER]))
-    eps = compute_epsilon(p1, p2, inputs, verifier="marabou", time_budget=time_budget,
-                          rel_gap=0.01, workdir=out / "queries",
-                          progress=lambda msg: echo(f"      {msg}"))
+    opts = EpsilonOptions(verifier="marabou", time_budget=time_budget, rel_gap=0.01,
+                          workdir=out / "queries")
+    eps = compute_epsilon(p1, p2, inputs, opts, progress=lambda msg: echo(f"      {msg}"))
     echo("[4/6] the VNN-LIB property |y1 - y2| <= eps for any verifier: diff_inf.vnnlib")
     write_vnnlib1(infinity_norm_property(inputs, 1, eps.certified), out / "diff_inf.vnnlib")
     echo("[5/6] Marabou on merged.onnx, one sign per query: can y1 - y2 reach +eps or -eps?")
@@ -107,7 +104,7 @@ def run_demo(out: Path, force: bool = False, echo: Callable[[str], None] = print
     echo("[6/6] plotting N1, N2 and the band N2 +- eps: fig2_band.png")
     inside = plot_band(n1, n2, eps.certified, out / "fig2_band.png")
     echo("")
-    echo(format_epsilon(eps))
+    echo(eps.table())
     report = {"n1": n1.describe(), "n2": n2.describe(), "input": [LOWER, UPPER],
               "merge_check_max_abs": rep.max_abs, "all_n1_samples_inside_band": inside,
               **eps.to_json(), "marabou_confirms": checks, "seconds": time.perf_counter() - t0}
@@ -123,10 +120,6 @@ def confirm_with_marabou(merged: Path, inputs, eps: float, workdir: Path,
                          echo: Callable[[str], None], timeout: float = 30.0) -> list[dict]:
     """Ask Marabou whether ``sign * (y1 - y2) >= eps`` is reachable, for both signs (``unsat``
     confirms the certified bound independently)."""
-    from nnbisim.specs.discrepancy import violation_property
-    from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.verifiers.registry import get_verifier
-
     workdir.mkdir(parents=True, exist_ok=True)
     tool = get_verifier("marabou")
     out = []

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from nnbisim.adapters.merged_onnx import merged_layout
 from nnbisim.adapters.onnx_load import read_model, real_inputs, value_shape
 from nnbisim.adapters.onnx_write import check_writable
-from nnbisim.api import merged_layout
 from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.specs import discrepancy
+from nnbisim.specs.io import read_spec
 from nnbisim.specs.sets import InputSet
+from nnbisim.specs.vnnlib1 import write_vnnlib1
+from nnbisim.specs.vnnlib2 import write_two_network_query, write_vnnlib2
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,6 @@ def _target(req: SpecRequest) -> _Target:
         return _Target(layout[1], width, 2 * layout[1], in_shape, out_shape)
     n = req.n_outputs
     if n is None and req.source is not None:
-        from nnbisim.specs.io import read_spec
-
         n = read_spec(req.source).n_outputs
     if n is None:
         raise InputError("cannot tell how many outputs the networks have: give --model M.onnx, "
@@ -75,10 +77,6 @@ def _target(req: SpecRequest) -> _Target:
 
 
 def _write(req: SpecRequest, target: _Target, path: Path, index: int | None, sign: int) -> Path:
-    from nnbisim.specs import discrepancy
-    from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.specs.vnnlib2 import write_two_network_query, write_vnnlib2
-
     path = check_writable(path, req.force)
     if req.pair is not None:
         if index is None:

@@ -30,8 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from nnbisim.adapters.compress import compress
+from nnbisim.adapters.merged_onnx import merge_files
+from nnbisim.adapters.onnx_load import load_network
+from nnbisim.adapters.onnx_write import network_to_model, save_model
+from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
+from nnbisim.bounds.diffbounds import same_architecture
 from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.specs.discrepancy import infinity_norm_property, two_network_infinity_norm_query
+from nnbisim.specs.io import read_spec
+from nnbisim.specs.sets import Box, InputSet
+from nnbisim.specs.vnnlib1 import write_vnnlib1
+from nnbisim.specs.vnnlib2 import write_two_network_query
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
 from nnbisim.vnncomp.formats import format_network_field, write_instances
 
 SAT_FACTORS = (0.85, 0.95)  # sat-side threshold: this fraction of the witnessed eps
@@ -86,8 +100,6 @@ def read_pairs(path: str | Path) -> list[Pair]:
 
 
 def _onnx_shape(path: Path) -> list[int]:
-    import onnx
-
     model = onnx.load(str(path))
     inits = {i.name for i in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits][0]
@@ -95,14 +107,39 @@ def _onnx_shape(path: Path) -> list[int]:
     return dims or [1]
 
 
+def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
+    """Bracket eps of one pair, copy its networks and write its merged network: the pair's
+    record in ``benchmark.json``."""
+    inputs = read_spec(pair.region).inputs
+    rep = compute_epsilon(pair.n1, pair.n2, inputs,
+                          EpsilonOptions(rel_gap=0.01, time_budget=eps_budget))
+    if not rep.witnessed > 0:
+        raise InputError(f"{pair.n1.name} and {pair.n2.name} do not differ over "
+                         f"{pair.region.name} (witnessed eps 0): no sat instance can be made")
+    names = [f"p{k}_n1_{pair.n1.stem}.onnx", f"p{k}_n2_{pair.n2.stem}.onnx"]
+    for src, dst in zip((pair.n1, pair.n2), names, strict=True):
+        shutil.copyfile(src, out / "onnx" / dst)
+        shutil.copyfile(src, out / "2.0" / "onnx" / dst)
+    merged = f"p{k}_merged.onnx"
+    model = merge_files(pair.n1, pair.n2, outputs="all")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out / "onnx" / merged))
+    same = same_architecture(load_network(pair.n1), load_network(pair.n2))
+    return {"pair": k, "n1": names[0], "n2": names[1], "merged": merged,
+            "source": [str(pair.n1), str(pair.n2), str(pair.region)],
+            "region": pair.region.name, "lower": [b.lower.tolist() for b in inputs.boxes],
+            "upper": [b.upper.tolist() for b in inputs.boxes],
+            "input_shape": _onnx_shape(pair.n1), "n_outputs": len(rep.outputs),
+            "relation": "isomorphic-to" if same else None,
+            "witnessed": rep.witnessed, "certified": rep.certified,
+            "witness": rep.witness_x.tolist(), "engine": rep.engine,
+            "eps_seconds": round(rep.seconds, 2)}
+
+
 def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
                     eps_budget: float = 30.0, name: str = "nnbisim_equivalence",
                     force: bool = False, progress: Callable[[str], None] | None = None) -> Path:
     """Bracket eps for every pair and write the benchmark folder (see the module docstring)."""
-    from nnbisim.api import merge_files
-    from nnbisim.specs.io import read_spec
-    from nnbisim.tasks.epsilon import compute_epsilon
-
     say = progress or (lambda _m: None)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -112,40 +149,11 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "2.0" / "onnx").mkdir(parents=True, exist_ok=True)
-    import onnx
-
     records = []
     for k, pair in enumerate(pairs):
-        inputs = read_spec(pair.region).inputs
         say(f"[{k + 1}/{len(pairs)}] eps of {pair.n1.name} vs {pair.n2.name} over "
             f"{pair.region.name}")
-        rep = compute_epsilon(pair.n1, pair.n2, inputs, verifier="bounds", rel_gap=0.01,
-                              time_budget=eps_budget)
-        if not rep.witnessed > 0:
-            raise InputError(f"{pair.n1.name} and {pair.n2.name} do not differ over "
-                             f"{pair.region.name} (witnessed eps 0): no sat instance can be made")
-        names = [f"p{k}_n1_{pair.n1.stem}.onnx", f"p{k}_n2_{pair.n2.stem}.onnx"]
-        for src, dst in zip((pair.n1, pair.n2), names, strict=True):
-            shutil.copyfile(src, out / "onnx" / dst)
-            shutil.copyfile(src, out / "2.0" / "onnx" / dst)
-        merged = f"p{k}_merged.onnx"
-        model = merge_files(pair.n1, pair.n2, outputs="all")
-        onnx.checker.check_model(model)
-        onnx.save(model, str(out / "onnx" / merged))
-        from nnbisim.adapters.onnx_load import load_network
-        from nnbisim.bounds.diffbounds import same_architecture
-
-        same = same_architecture(load_network(pair.n1), load_network(pair.n2))
-        records.append({
-            "pair": k, "n1": names[0], "n2": names[1], "merged": merged,
-            "source": [str(pair.n1), str(pair.n2), str(pair.region)],
-            "region": pair.region.name, "lower": [b.lower.tolist() for b in inputs.boxes],
-            "upper": [b.upper.tolist() for b in inputs.boxes],
-            "input_shape": _onnx_shape(pair.n1), "n_outputs": len(rep.outputs),
-            "relation": "isomorphic-to" if same else None,
-            "witnessed": rep.witnessed, "certified": rep.certified,
-            "witness": rep.witness_x.tolist(), "engine": rep.engine,
-            "eps_seconds": round(rep.seconds, 2)})
+        records.append(_pair_record(k, pair, out, eps_budget))
     info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "pairs": records}
     (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "generate_properties.py").write_text(GENERATOR)
@@ -169,11 +177,6 @@ def _instances(info: dict, seed: int) -> list[dict]:
 def regenerate(folder: str | Path, seed: int) -> None:
     """Write the properties, ``instances.csv``, ``expected.csv`` (both versions) and README
     of a benchmark folder from its ``benchmark.json`` and ``seed``."""
-    from nnbisim.specs.discrepancy import infinity_norm_property, two_network_infinity_norm_query
-    from nnbisim.specs.sets import Box, InputSet
-    from nnbisim.specs.vnnlib1 import write_vnnlib1
-    from nnbisim.specs.vnnlib2 import write_two_network_query
-
     folder = Path(folder)
     meta = folder / "benchmark.json"
     if not meta.is_file():
@@ -241,26 +244,23 @@ def _readme(info: dict, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-COMPRESSIONS = ("float16", "prune", "distill")
+TAGS = {"float16": "float16", "prune": "pruned10", "int8": "int8", "int8-channel": "int8ch"}
 
 
 def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
                  properties: list[int], compression: str, seed: int = 0) -> list[Pair]:
     """Pairs (ACAS Xu network, compressed copy, property region) from the ACAS Xu folder
     ``data`` (``ACASXU_run2a_I_J_batch_2000.onnx``, ``prop_K.vnnlib``); the copies are written
-    to ``work``: ``float16`` rounds every weight, ``prune`` zeroes the 10% of hidden neurons of
-    smallest magnitude (same layer sizes), ``distill`` trains a 5-10-10-5 network on the
-    original's outputs over the property's region (seeded)."""
-    from nnbisim.adapters.compress import distill, prune_neurons, round_weights
-    from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.adapters.onnx_write import network_to_model, save_model
-    from nnbisim.specs.io import read_spec
-
+    to ``work`` (:func:`~nnbisim.adapters.compress.compress`): ``float16`` rounds every weight,
+    ``prune`` zeroes the 10% of hidden neurons of smallest magnitude (same layer sizes),
+    ``distill`` trains a 5-10-10-5 network on the original's outputs over the property's region
+    (50,000 samples, seeded), ``int8``/``int8-channel`` quantize the weights."""
     if compression not in COMPRESSIONS:
         raise InputError(f"unknown compression {compression!r}; use one of "
                          f"{', '.join(COMPRESSIONS)}")
     data, work = Path(data), Path(work)
     work.mkdir(parents=True, exist_ok=True)
+    opts = CompressOptions(fraction=0.1, distill=DistillOptions(samples=50_000, seed=seed))
     pairs = []
     for net in networks:
         src = data / f"ACASXU_run2a_{net}_batch_2000.onnx"
@@ -272,18 +272,12 @@ def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
             region = data / f"prop_{prop}.vnnlib"
             if not region.is_file():
                 raise InputError(f"{region}: no such property file in --data")
-            if compression == "float16":
-                copy, tag = round_weights(original), "float16"
-            elif compression == "prune":
-                copy, tag = prune_neurons(original, 0.1), "pruned10"
-            else:
-                boxes = read_spec(region).inputs.boxes
-                copy = distill(original, np.array([b.lower for b in boxes]),
-                               np.array([b.upper for b in boxes]), (10, 10), samples=50_000,
-                               steps=3000, seed=seed)
-                tag = f"distilled_p{prop}"
+            boxes = read_spec(region).inputs.boxes
+            tag = TAGS.get(compression, f"distilled_p{prop}")
             dst = work / f"ACASXU_run2a_{net}_{tag}.onnx"
             if not dst.exists():
+                copy = compress(original, compression, np.array([b.lower for b in boxes]),
+                                np.array([b.upper for b in boxes]), opts)
                 save_model(network_to_model(copy), dst, force=True)
             pairs.append(Pair(src, dst, region))
     return pairs

@@ -13,6 +13,7 @@ from nnbisim.adapters.compress import (
     quantize_weights,
     round_weights,
 )
+from nnbisim.adapters.options import DistillOptions
 from nnbisim.core.errors import InputError
 
 
@@ -64,13 +65,13 @@ def test_distillation_imitates_the_original_and_is_seeded():
     rng = np.random.default_rng(2)
     big = random_network([2, 30, 30, 1], rng)
     lo, hi = np.array([-1.0, 0.0]), np.array([0.0, 1.0])
-    small = distill(big, lo, hi, (10, 10), samples=5000, steps=1500)
+    small = distill(big, lo, hi, DistillOptions((10, 10), samples=5000, steps=1500))
     assert small.describe() == "2-10-10-1"
     x = rng.uniform(lo, hi, (5000, 2))
     y = big.forward(x)
     err = np.abs(small.forward(x) - y).max()
     assert err <= 0.1 * (y.max() - y.min())
-    again = distill(big, lo, hi, (10, 10), samples=5000, steps=1500)
+    again = distill(big, lo, hi, DistillOptions((10, 10), samples=5000, steps=1500))
     assert all(np.array_equal(a.weight, b.weight) for a, b in zip(small.layers, again.layers,
                                                                   strict=True))
     with pytest.raises(InputError, match="boxes"):

@@ -10,12 +10,13 @@ from conftest import DATA, acas_net
 from netbuild import matmul_add_model, random_network, save, torch_export
 
 from nnbisim.adapters.merge import merge_networks
+from nnbisim.adapters.merged_onnx import merge_files, merged_layout
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_state_dict_network
-from nnbisim.api import check_merged, merge_files, merged_layout
 from nnbisim.core.errors import ShapeMismatchError
 from nnbisim.core.model import Network
+from nnbisim.tasks.check import check_merged
 
 RNG = np.random.default_rng(7)
 

@@ -7,10 +7,10 @@ import pytest
 from conftest import DATA, acas_net
 from netbuild import random_network, save
 
+from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.replay import replay_difference
 from nnbisim.adapters.torch_io import load_state_dict_network
-from nnbisim.api import merge_files
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1

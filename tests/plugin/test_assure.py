@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
 from netbuild import random_network, save
 
+from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.cli.main import main
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
+from nnbisim.search.decide import decide
+from nnbisim.search.subjects import single
 from nnbisim.specs.assurance import enlarge
-from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
+from nnbisim.specs.io import read_spec_cases
+from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
+from nnbisim.tasks import assure_n2
 from nnbisim.tasks.assure import assure
+from nnbisim.tasks.enlarge import objectives_of
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import AssureOptions, EpsilonOptions
+from nnbisim.tasks.outlook import outlook
 
 
 def test_enlarged_sets_contain_every_shifted_point():
@@ -54,28 +66,30 @@ def at_least(t: float) -> OutputConstraint:
 def test_safe_with_margin_is_proved_through_the_compressed_network(pair):
     p1, p2, box, top, eps = pair
     prop = [SpecCase(box, at_least(top + 5 * eps + 0.01))]
-    rep = assure(p1, prop, p2, time_budget=30, quick_direct=0.0)
+    rep = assure(p1, prop, p2, options=AssureOptions(time_budget=30, quick_direct=0.0))
     assert rep.verdict == "holds" and rep.route == "compressed"
     # by default a quick look at N1 comes first, and may prove it there
-    rep = assure(p1, prop, p2, time_budget=30)
+    rep = assure(p1, prop, p2, options=AssureOptions(time_budget=30))
     assert rep.verdict == "holds" and rep.route in ("direct", "compressed")
 
 
 @pytest.mark.marabou
 def test_marabou_decides_the_enlarged_property_and_what_is_left_of_n1(pair):
     p1, p2, box, top, eps = pair
-    rep = assure(p1, [SpecCase(box, at_least(top + 5 * eps + 0.01))], p2, time_budget=60,
-                 quick_direct=0.0, verifier="marabou")
+    rep = assure(p1, [SpecCase(box, at_least(top + 5 * eps + 0.01))], p2,
+                 options=AssureOptions(time_budget=60, quick_direct=0.0, verifier="marabou"))
     assert rep.verdict == "holds" and rep.route == "compressed"
     # no time for N2: Marabou decides the whole box on N1 (just above its sampled maximum)
-    rep = assure(p1, [SpecCase(box, at_least(top + 0.01))], p2, time_budget=60,
-                 quick_direct=0.0, compressed_share=0.0, verifier="marabou")
+    rep = assure(p1, [SpecCase(box, at_least(top + 0.01))], p2,
+                 options=AssureOptions(time_budget=60, quick_direct=0.0, compressed_share=0.0,
+                                       verifier="marabou"))
     assert rep.verdict == "holds" and rep.route == "direct"
 
 
 def test_a_real_violation_is_replayed_on_n1(pair):
     p1, p2, box, top, eps = pair
-    rep = assure(p1, [SpecCase(box, at_least(top - 0.05))], p2, time_budget=30)
+    rep = assure(p1, [SpecCase(box, at_least(top - 0.05))], p2,
+                 options=AssureOptions(time_budget=30))
     assert rep.verdict == "violated" and box.contains(rep.counterexample)
 
 
@@ -83,8 +97,9 @@ def test_inside_eps_the_boxes_are_refined_or_decided_directly(pair):
     """Safe for N1 by less than eps: N2's enlarged set is reachable, so the search splits boxes
     (eps shrinks with them) or asks N1 directly, and never answers violated."""
     p1, p2, box, top, eps = pair
-    rep = assure(p1, [SpecCase(box, at_least(top + 0.2 * eps))], p2, time_budget=15,
-                 quick_direct=0.1, compressed_share=0.4, refine="halves")
+    rep = assure(p1, [SpecCase(box, at_least(top + 0.2 * eps))], p2,
+                 options=AssureOptions(time_budget=15, quick_direct=0.1, compressed_share=0.4,
+                                       refine="halves"))
     assert rep.verdict in ("holds", "timeout")
     assert any(p.result == "split" for p in rep.pieces) or rep.route != "compressed"
 
@@ -93,31 +108,30 @@ def test_boxes_the_compressed_route_leaves_open_are_decided_on_n1(tmp_path, pair
     """N2 far from N1 (eps larger than the margin over the whole box): the route through N2
     gets its share of the budget, N1 decides what it leaves; the settled pieces tile the box."""
     p1, _p2, box, top, _eps = pair
-    from nnbisim.adapters.onnx_load import load_network
 
     n1 = load_network(p1)
     far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
     prop = [SpecCase(box, at_least(top + 0.05))]
-    rep = assure(p1, prop, p2, time_budget=20, quick_direct=0.0, compressed_share=0.3,
-                 refine="halves")
+    rep = assure(p1, prop, p2,
+                 options=AssureOptions(time_budget=20, quick_direct=0.0, compressed_share=0.3,
+                                       refine="halves"))
     assert rep.verdict == "holds" and rep.seconds < 25
     settled = [p for p in rep.pieces if p.route != "open"]
     assert {p.result for p in settled} == {"holds"} and "direct" in {p.route for p in settled}
     volume = sum(float(np.prod(p.upper - p.lower)) for p in settled)
     assert volume == pytest.approx(float(np.prod(box.upper - box.lower)), rel=1e-12)
     # no time for the route through N2: the case goes to N1 whole, in one piece
-    rep = assure(p1, prop, p2, time_budget=10, quick_direct=0.0, compressed_share=0.01,
-                 refine="halves")
+    rep = assure(p1, prop, p2,
+                 options=AssureOptions(time_budget=10, quick_direct=0.0, compressed_share=0.01,
+                                       refine="halves"))
     assert rep.verdict == "holds" and rep.route == "direct" and len(rep.pieces) == 1
     np.testing.assert_array_equal(rep.pieces[0].lower, box.lower)
     np.testing.assert_array_equal(rep.pieces[0].upper, box.upper)
 
 
 def test_only_the_sides_the_unsafe_set_uses_are_bounded():
-    from nnbisim.specs.sets import OutputConstraint, Polytope
-    from nnbisim.tasks.assure import objectives_of
 
     # y0 >= 3 (as -y0 <= -3) or y1 - y2 <= 0: min of nothing for y0 (C0 < 0: its max),
     # the min of output 1 and the max of output 2
@@ -128,7 +142,6 @@ def test_only_the_sides_the_unsafe_set_uses_are_bounded():
 
 def test_the_command_distills_by_default_and_refuses_two_compressions(tmp_path, capsys, pair,
                                                                        monkeypatch):
-    from nnbisim.cli.main import main
 
     p1, p2, _box, top, _eps = pair
     prop = tmp_path / "p.vnnlib"
@@ -183,10 +196,6 @@ def _vnnlib1(path, lo, hi, threshold: float, extra_box=None):
 
 
 def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, pair):
-    from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.cli.main import main
-    from nnbisim.search.decide import decide, single
-    from nnbisim.specs.io import read_spec_cases
 
     p1, p2, box, top, eps = pair
     threshold = top + 5 * eps + 0.01
@@ -194,7 +203,7 @@ def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, 
     n1, n2 = load_network(p1), load_network(p2)
     g = np.random.default_rng(3).uniform(box.lower, box.upper, size=(20000, 2))
     shift = float((n1.forward(g) - n2.forward(g)).max())  # a sampled max of N1 - N2
-    for version in ("1", "2"):
+    for version in ("1.0", "2.0"):
         out = tmp_path / f"e{version}.vnnlib"
         code = main(["enlarge", str(p1), str(p2), str(prop), "-o", str(out), "--time-budget",
                      "10", "--vnnlib-version", version, "--quiet",
@@ -215,7 +224,7 @@ def test_enlarge_writes_what_n2_must_satisfy_in_both_versions(tmp_path, capsys, 
     two = _vnnlib1(tmp_path / "two.vnnlib", box.lower, box.center, threshold,
                    extra_box=(box.center, box.upper))
     refused = main(["enlarge", str(p1), str(p2), str(two), "-o", str(tmp_path / "t.vnnlib"),
-                    "--vnnlib-version", "2"])
+                    "--vnnlib-version", "2.0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert refused == 2 and len(err) == 1 and "--vnnlib-version 1" in err[0]
     # 1.0 keeps each box's own enlarged set
@@ -230,14 +239,13 @@ def test_the_route_through_n2_is_given_up_where_eps_cannot_fit_the_margin(tmp_pa
     """N1 safe by a hair, N2 far from N1: no eps N2 can reach fits the margin, so the box goes
     to N1 at once (with the reason in the report) instead of being split to MAX_DEPTH."""
     p1, _p2, box, top, _eps = pair
-    from nnbisim.adapters.onnx_load import load_network
 
     n1 = load_network(p1)
     far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
-    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, time_budget=20,
-                 quick_direct=0.0, refine="halves")
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2,
+                 options=AssureOptions(time_budget=20, quick_direct=0.0, refine="halves"))
     assert rep.verdict == "holds" and rep.route == "direct"
     assert [p.result for p in rep.pieces if p.route == "open"] == ["left to N1"]
     assert len(rep.notes) == 1 and "margin" in rep.notes[0]
@@ -248,13 +256,13 @@ def test_the_refined_route_proves_through_n2_what_one_eps_per_box_cannot(tmp_pat
     certified eps (which shrinks with the piece), proves it through N2 alone; the record keeps
     eps over the whole box, certified by one pass and seen at points."""
     p1, _p2, box, top, _eps = pair
-    from nnbisim.adapters.onnx_load import load_network
 
     n1 = load_network(p1)
     far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
-    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, time_budget=20)
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2,
+                 options=AssureOptions(time_budget=20))
     assert rep.verdict == "holds" and rep.route == "compressed" and len(rep.pieces) == 1
     piece = rep.pieces[0]
     assert piece.eps >= piece.eps_witnessed > 1e-3  # far more than the margin, over the box
@@ -262,22 +270,16 @@ def test_the_refined_route_proves_through_n2_what_one_eps_per_box_cannot(tmp_pat
     data = rep.to_json()
     assert data["eps_witnessed_max"] == piece.eps_witnessed
     with pytest.raises(InputError, match="halves"):
-        assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, refine="thirds")
+        assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2,
+               options=AssureOptions(refine="thirds"))
 
 
 def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monkeypatch):
     """Too little time for the route through N2 to finish (its bounds slowed down here, so
     that no machine is fast enough): N1 directly takes over the pieces it left open (not the
     whole box again) and completes the proof."""
-    import dataclasses
-    import time
-
-    import nnbisim.search.decide
-
     p1, _p2, box, top, _eps = pair
-    from nnbisim.adapters.onnx_load import load_network
-
-    fast = nnbisim.search.decide.through
+    fast = assure_n2.through
 
     def slow(*args, **kw):
         subject = fast(*args, **kw)
@@ -286,13 +288,13 @@ def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monk
             time.sleep(0.05)
             return inner(*a)
         return dataclasses.replace(subject, rows=rows)
-    monkeypatch.setattr(nnbisim.search.decide, "through", slow)
+    monkeypatch.setattr(assure_n2, "through", slow)
     n1 = load_network(p1)
     far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
                                [layer.bias for layer in n1.layers])
     p2 = save(network_to_model(far), tmp_path / "far.onnx")
-    rep = assure(p1, [SpecCase(box, at_least(top + 1e-4))], p2, time_budget=40,
-                 compressed_share=0.6 / 40)
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-4))], p2,
+                 options=AssureOptions(time_budget=40, compressed_share=0.6 / 40))
     assert rep.verdict == "holds" and rep.route == "direct"
     assert [(p.route, p.result) for p in rep.pieces] == [("open", "left to N1"),
                                                         ("direct", "holds")]
@@ -301,29 +303,25 @@ def test_what_the_refined_route_leaves_open_n1_goes_on_from(tmp_path, pair, monk
 
 
 def test_the_outlook_weighs_the_margin_against_the_spread_and_the_reach(pair):
-    from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.search.decide import single
-    from nnbisim.specs.sets import InputSet
-    from nnbisim.tasks.assure import MAX_DEPTH, outlook
-    from nnbisim.tasks.epsilon import compute_epsilon
-
     p1, p2, box, top, eps = pair
+    max_depth = AssureOptions().max_depth
     net1 = load_network(p1)
     n1 = single(net1)
-    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", aim="outputs",
-                          time_budget=5, objectives={(0, 1)})
+    rep = compute_epsilon(p1, p2, InputSet.of(box),
+                          options=EpsilonOptions(verifier="bounds", aim="outputs", time_budget=5,
+                                                 objectives={(0, 1)}))
     rng = np.random.default_rng(0)
-    wide = outlook(n1, box, at_least(top + 5 * eps + 0.01), rep, {(0, 1)}, 0, None, rng)
+    wide = outlook(n1, SpecCase(box, at_least(top + 5 * eps + 0.01)), rep, {(0, 1)}, 0, None, rng)
     assert wide.margin > 5 * eps and not wide.hopeless
-    assert wide.spread <= wide.reach and wide.rate == 0.5 and wide.left == MAX_DEPTH
+    assert wide.spread <= wide.reach and wide.rate == 0.5 and wide.left == max_depth
     # the margin is the smallest slack found: the sampled maximum of N1 is close to top
     assert wide.margin == pytest.approx(5 * eps + 0.01, abs=1e-3)
-    tight = outlook(n1, box, at_least(top + 1e-6 * eps), rep, {(0, 1)}, 0, None, rng)
+    tight = outlook(n1, SpecCase(box, at_least(top + 1e-6 * eps)), rep, {(0, 1)}, 0, None, rng)
     assert tight.hopeless
     # a probe inside the unsafe set: margin <= 0, the probe is the candidate counterexample
-    bad = outlook(n1, box, at_least(top - 0.1), rep, {(0, 1)}, 0, None, rng)
+    bad = outlook(n1, SpecCase(box, at_least(top - 0.1)), rep, {(0, 1)}, 0, None, rng)
     assert bad.margin <= 0 and float(net1.forward(bad.x)[0]) >= top - 0.1
     # no progress since the whole box: the reach must fit the margin as it is
-    stuck = outlook(n1, box, at_least(top + 5 * eps + 0.01), rep, {(0, 1)}, 3, wide.reach,
+    stuck = outlook(n1, SpecCase(box, at_least(top + 5 * eps + 0.01)), rep, {(0, 1)}, 3, wide.reach,
                     rng)
-    assert stuck.rate == pytest.approx(1.0) and stuck.left == MAX_DEPTH - 3
+    assert stuck.rate == pytest.approx(1.0) and stuck.left == max_depth - 3

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from babcall import bab
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
+from nnbisim.bounds.bounded import Bounded
 from nnbisim.core.model import Network
-from nnbisim.search.input_bab import Bounded, input_bab
+from nnbisim.search.bab_types import BabOptions
 
 
 def interval_bound(net: Network, objectives: np.ndarray):
@@ -36,7 +38,7 @@ def search(net: Network, lo, hi, objectives, start=None, **kw):
     lo, hi = np.atleast_2d(np.asarray(lo, np.float64)), np.atleast_2d(np.asarray(hi, np.float64))
     k = len(objectives)
     start = np.full(k, -1e9) if start is None else np.asarray(start, np.float64)
-    return input_bab(lo, hi, interval_bound(net, objectives), merged_value(net, objectives),
+    return bab(lo, hi, interval_bound(net, objectives), merged_value(net, objectives),
                      start_values=start, start_x=np.repeat(lo[:1], k, 0), **kw)
 
 
@@ -151,7 +153,7 @@ def test_gain_splits_the_widest_side_when_no_split_helps():
     def bound(lo, hi):
         return Bounded(np.ones((len(lo), 1)))
 
-    res = input_bab(np.zeros((1, 3)), np.array([[1.0, 2.0, 4.0]]), bound,
+    res = bab(np.zeros((1, 3)), np.array([[1.0, 2.0, 4.0]]), bound,
                     lambda x: np.zeros((len(x), 1)), start_values=np.zeros(1),
                     start_x=np.zeros((1, 3)), split="smart", choose="gain", target=0.5,
                     batch=1, max_boxes=200, time_budget=30)
@@ -165,10 +167,10 @@ def test_gain_ignores_noise_and_never_slices_a_side_ever_thinner():
     thinner than THIN of the box's widest is never split, however much it seems to help: a
     bound that rewards splitting the first side forever no longer slices it to nothing (seen
     on ACAS Xu 3_3 property 2, where sides of 5e-17 were still being halved)."""
-    from nnbisim.search.input_bab import THIN
+    thin = BabOptions().thin
 
     def run(bound):
-        return input_bab(np.zeros((1, 3)), np.ones((1, 3)), bound,
+        return bab(np.zeros((1, 3)), np.ones((1, 3)), bound,
                          lambda x: np.zeros((len(x), 1)), start_values=np.zeros(1),
                          start_x=np.zeros((1, 3)), split="smart", choose="gain",
                          target=0.5, batch=1, max_boxes=600, time_budget=30).left
@@ -184,7 +186,7 @@ def test_gain_ignores_noise_and_never_slices_a_side_ever_thinner():
     assert w.max() / w.min() <= 2.0
     w = run(greedy)
     w = w.hi - w.lo
-    assert np.all(w[:, 0] >= THIN * w.max(axis=1) / 2)
+    assert np.all(w[:, 0] >= thin * w.max(axis=1) / 2)
 
 
 def test_a_sharper_bound_serves_only_kept_open_boxes_and_unsticks_a_stalled_one():
@@ -211,8 +213,8 @@ def test_a_sharper_bound_serves_only_kept_open_boxes_and_unsticks_a_stalled_one(
 
     kw = dict(start_values=np.zeros(1), start_x=np.zeros((1, 2)), split="smart",
               choose="gain", target=0.3, time_budget=30, max_boxes=5_000)
-    assert input_bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, **kw).reason == "max-boxes"
-    res = input_bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, tighten=tighten, **kw)
+    assert bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, **kw).reason == "max-boxes"
+    res = bab(np.zeros((1, 2)), np.ones((1, 2)), plain, value, tighten=tighten, **kw)
     assert res.reason == "exhausted" and seen
     assert all(np.all(up >= 0.3) for up in seen)  # only boxes the plain bound left open
     # a constant plain bound stalls everywhere, and its ties would split the relatively widest
@@ -222,12 +224,12 @@ def test_a_sharper_bound_serves_only_kept_open_boxes_and_unsticks_a_stalled_one(
         return Bounded(exact(lo, hi) + 0.1 * (hi[:, :1] - lo[:, :1]))
 
     run = dict(kw, target=0.26)  # close to the maximum: many splits, here stopped early
-    res = input_bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
+    res = bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
                     lambda lo, hi: Bounded(np.ones((len(lo), 1))), value, tighten=loose,
                     scale=np.array([1.0, 0.1]), batch=1, **dict(run, max_boxes=30))
     assert res.reason == "max-boxes" and len(res.left) > 1
     assert np.all(res.left.hi[:, 1] - res.left.lo[:, 1] == 4.0)
-    assert input_bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
+    assert bab(np.zeros((1, 2)), np.array([[1.0, 4.0]]),
                      lambda lo, hi: Bounded(np.ones((len(lo), 1))), value, tighten=loose,
                      scale=np.array([1.0, 0.1]), **run).reason == "exhausted"
 
@@ -259,12 +261,12 @@ def test_a_lazy_search_sharpens_kept_halves_only_after_a_stall():
     counts = {}
     for lazy in (True, False):
         calls["tighten"] = 0
-        res = input_bab(*box, shrinking, value, tighten=tighten, lazy=lazy, **kw)
+        res = bab(*box, shrinking, value, tighten=tighten, lazy=lazy, **kw)
         assert res.reason == "exhausted"
         counts[lazy] = calls["tighten"]
     assert counts[True] == 1 < counts[False]  # the first box only, against every kept half
     calls["tighten"] = 0
-    res = input_bab(*box, lambda lo, hi: Bounded(np.ones((len(lo), 1))), value,
+    res = bab(*box, lambda lo, hi: Bounded(np.ones((len(lo), 1))), value,
                     tighten=tighten, lazy=True, **kw)
     assert res.reason == "exhausted" and calls["tighten"] > 1
     # (a first box sharper than its halves' plain bounds counts as a stall too: the halves

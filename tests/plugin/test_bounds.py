@@ -8,7 +8,7 @@ import torch
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.bounds.crown import crown_bounds, interval_bounds, prepare
+from nnbisim.bounds.crown import Branch, CrownOptions, crown_bounds, interval_bounds, prepare
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
 
@@ -46,7 +46,7 @@ def test_bounds_contain_sampled_values(sizes: list[int], width: float) -> None:
     lower, upper = _boxes(rng, 4, sizes[0], width)
     values = _sample_outputs(net, lower, upper, 10_000, rng)
     for res in (interval_bounds(net, lower, upper), crown_bounds(net, lower, upper),
-                crown_bounds(net, lower, upper, alpha=True, alpha_iters=10)):
+                crown_bounds(net, lower, upper, options=CrownOptions(alpha=True, alpha_iters=10))):
         _assert_contains(res.lo, res.hi, values)
 
 
@@ -54,7 +54,7 @@ def test_hidden_layer_bounds_contain_sampled_preactivations() -> None:
     rng = np.random.default_rng(3)
     net = random_network([4, 16, 16, 16, 2], rng)
     lower, upper = _boxes(rng, 3, 4, 0.6)
-    res = crown_bounds(net, lower, upper, return_layers=True)
+    res = crown_bounds(net, lower, upper, options=CrownOptions(return_layers=True))
     xs = lower[:, None] + (upper - lower)[:, None] * rng.uniform(size=(3, 5000, 4))
     h = xs
     for k, (lo, hi) in enumerate(res.layers):
@@ -71,7 +71,7 @@ def test_bounds_contain_grid_maximum(n_in: int) -> None:
     xs = np.stack(np.meshgrid(*[grid] * n_in), -1).reshape(-1, n_in)
     ys = net.forward(xs)[:, 0]
     box = -np.ones((1, n_in)), np.ones((1, n_in))
-    for res in (crown_bounds(net, *box), crown_bounds(net, *box, alpha=True)):
+    for res in (crown_bounds(net, *box), crown_bounds(net, *box, options=CrownOptions(alpha=True))):
         assert float(res.lo[0, 0]) <= ys.min() + SLACK
         assert float(res.hi[0, 0]) >= ys.max() - SLACK
 
@@ -92,7 +92,7 @@ def test_alpha_is_at_least_as_tight() -> None:
     net = random_network([4, 32, 32, 3], rng)
     lower, upper = _boxes(rng, 6, 4, 0.8)
     plain = crown_bounds(net, lower, upper)
-    opt = crown_bounds(net, lower, upper, alpha=True)
+    opt = crown_bounds(net, lower, upper, options=CrownOptions(alpha=True))
     assert torch.all(opt.hi <= plain.hi + 1e-9) and torch.all(opt.lo >= plain.lo - 1e-9)
     assert torch.sum(opt.hi - opt.lo) < torch.sum(plain.hi - plain.lo)
 
@@ -103,7 +103,7 @@ def test_identical_networks_merged_contain_zero() -> None:
     merged = merge_networks(net, net).network
     lower, upper = _boxes(rng, 5, 3, 0.5)
     for res in (interval_bounds(merged, lower, upper), crown_bounds(merged, lower, upper),
-                crown_bounds(merged, lower, upper, alpha=True)):
+                crown_bounds(merged, lower, upper, options=CrownOptions(alpha=True))):
         assert torch.all(res.lo <= 0) and torch.all(res.hi >= 0)
 
 
@@ -128,7 +128,7 @@ def test_specification_matrix_shapes() -> None:
     torch.testing.assert_close(shared.hi, per_box.hi)
     values = _sample_outputs(net, lower, upper, 5000, rng) @ c.T
     _assert_contains(shared.lo, shared.hi, values)
-    upper_only = crown_bounds(net, lower, upper, C=c[:1], sides="upper")
+    upper_only = crown_bounds(net, lower, upper, options=CrownOptions(sides="upper"), C=c[:1])
     assert torch.all(torch.isneginf(upper_only.lo))
     torch.testing.assert_close(upper_only.hi[:, 0], shared.hi[:, 0])
     assert torch.all(full.hi[:, 0] >= values[..., 0].max(axis=1).min())
@@ -177,8 +177,9 @@ def test_split_bounds_are_sound_on_the_restricted_region() -> None:
             continue
         values = net.forward(xs[inside])[None]
         for beta in (False, True):
-            res = crown_bounds(net, lower, upper, splits=[s[None] for s in splits], beta=beta,
-                               return_layers=True)
+            res = crown_bounds(net, lower, upper,
+                               options=CrownOptions(beta=beta, return_layers=True),
+                               branch=Branch([s[None] for s in splits]))
             assert not bool(res.infeasible[0])
             _assert_contains(res.lo, res.hi, values)
 
@@ -189,7 +190,7 @@ def test_splits_tighten_and_infeasible_splits_are_flagged() -> None:
                                [np.array([-0.5]), np.array([1.0]), np.zeros(1)])
     lower, upper = np.array([[-1.0], [-1.0], [-1.0]]), np.array([[0.0], [0.0], [1.0]])
     splits = [np.array([[1.0], [0.0], [-1.0]]), np.array([[0.0], [-1.0], [0.0]])]
-    res = crown_bounds(net, lower, upper, splits=splits)
+    res = crown_bounds(net, lower, upper, branch=Branch(splits))
     assert res.infeasible.tolist() == [True, True, False]
     assert torch.isposinf(res.hi[0, 0]) and torch.isneginf(res.lo[0, 0])
     assert float(res.lo[2, 0]) <= 1.0 <= float(res.hi[2, 0]) <= 1.0 + 1e-9  # inactive: y = 1
@@ -220,13 +221,14 @@ def test_focused_rows_are_optimised_on_the_same_intermediate_bounds():
     net = random_network([3, 24, 24, 24, 4], rng)
     lower, upper = _boxes(rng, 12, 3, 0.6)
     c = rng.normal(size=(5, 4))
-    plain = crown_bounds(net, lower, upper, C=c, sides="upper", slopes=True)
+    plain = crown_bounds(net, lower, upper, options=CrownOptions(sides="upper", slopes=True), C=c)
     pick = lambda hi: torch.argmin(hi, dim=1, keepdim=True)  # noqa: E731
-    res = crown_bounds(net, lower, upper, C=c, sides="upper", slopes=True, focus=pick)
+    res = crown_bounds(net, lower, upper, options=CrownOptions(sides="upper", slopes=True), C=c,
+                       focus=pick)
     j = torch.argmin(plain.hi, dim=1)
     rows = torch.arange(len(j))
-    alpha = crown_bounds(net, lower, upper, C=torch.tensor(c)[j][:, None], sides="upper",
-                         alpha=True)
+    alpha = crown_bounds(net, lower, upper, options=CrownOptions(sides="upper", alpha=True),
+                         C=torch.tensor(c)[j][:, None])
     assert torch.all(res.hi <= plain.hi)
     assert torch.all(res.hi[rows, j] <= alpha.hi[:, 0] + 1e-9)
     assert torch.all(res.hi[rows, j] < plain.hi[rows, j] - 1e-6)  # deep: optimising pays
@@ -251,8 +253,8 @@ def test_focus_proves_a_box_of_acasxu_plain_crown_cannot(acas_dir):
     lo = np.array([[0.6, 0.00452805, -0.49742126, 0.45, -0.5]])
     hi = np.array([[0.63992888, 0.00453186, -0.49740601, 0.5, -0.4875]])
     c = np.array([[1.0, 0.0, 0.0, -1.0, 0.0]])
-    plain = crown_bounds(net, lo, hi, C=c, sides="upper")
-    focused = crown_bounds(net, lo, hi, C=c, sides="upper",
+    plain = crown_bounds(net, lo, hi, options=CrownOptions(sides="upper"), C=c)
+    focused = crown_bounds(net, lo, hi, options=CrownOptions(sides="upper"), C=c,
                            focus=lambda h: torch.zeros((len(h), 1), dtype=torch.long))
     seen = (_sample_outputs(net, lo, hi, 4000, np.random.default_rng(0)) @ c.T).max()
     assert float(plain.hi) > 0 > float(focused.hi) >= seen

@@ -12,11 +12,12 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.compress import round_weights
 from nnbisim.adapters.merge import merge_networks, split_merged
+from nnbisim.adapters.merged_onnx import merge_files, merged_blocks
 from nnbisim.adapters.onnx_write import network_to_model
-from nnbisim.api import merge_files, merged_blocks
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
-from nnbisim.search.decide import decide, pair, single, through
+from nnbisim.search.decide import DecideOptions, decide
+from nnbisim.search.subjects import pair, single, through
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
 from nnbisim.specs.vnnlib1 import write_vnnlib1
@@ -55,8 +56,9 @@ def test_witness_search_draws_the_samples_asked(monkeypatch):
     sample = Box.sample
     monkeypatch.setattr(Box, "sample", lambda self, n, g: drawn.append(n) or sample(self, n, g))
     for n in (None, 300):
-        hit = decide(single(net), [SpecCase(box, at_least(1, 0, top - 0.05))], 20, samples=n)
-        assert hit.status is Status.VIOLATED and hit.problems[0]["how"] == "witness"
+        hit = decide(single(net), [SpecCase(box, at_least(1, 0, top - 0.05))], 20,
+                     options=DecideOptions(samples=n))
+        assert hit.status is Status.VIOLATED and hit.problems[0].how == "witness"
         assert float(net.forward(hit.x)[0]) >= top - 0.05
     assert drawn == [200_000, 300]
 
@@ -81,7 +83,8 @@ def test_pair_rows_decide_a_discrepancy_threshold():
                 count[focus] += 1
                 return inner(*args)
             decide(dataclasses.replace(subject, rows=rows),
-                   [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20, focus=focus)
+                   [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20,
+                   options=DecideOptions(focus=focus))
         assert not subject.focusable and calls[True] == calls[False] > 1
         hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], 20)
         assert hit.status is Status.VIOLATED
@@ -174,7 +177,7 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     a decision searches only them: it proves what a fresh decision proves, finds what it
     finds, trusts that what lies outside them was proved (a quadrant left out is not looked
     at), and hands back what it leaves open."""
-    from nnbisim.search.input_bab import OpenBoxes
+    from nnbisim.search.bab_types import OpenBoxes
 
     rng = np.random.default_rng(0)
     net = random_network([2, 10, 10, 1], rng)
@@ -186,7 +189,7 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     quads = OpenBoxes(lo, lo + 1.0, np.full((4, 1), np.inf), None, np.full(1, -np.inf))
     subject = single(net)
     held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 20, resume=[quads])
-    assert held.status is Status.HOLDS and held.problems[0]["resumed"]
+    assert held.status is Status.HOLDS and held.problems[0].resumed
     assert len(held.left[0]) == 0
     hit_case = SpecCase(box, at_least(1, 0, top - 0.01))
     hit = decide(subject, [hit_case], 20, resume=[quads])
@@ -205,7 +208,7 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     # nothing open: proved at once, without a search; a part of the open set cut to a box
     done = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 0.0,
                   resume=[held.left[0]])
-    assert done.status is Status.HOLDS and done.problems[0]["boxes"] == 0
+    assert done.status is Status.HOLDS and done.problems[0].boxes == 0
     half = quads.within(np.array([0.0, -1.0]), np.array([1.0, 1.0]))
     assert len(half) == 2 and np.all(half.lo[:, 0] == 0.0)
 
@@ -221,7 +224,8 @@ def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
     """Unsafe: y1 <= y0 - 0.1 and y2 <= y0 - 0.1, i.e. x <= -0.1 and x >= 0.1: empty. Each row
     alone is satisfiable on half the box, so bounding rows one by one needs splits; the sum of
     the two rows is -0.2 everywhere and proves the whole box at once."""
-    from nnbisim.search.decide import _exact_sum, _Margins
+    from nnbisim.search.margins import Margins as _Margins
+    from nnbisim.search.margins import exact_sum as _exact_sum
 
     assert _exact_sum(np.array([[0.1], [0.2]])) is None  # 0.1 + 0.2 rounds: not used
     assert _exact_sum(np.array([[1.0, -1.0], [0.5, 1.0]])).tolist() == [1.5, 0.0]
@@ -234,15 +238,15 @@ def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
     assert alone[0, 0] > 0.5 and summed[0, 0] == pytest.approx(-0.1, abs=1e-9)
     box = Box([-1.0], [1.0])
     d1 = decide(subject, [SpecCase(box, unsafe)], 10)
-    d0 = decide(subject, [SpecCase(box, unsafe)], 10, combine=False)
+    d0 = decide(subject, [SpecCase(box, unsafe)], 10, options=DecideOptions(combine=False))
     assert d1.status is Status.HOLDS and d0.status is Status.HOLDS
-    assert d1.problems[0]["boxes"] < d0.problems[0]["boxes"]
+    assert d1.problems[0].boxes < d0.problems[0].boxes
 
 
 def test_sums_of_rows_stay_sound_bounds_of_the_margin():
     """Random networks and random polytopes of 2-6 rows: the bound with sums of rows is never
     below a sampled margin, and never above the bound of the rows alone."""
-    from nnbisim.search.decide import _Margins
+    from nnbisim.search.margins import Margins as _Margins
 
     rng = np.random.default_rng(5)
     tighter = 0
@@ -284,7 +288,7 @@ def test_every_climb_counts_for_every_unsafe_polytope(acas_dir):
             for i in range(5) for s in (1, -1)]
     d = decide(pair(n1, n2, "stacked"),
                [SpecCase(box, OutputConstraint(tuple(rows)))], 60)
-    assert d.status is Status.VIOLATED and d.problems[0]["how"] == "witness"
+    assert d.status is Status.VIOLATED and d.problems[0].how == "witness"
     y = n1.forward(d.x[None]) - n2.forward(d.x[None])
     assert y[0, 0] >= t and box.contains(d.x)
 

@@ -11,9 +11,8 @@ import torch
 from conftest import acas_net
 from netbuild import random_network
 
-import nnbisim.bounds.diffbounds as diffbounds
 from nnbisim.adapters.onnx_load import load_network
-from nnbisim.bounds.diffbounds import differential_bounds, same_architecture
+from nnbisim.bounds.diffbounds import DiffEngine, differential_bounds, same_architecture
 from nnbisim.bounds.diffrelax import relaxation
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
@@ -196,15 +195,14 @@ def test_objective_matrix_contains_samples():
     np.testing.assert_allclose(plain.hi.numpy(), direct.hi.numpy(), rtol=1e-12, atol=1e-15)
 
 
-def test_batches_and_chunks_agree_with_single_boxes(monkeypatch):
+def test_batches_and_chunks_agree_with_single_boxes():
     rng = np.random.default_rng(6)
     n1 = random_network([4, 12, 12, 12, 2], rng)
     n2 = float16_copy(n1)
     lo = rng.uniform(-1, 0.5, (7, 4))
     hi = lo + rng.uniform(0.01, 1.0, (7, 4))
     batch = differential_bounds(n1, n2, torch.tensor(lo), torch.tensor(hi), device="cpu")
-    monkeypatch.setattr(diffbounds, "_ELEMENTS_PER_CHUNK", 1)  # one box per chunk
-    chunked = differential_bounds(n1, n2, lo, hi)
+    chunked = DiffEngine(n1, n2, chunk_elements=1).bounds(lo, hi)  # one box per chunk
     for i in range(7):
         single = differential_bounds(n1, n2, lo[i], hi[i])
         for res in (batch, chunked):
@@ -334,8 +332,6 @@ def test_row_bounds_cover_any_linear_function_of_both_outputs():
     rng = np.random.default_rng(12)
     n1 = random_network([3, 12, 12, 3], rng)
     n2 = float16_copy(n1)
-    from nnbisim.bounds.diffbounds import DiffEngine
-
     engine = DiffEngine(n1, n2)
     a1, a2, ad = (rng.normal(size=(4, 3)) for _ in range(3))
     lo = rng.uniform(-1, 0, (5, 3))

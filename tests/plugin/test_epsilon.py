@@ -13,6 +13,7 @@ from nnbisim.cli.main import main
 from nnbisim.core.model import Network
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
 
 
 def dyadic(sizes, rng) -> Network:
@@ -39,15 +40,15 @@ def pair(tmp_path):
 
 def test_identical_networks_give_zero(tmp_path, pair):
     _, p1, _ = pair
-    rep = compute_epsilon(p1, p1, InputSet.of(Box(-np.ones(3), np.ones(3))), verifier="bounds",
-                          time_budget=10)
+    rep = compute_epsilon(p1, p1, InputSet.of(Box(-np.ones(3), np.ones(3))),
+                          options=EpsilonOptions(verifier="bounds", time_budget=10))
     assert rep.witnessed == 0.0 and 0.0 <= rep.certified <= 1e-9
 
 
 def test_shifted_output_bias_gives_exactly_the_shift(pair):
     _, p1, p2 = pair
-    rep = compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))), verifier="bounds",
-                          time_budget=10)
+    rep = compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))),
+                          options=EpsilonOptions(verifier="bounds", time_budget=10))
     assert rep.witnessed == pytest.approx(0.5, abs=1e-7)
     assert 0.5 <= rep.certified <= 0.5 + 1e-7
     o0, o1 = rep.outputs
@@ -62,7 +63,8 @@ def test_random_pairs_certified_covers_the_dense_maximum(tmp_path, seed):
     p1 = save(network_to_model(n1), tmp_path / "a.onnx")
     p2 = save(network_to_model(n2), tmp_path / "b.onnx")
     box = Box([-1.0, 0.0], [0.0, 1.0])
-    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", time_budget=10)
+    rep = compute_epsilon(p1, p2, InputSet.of(box),
+                          options=EpsilonOptions(verifier="bounds", time_budget=10))
     g = np.stack(np.meshgrid(np.linspace(-1, 0, 401), np.linspace(0, 1, 401)), -1).reshape(-1, 2)
     dense = np.abs(n1.forward(g) - n2.forward(g)).max()
     at_witness = np.abs(n1.forward(rep.witness_x) - n2.forward(rep.witness_x)).max()
@@ -104,8 +106,9 @@ def test_known_kink_is_certified_exactly(tmp_path):
     const = Network.from_weights([np.array([[0.0]])], [[0.25]])
     p1 = save(network_to_model(relu), tmp_path / "relu.onnx")
     p2 = save(network_to_model(const), tmp_path / "const.onnx")
-    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0], [0.5])), verifier="bounds",
-                          aim="outputs", rel_gap=1e-6, time_budget=10)
+    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0], [0.5])),
+                          options=EpsilonOptions(verifier="bounds", aim="outputs", rel_gap=1e-6,
+                                                 time_budget=10))
     assert rep.witnessed == pytest.approx(0.75, abs=1e-7)
     assert 0.75 <= rep.certified <= 0.75 + 1e-6
     (out,) = rep.outputs
@@ -123,8 +126,9 @@ def test_every_engine_certifies_above_the_dense_maximum(tmp_path, engine):
     p1 = save(network_to_model(n1), tmp_path / "a.onnx")
     p2 = save(network_to_model(n2), tmp_path / "b.onnx")
     box = Box([-1.0, -1.0], [1.0, 1.0])
-    rep = compute_epsilon(p1, p2, InputSet.of(box), verifier="bounds", engine=engine,
-                          rel_gap=0.01, time_budget=10)
+    rep = compute_epsilon(p1, p2, InputSet.of(box),
+                          options=EpsilonOptions(verifier="bounds", engine=engine, rel_gap=0.01,
+                                                 time_budget=10))
     g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 501)] * 2), -1).reshape(-1, 2)
     d = n1.forward(g) - n2.forward(g)
     assert rep.engine == engine
@@ -143,7 +147,8 @@ def test_outputs_aim_closes_every_interval(tmp_path):
     p1 = save(network_to_model(n1), tmp_path / "a.onnx")
     p2 = save(network_to_model(n2), tmp_path / "b.onnx")
     rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0, -1.0], [1.0, 1.0])),
-                          verifier="bounds", aim="outputs", rel_gap=0.01, time_budget=20)
+                          options=EpsilonOptions(verifier="bounds", aim="outputs", rel_gap=0.01,
+                                                 time_budget=20))
     for o in rep.outputs:
         assert o.max_certified - o.max_witnessed <= 0.01 * abs(o.max_witnessed) + 1e-9
         assert o.min_witnessed - o.min_certified <= 0.01 * abs(o.min_witnessed) + 1e-9
@@ -169,7 +174,8 @@ def test_json_is_written_when_the_budget_runs_out(tmp_path, capsys):
 def test_unknown_aim_is_refused(pair):
     _, p1, p2 = pair
     with pytest.raises(Exception, match="aim"):
-        compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))), aim="everything")
+        compute_epsilon(p1, p2, InputSet.of(Box(-np.ones(3), np.ones(3))),
+                        options=EpsilonOptions(aim="everything"))
 
 
 def test_a_subset_of_objectives_is_certified_alone(tmp_path):
@@ -177,8 +183,9 @@ def test_a_subset_of_objectives_is_certified_alone(tmp_path):
     n1, n2 = random_network([2, 10, 3], rng), random_network([2, 10, 3], rng)
     p1 = save(network_to_model(n1), tmp_path / "a.onnx")
     p2 = save(network_to_model(n2), tmp_path / "b.onnx")
-    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0, -1.0], [1.0, 1.0])), verifier="bounds",
-                          aim="outputs", rel_gap=0.01, time_budget=10, objectives={(1, -1)})
+    rep = compute_epsilon(p1, p2, InputSet.of(Box([-1.0, -1.0], [1.0, 1.0])),
+                          options=EpsilonOptions(verifier="bounds", aim="outputs", rel_gap=0.01,
+                                                 time_budget=10, objectives={(1, -1)}))
     g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 301)] * 2), -1).reshape(-1, 2)
     d = n1.forward(g) - n2.forward(g)
     o = rep.outputs[1]

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nnbisim.adapters.mnist import load_test_set, paper_images, patch_box
 from nnbisim.adapters.onnx_quant import quantized_from_model, quantized_to_model
 from nnbisim.adapters.torch_io import load_torch
-from nnbisim.bounds.qbounds import discrepancy
+from nnbisim.bounds.qbounds import DiscrepancyOptions, discrepancy
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
 from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
@@ -192,7 +192,8 @@ def test_rounding_known_answer():
     n2 = QuantizedNetwork(Quantizer(1.0, 0), (QuantizedLayer(np.array([[1.0]]), np.ones(1),
                                                              np.zeros(1), np.zeros(1), None),))
     for cells in (100, 0):  # exact cells, then branch and bound
-        d = discrepancy(n1, n2, np.array([0.2]), np.array([0.8]), max_cells=cells)
+        d = discrepancy(n1, n2, np.array([0.2]), np.array([0.8]),
+                        options=DiscrepancyOptions(max_cells=cells))
         o = d.outputs[0]
         assert o.max_certified == pytest.approx(0.5, abs=1e-12)
         assert o.min_certified == pytest.approx(-0.5, abs=1e-12)
@@ -224,7 +225,7 @@ def test_certified_contains_dense_samples_and_witnesses_replay(seed):
     x = rng.uniform(lo, hi, size=(200_000, 3))
     d_true = n1.forward(x) - n2.forward(x)
     for cells in (100_000, 0):
-        d = discrepancy(n1, n2, lo, hi, max_cells=cells, time_budget=5)
+        d = discrepancy(n1, n2, lo, hi, options=DiscrepancyOptions(max_cells=cells, time_budget=5))
         for o in d.outputs:
             i = o.index
             assert o.min_certified <= d_true[:, i].min() + 1e-12

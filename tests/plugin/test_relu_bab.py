@@ -9,7 +9,7 @@ from netbuild import random_network
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.core.errors import ShapeMismatchError
 from nnbisim.core.model import Network
-from nnbisim.search.relu_bab import relu_bab_max
+from nnbisim.search.relu_bab import ReluBabOptions, relu_bab_max
 
 
 def _grid_max(net: Network, c: np.ndarray, n: int = 801) -> float:
@@ -27,8 +27,8 @@ def test_kink_gives_exactly_one() -> None:
     n1 = Network.from_weights([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)])
     n2 = Network.from_weights([np.array([[1.0]]), np.array([[0.0]])], [np.zeros(1), np.zeros(1)])
     merged = merge_networks(n1, n2).network
-    res = relu_bab_max(merged, [-1.0], [1.0], [1.0], witness_value=1.0, rel_gap=0.0,
-                       abs_gap=1e-9)
+    res = relu_bab_max(merged, [-1.0], [1.0], [1.0],
+                       options=ReluBabOptions(rel_gap=0.0, abs_gap=1e-9), witness_value=1.0)
     assert 1.0 <= res.upper <= 1.0 + 1e-9
     assert res.complete
 
@@ -36,8 +36,8 @@ def test_kink_gives_exactly_one() -> None:
 def test_converges_within_relative_gap(small_net: Network) -> None:
     c = np.array([1.0])
     true = _grid_max(small_net, c)
-    res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], c, witness_value=true,
-                       rel_gap=0.01, time_budget=30.0)
+    res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], c,
+                       options=ReluBabOptions(rel_gap=0.01, time_budget=30.0), witness_value=true)
     assert res.reason == "gap" and res.complete
     assert true <= res.upper <= true + 0.01 * abs(true) + 1e-9
     assert res.nodes > 1
@@ -45,8 +45,9 @@ def test_converges_within_relative_gap(small_net: Network) -> None:
 
 def test_finds_its_own_witness_and_closes_tight_gap(small_net: Network) -> None:
     true = _grid_max(small_net, np.array([-1.0]))
-    res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], [-1.0], rel_gap=1e-3,
-                       abs_gap=1e-6, time_budget=30.0, alpha=True)
+    res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], [-1.0],
+                       options=ReluBabOptions(rel_gap=1e-3, abs_gap=1e-6, time_budget=30.0,
+                                              alpha=True))
     assert res.complete
     assert res.value <= true + 1e-9 <= res.upper + 2e-9
     assert res.upper <= true + 1e-3 * abs(true) + 0.02
@@ -57,10 +58,10 @@ def test_anytime_bounds_are_sound(small_net: Network) -> None:
     c = np.array([1.0])
     true = _grid_max(small_net, c)
     box = ([-1.0, -1.0], [1.0, 1.0])
-    budget = relu_bab_max(small_net, *box, c, time_budget=0.0)
+    budget = relu_bab_max(small_net, *box, c, options=ReluBabOptions(time_budget=0.0))
     assert budget.reason == "budget" and not budget.complete and budget.nodes == 1
     assert budget.upper >= true
-    capped = relu_bab_max(small_net, *box, c, max_nodes=5, batch=4)
+    capped = relu_bab_max(small_net, *box, c, options=ReluBabOptions(max_nodes=5, batch=4))
     assert capped.reason == "max-nodes" and capped.upper >= true
     seen: list[float] = []
 
@@ -69,7 +70,7 @@ def test_anytime_bounds_are_sound(small_net: Network) -> None:
         if len(seen) == 3:
             raise KeyboardInterrupt
 
-    stopped = relu_bab_max(small_net, *box, c, batch=8, progress=interrupt)
+    stopped = relu_bab_max(small_net, *box, c, options=ReluBabOptions(batch=8), progress=interrupt)
     assert stopped.reason == "interrupted" and stopped.upper >= true
     assert seen == sorted(seen, reverse=True)  # the reported bound only improves
 
@@ -80,8 +81,10 @@ def test_identical_networks_stay_sound_and_improve() -> None:
     net = random_network([2, 8, 8, 2], np.random.default_rng(3))
     merged = merge_networks(net, net).network
     box = ([-1.0, -1.0], [1.0, 1.0])
-    root = relu_bab_max(merged, *box, [1.0, 0.0], witness_value=0.0, time_budget=0.0)
-    res = relu_bab_max(merged, *box, [1.0, 0.0], witness_value=0.0, time_budget=1.0)
+    root = relu_bab_max(merged, *box, [1.0, 0.0], options=ReluBabOptions(time_budget=0.0),
+                        witness_value=0.0)
+    res = relu_bab_max(merged, *box, [1.0, 0.0], options=ReluBabOptions(time_budget=1.0),
+                       witness_value=0.0)
     assert 0.0 <= res.upper < root.upper
 
 

@@ -16,6 +16,7 @@ from nnbisim.adapters.torch_io import load_torch
 from nnbisim.cli.main import main
 from nnbisim.core.errors import InputError
 from nnbisim.core.quant import QuantizedNetwork
+from nnbisim.tasks.options import RepairOptions
 from nnbisim.tasks.repair import Region, accuracy_on, repair
 
 
@@ -48,7 +49,7 @@ def test_loop_stops_at_the_target_and_stays_int8(paper, mnist):
     x, y = mnist
     regions = [Region(str(i), *patch_box(x[i])) for i in (12, 14)]
     acc = accuracy_on(x[5000:6000], y[5000:6000])
-    rep = repair(n1, n2, regions, replay=x[:1000], accuracy=acc, rounds=3)
+    rep = repair(n1, n2, regions, options=RepairOptions(rounds=3), replay=x[:1000], accuracy=acc)
     assert rep.met
     targets = 0.67 * np.array(rep.initial.certified)
     assert np.all(np.array(rep.final.certified) <= targets)
@@ -66,7 +67,8 @@ def test_loop_keeps_to_its_round_limit(paper, mnist):
     n1, n2 = load_torch(paper[0]), load_torch(paper[1])
     x, _ = mnist
     regions = [Region("12", *patch_box(x[12]))]
-    rep = repair(n1, n2, regions, replay=x[:500], rounds=2, qparams="keep", target_ratio=0.1)
+    rep = repair(n1, n2, regions, options=RepairOptions(rounds=2, qparams="keep", target_ratio=0.1),
+                 replay=x[:500])
     assert not rep.met and len(rep.rounds) == 3
     assert [r["stage"] for r in rep.to_json()["rounds"]] == ["initial", "retrained", "retrained"]
     # keep: the activation quantization is the original's, the weights were retrained
@@ -83,7 +85,7 @@ def test_repair_refuses_bad_inputs(paper, mnist):
     with pytest.raises(InputError, match="must be a quantized network"):
         repair(n1, n1, [Region("12", *patch_box(x[12]))])
     with pytest.raises(InputError, match="target-ratio"):
-        repair(n1, n2, [Region("12", *patch_box(x[12]))], target_ratio=1.5)
+        repair(n1, n2, [Region("12", *patch_box(x[12]))], options=RepairOptions(target_ratio=1.5))
 
 
 def test_convert_writes_onnx_that_runs_like_the_model(tmp_path, capsys, paper, mnist):

@@ -11,19 +11,14 @@ import pytest
 from netbuild import matmul_add_model, save
 
 from nnbisim.adapters.marabou import MarabouVerifier
+from nnbisim.adapters.replay import confirm_violation
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
-from nnbisim.core.verdict import Status, Verdict
+from nnbisim.core.verdict import Status, Verdict, Verifier
+from nnbisim.specs.results import parse_vnncomp_result
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, SpecCase
-from nnbisim.verifiers.registry import (
-    ReplayChecked,
-    Verifier,
-    VnncompVerifier,
-    available_verifiers,
-    confirm_violation,
-    get_verifier,
-    parse_vnncomp_result,
-)
+from nnbisim.verifiers.registry import ReplayChecked, available_verifiers, get_verifier
+from nnbisim.verifiers.vnncomp_tool import VnncompVerifier
 
 # y = relu(x0 + x1) + 2 relu(x0 - x1) + relu(-x0) + 0.5: y(1, -1) = 4.5, y(-1, -1) = 1.5
 TINY = Network.from_weights([[[1.0, 1.0], [1.0, -1.0], [-1.0, 0.0]], [[1.0, 2.0, 1.0]]],

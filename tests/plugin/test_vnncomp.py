@@ -20,19 +20,13 @@ from nnbisim.specs.discrepancy import (
     two_network_infinity_norm_query,
 )
 from nnbisim.specs.io import read_spec
+from nnbisim.specs.results import assignment_2_0, counterexample_1_0, parse_vnncomp_result
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1
 from nnbisim.specs.vnnlib2 import parse_query, write_two_network_query
-from nnbisim.verifiers.registry import get_verifier, parse_vnncomp_result
-from nnbisim.vnncomp.formats import (
-    assignment_2_0,
-    back_translate,
-    counterexample_1_0,
-    format_network_field,
-    parse_network_field,
-    read_instances,
-    translate,
-)
+from nnbisim.verifiers.registry import get_verifier
+from nnbisim.vnncomp.bridge import back_translate, translate
+from nnbisim.vnncomp.formats import format_network_field, parse_network_field, read_instances
 from nnbisim.vnncomp.run import run_instance
 
 TOOL = Path(__file__).resolve().parents[2] / "vnncomp"
@@ -167,14 +161,14 @@ def test_run_instance_answers_both_versions(folder, side):
     eps = 0.5 * top if side == "sat" else 3 * top + 1e-3
     query = query_file(base / "vnnlib" / f"q_{side}.vnnlib", eps)
     result = base / f"r2_{side}.txt"
-    assert run_instance(FIELD, query, result, 30, base=base) == side
+    assert run_instance(FIELD, query, result, 30, base=base).vnncomp == side
     text = result.read_text()
     if side == "sat":
         values = _parse_assignment(text.split("\n", 1)[1])
         assert np.abs(values["Y_f"] - values["Y_g"]).max() >= eps * (1 - 1e-5)
     tr = translate(FIELD, query, base / f"tr_{side}", base=base)
     result1 = base / f"r1_{side}.txt"
-    assert run_instance(str(tr.merged), tr.vnnlib1, result1, 30) == side
+    assert run_instance(str(tr.merged), tr.vnnlib1, result1, 30).vnncomp == side
     status, x, _ = parse_vnncomp_result(result1.read_text())
     if side == "sat":
         assert status is Status.VIOLATED and BOX.contains(x)
@@ -206,7 +200,8 @@ def test_scripts_refuse_bad_arguments(tmp_path):
 def test_the_own_engine_gets_the_time_marabou_could_not_use():
     """With 20 s and 10 disjuncts Marabou's 40% (7 s after writing) cannot give each query its
     1.5 s, so the own engine gets all but the writing margin; with 2 disjuncts it keeps 60%."""
-    from nnbisim.vnncomp.run import MIN_QUERY, OWN_SHARE, WRITE_MARGIN, own_budget
+    from nnbisim.verifiers.queries import MIN_QUERY
+    from nnbisim.vnncomp.run import OWN_SHARE, WRITE_MARGIN, own_budget
 
     assert own_budget(20.0, 10) == pytest.approx(20.0 - WRITE_MARGIN)
     assert own_budget(20.0, 2) == pytest.approx(OWN_SHARE * 20.0)

@@ -11,9 +11,11 @@ from netbuild import random_network, save
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
-from nnbisim.search.bisection import Bracket, bisect
+from nnbisim.search.bisection import Bracket, ExactQueries, bisect
 from nnbisim.search.witness import find_witnesses, onnx_replay
 from nnbisim.specs.sets import Box, InputSet
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
 from nnbisim.verifiers.registry import get_verifier
 
 
@@ -61,34 +63,35 @@ def test_marabou_bisection_finds_the_kink(tmp_path):
     merged = save(network_to_model(merge_networks(relu, zero).network), tmp_path / "m.onnx")
     inputs = InputSet.of(Box([-1.0], [0.5]))  # max of 2 relu(x) - 0.25 is 0.75 at x = 0.5
     br = Bracket(0, 1, witnessed=0.1, certified=3.0, witness_x=np.array([0.2]))
-    bisect(br, merged, inputs, 1, 0, get_verifier("marabou"), onnx_replay(p1, p2), tmp_path,
-           rel_gap=0.01, deadline=time.perf_counter() + 120)
+    asks = ExactQueries(merged, inputs, 1, 0, get_verifier("marabou"), onnx_replay(p1, p2),
+                        tmp_path, rel_gap=0.01)
+    bisect(br, asks, deadline=time.perf_counter() + 120)
     assert br.stopped == "gap"
     assert 0.75 - 1e-6 <= br.certified <= 0.75 * 1.01 + 1e-6
     assert 0.75 / 1.01 - 1e-6 <= br.witnessed <= 0.75 + 1e-6  # Marabou's point, replayed
-    assert {q.status for q in br.queries} <= {"sat", "unsat"} and len(br.queries) >= 2
+    assert {q.status.vnncomp for q in br.queries} <= {"sat", "unsat"} and len(br.queries) >= 2
 
 
 @pytest.mark.marabou
 def test_marabou_bisection_agrees_with_the_bound_engine(tmp_path):
     """On a small pair the exact search and the own branch and bound meet within the gap."""
-    from nnbisim.tasks.epsilon import compute_epsilon
-
     rng = np.random.default_rng(3)
     n1, n2 = random_network([2, 8, 8, 1], rng), random_network([2, 4, 1], rng)
     p1 = save(network_to_model(n1), tmp_path / "n1.onnx")
     p2 = save(network_to_model(n2), tmp_path / "n2.onnx")
     merged = save(network_to_model(merge_networks(n1, n2).network), tmp_path / "m.onnx")
     inputs = InputSet.of(Box([-1.0, -1.0], [1.0, 1.0]))
-    own = compute_epsilon(p1, p2, inputs, verifier="bounds", aim="outputs", rel_gap=0.01,
-                          time_budget=20)
+    own = compute_epsilon(p1, p2, inputs,
+                          options=EpsilonOptions(verifier="bounds", aim="outputs", rel_gap=0.01,
+                                                 time_budget=20))
     (out,) = own.outputs
     wits = {(w.index, w.sign): w for w in find_witnesses(n1, n2, inputs, onnx_replay(p1, p2))}
     start = wits[0, 1]
     br = Bracket(0, 1, witnessed=start.value / 2, certified=10 * out.max_certified + 1,
                  witness_x=start.x)
-    bisect(br, merged, inputs, 1, 0, get_verifier("marabou"), onnx_replay(p1, p2), tmp_path,
-           rel_gap=0.01, deadline=time.perf_counter() + 120)
+    asks = ExactQueries(merged, inputs, 1, 0, get_verifier("marabou"), onnx_replay(p1, p2),
+                        tmp_path, rel_gap=0.01)
+    bisect(br, asks, deadline=time.perf_counter() + 120)
     assert br.stopped == "gap"
     lo, hi = max(br.witnessed, out.max_witnessed), min(br.certified, out.max_certified)
     assert lo <= hi * (1 + 1e-6) + 1e-9  # the two brackets overlap
