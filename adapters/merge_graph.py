@@ -53,9 +53,9 @@ def _out_size(model: onnx.ModelProto, source: str) -> int:
     return int(np.prod(value_shape(info)))
 
 
-def merge_graphs(m1: onnx.ModelProto, m2: onnx.ModelProto, outputs: str = "diff",
-                 sources: tuple[str, str] = ("N1", "N2")) -> onnx.ModelProto:
-    """Join two ONNX models into one whose output is ``y1 - y2`` (or ``[y1, y2, y1 - y2]``)."""
+def _inputs(m1: onnx.ModelProto, m2: onnx.ModelProto, sources: tuple[str, str]
+            ) -> list[onnx.ValueInfoProto]:
+    """The one real input of each model; both of the same size."""
     ins = []
     for model, src in zip((m1, m2), sources, strict=True):
         real = real_inputs(model)
@@ -67,18 +67,16 @@ def merge_graphs(m1: onnx.ModelProto, m2: onnx.ModelProto, outputs: str = "diff"
         raise ShapeMismatchError(
             f"{sources[0]} takes input {s1} ({int(np.prod(s1))} values) but {sources[1]} takes "
             f"{s2} ({int(np.prod(s2))} values); both must read inputs of the same size")
-    opset = max(_default_opset(m1), _default_opset(m2), MIN_OPSET)
-    g1 = _prepared(m1, opset, "n1_", sources[0])
-    g2 = _prepared(m2, opset, "n2_", sources[1])
-    k1, k2 = _out_size(g1, sources[0]), _out_size(g2, sources[1])
-    if k1 != k2:
-        raise ShapeMismatchError(f"{sources[0]} gives {k1} outputs but {sources[1]} gives {k2}; "
-                                 "both must have the same outputs to be compared")
+    return ins
+
+
+def _joined(gs: tuple[onnx.ModelProto, onnx.ModelProto], ins: list[onnx.ValueInfoProto],
+            outputs: str) -> tuple[list[onnx.NodeProto], int]:
+    """Both graphs fed the one input (cast and reshaped to each one's own) and compared: the
+    nodes and the output width."""
     in_type = ins[0].type.tensor_type.elem_type
     nodes: list[onnx.NodeProto] = []
-    inits = [numpy_helper.from_array(np.array(s, np.int64), f"shape_{i}")
-             for i, s in ((1, s1), (2, s2), (0, (1, k1)))]
-    for i, (g, info) in enumerate(((g1, ins[0]), (g2, ins[1])), start=1):
+    for i, (g, info) in enumerate(zip(gs, ins, strict=True), start=1):
         src = "input"
         if info.type.tensor_type.elem_type != in_type:
             nodes.append(helper.make_node("Cast", [src], [f"cast_in_{i}"],
@@ -86,10 +84,10 @@ def merge_graphs(m1: onnx.ModelProto, m2: onnx.ModelProto, outputs: str = "diff"
             src = f"cast_in_{i}"
         nodes.append(helper.make_node("Reshape", [src, f"shape_{i}"], [g.graph.input[0].name],
                                       name=f"feed_n{i}"))
-    nodes += list(g1.graph.node) + list(g2.graph.node)
-    out_type = g1.graph.output[0].type.tensor_type.elem_type
+    nodes += list(gs[0].graph.node) + list(gs[1].graph.node)
+    out_type = gs[0].graph.output[0].type.tensor_type.elem_type
     flat = []
-    for i, g in enumerate((g1, g2), start=1):
+    for i, g in enumerate(gs, start=1):
         src = g.graph.output[0].name
         if g.graph.output[0].type.tensor_type.elem_type != out_type:
             nodes.append(helper.make_node("Cast", [src], [f"cast_out_{i}"], to=out_type))
@@ -98,15 +96,32 @@ def merge_graphs(m1: onnx.ModelProto, m2: onnx.ModelProto, outputs: str = "diff"
         flat.append(f"y{i}")
     if outputs == "diff":
         nodes.append(helper.make_node("Sub", flat, ["output"], name="compare"))
-        width = k1
-    else:
-        nodes.append(helper.make_node("Sub", flat, ["diff"], name="compare"))
-        nodes.append(helper.make_node("Concat", [*flat, "diff"], ["output"], axis=1))
-        width = 3 * k1
+        return nodes, 1
+    nodes.append(helper.make_node("Sub", flat, ["diff"], name="compare"))
+    nodes.append(helper.make_node("Concat", [*flat, "diff"], ["output"], axis=1))
+    return nodes, 3
+
+
+def merge_graphs(m1: onnx.ModelProto, m2: onnx.ModelProto, outputs: str = "diff",
+                 sources: tuple[str, str] = ("N1", "N2")) -> onnx.ModelProto:
+    """Join two ONNX models into one whose output is ``y1 - y2`` (or ``[y1, y2, y1 - y2]``)."""
+    ins = _inputs(m1, m2, sources)
+    opset = max(_default_opset(m1), _default_opset(m2), MIN_OPSET)
+    g1 = _prepared(m1, opset, "n1_", sources[0])
+    g2 = _prepared(m2, opset, "n2_", sources[1])
+    k1, k2 = _out_size(g1, sources[0]), _out_size(g2, sources[1])
+    if k1 != k2:
+        raise ShapeMismatchError(f"{sources[0]} gives {k1} outputs but {sources[1]} gives {k2}; "
+                                 "both must have the same outputs to be compared")
+    s1, s2 = value_shape(ins[0]), value_shape(ins[1])
+    inits = [numpy_helper.from_array(np.array(s, np.int64), f"shape_{i}")
+             for i, s in ((1, s1), (2, s2), (0, (1, k1)))]
+    nodes, copies = _joined((g1, g2), ins, outputs)
     graph = helper.make_graph(
         nodes, "nnbisim_graph_merge",
-        [helper.make_tensor_value_info("input", in_type, list(s1))],
-        [helper.make_tensor_value_info("output", out_type, [1, width])],
+        [helper.make_tensor_value_info("input", ins[0].type.tensor_type.elem_type, list(s1))],
+        [helper.make_tensor_value_info("output", g1.graph.output[0].type.tensor_type.elem_type,
+                                       [1, copies * k1])],
         initializer=inits + list(g1.graph.initializer) + list(g2.graph.initializer),
     )
     imports = {o.domain: o.version for o in [*g1.opset_import, *g2.opset_import]}

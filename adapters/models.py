@@ -9,7 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from nnbisim.adapters.onnx_load import load_network, read_model
-from nnbisim.adapters.onnx_quant import is_quantized, quantized_from_model, quantized_to_model
+from nnbisim.adapters.onnx_quant import is_quantized, quantized_from_model
+from nnbisim.adapters.onnx_quant_write import quantized_to_model
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_torch
 from nnbisim.core.errors import InputError

@@ -24,7 +24,7 @@ Read forms (:func:`quantized_from_model`): that one; the QDQ form quantization t
 (``DequantizeLinear`` on int8 weight initializers, float ``MatMul``/``Gemm`` + ``Add``,
 ``Relu``, and ``QuantizeLinear``/``DequantizeLinear`` pairs on activations); and
 ``QLinearMatMul`` chains; and the ``QuantizeLinear``/``MatMulInteger`` float32 form. Anything
-else is refused by name.
+else is refused by name. The writer is :mod:`nnbisim.adapters.onnx_quant_write`.
 """
 
 from __future__ import annotations
@@ -36,120 +36,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.onnx_load import read_model
-from nnbisim.adapters.onnx_write import IR_VERSION, OPSET
+from nnbisim.adapters.onnx_quant_write import META_QUANT
 from nnbisim.core.errors import UnsupportedModelError
 from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer
-
-META_QUANT = "nnbisim.quantized"
 
 
 def _u8(v: int) -> np.ndarray:
     return np.array(v, dtype=np.uint8)
-
-
-def quantized_to_model(net: QuantizedNetwork, *, input_name: str = "input",
-                       output_name: str = "output", doc: str = "") -> onnx.ModelProto:
-    """Write ``net`` as ONNX (input ``net.input_shape``, output ``(1, m)``, float32)."""
-    for k, q in enumerate(net.layers):
-        if q.w_codes.min() < -128 or q.w_codes.max() > 127:
-            raise UnsupportedModelError(f"{net.name}: layer {k + 1} has weight codes outside "
-                                        "int8; only int8 weights are written")
-        if q.out is not None and (q.out.qmin, q.out.qmax) != (0, 255):
-            raise UnsupportedModelError(f"{net.name}: layer {k + 1}'s activations are not "
-                                        "uint8; only uint8 activations are written")
-    if (net.input.qmin, net.input.qmax) != (0, 255):
-        raise UnsupportedModelError(f"{net.name}: the input quantizer is not uint8")
-    nodes, inits = [], []
-
-    def init(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    current = input_name
-    shape = list(net.input_shape)
-    if shape != [1, net.in_size]:
-        init("flat_shape", np.array([1, net.in_size], np.int64))
-        nodes.append(helper.make_node("Reshape", [current, "flat_shape"], ["flat"],
-                                      name="flatten_input"))
-        current = "flat"
-    def quantize(src: str, q: Quantizer, t: str) -> str:
-        """float64 ``src`` -> uint8 codes: Div, Round (half to even), Add, Clip, Cast."""
-        init(f"{t}_qscale", np.array(q.scale, np.float64))
-        init(f"{t}_qzero", np.array(float(q.zero_point), np.float64))
-        init(f"{t}_qmin", np.array(float(q.qmin), np.float64))
-        init(f"{t}_qmax", np.array(float(q.qmax), np.float64))
-        nodes.extend([
-            helper.make_node("Div", [src, f"{t}_qscale"], [f"{t}_div"], name=f"{t}_div"),
-            helper.make_node("Round", [f"{t}_div"], [f"{t}_round"], name=f"{t}_round"),
-            helper.make_node("Add", [f"{t}_round", f"{t}_qzero"], [f"{t}_shift"],
-                             name=f"{t}_shift"),
-            helper.make_node("Clip", [f"{t}_shift", f"{t}_qmin", f"{t}_qmax"], [f"{t}_clip"],
-                             name=f"{t}_clip"),
-            helper.make_node("Cast", [f"{t}_clip"], [f"{t}_codes"], name=f"{t}_codes",
-                             to=TensorProto.UINT8)])
-        return f"{t}_codes"
-
-    nodes.append(helper.make_node("Cast", [current], ["input_f64"], name="input_f64",
-                                  to=TensorProto.DOUBLE))
-    quant = net.input
-    codes = quantize("input_f64", quant, "in")
-    last = len(net.layers) - 1
-    for k, q in enumerate(net.layers):
-        t = f"layer{k + 1}"
-        nodes.append(helper.make_node("Cast", [codes], [f"{t}_in32"], name=f"{t}_in32",
-                                      to=TensorProto.INT32))
-        init(f"{t}_zin", np.array(quant.zero_point, np.int32))
-        nodes.append(helper.make_node("Sub", [f"{t}_in32", f"{t}_zin"], [f"{t}_xc"],
-                                      name=f"{t}_xc"))
-        init(f"{t}_W", np.ascontiguousarray(q.w_codes.T.astype(np.int8)))
-        nodes.append(helper.make_node("Cast", [f"{t}_W"], [f"{t}_W32"], name=f"{t}_W32",
-                                      to=TensorProto.INT32))
-        weights = f"{t}_W32"
-        if np.any(q.w_zero_points != 0):  # per output channel, broadcast over the columns
-            init(f"{t}_Wzero", q.w_zero_points.astype(np.int32))
-            nodes.append(helper.make_node("Sub", [weights, f"{t}_Wzero"], [f"{t}_Wc"],
-                                          name=f"{t}_Wc"))
-            weights = f"{t}_Wc"
-        nodes.append(helper.make_node("MatMul", [f"{t}_xc", weights], [f"{t}_acc"],
-                                      name=f"{t}_matmul"))
-        nodes.append(helper.make_node("Cast", [f"{t}_acc"], [f"{t}_accd"], name=f"{t}_cast",
-                                      to=TensorProto.DOUBLE))
-        init(f"{t}_scale", np.asarray(quant.scale * q.w_scales, np.float64))
-        init(f"{t}_B", np.asarray(q.bias, np.float64))
-        nodes.append(helper.make_node("Mul", [f"{t}_accd", f"{t}_scale"], [f"{t}_mul"],
-                                      name=f"{t}_mul"))
-        nodes.append(helper.make_node("Add", [f"{t}_mul", f"{t}_B"], [f"{t}_z"], name=f"{t}_add"))
-        z = f"{t}_z"
-        if k < last:
-            nodes.append(helper.make_node("Relu", [z], [f"{t}_relu"], name=f"{t}_relu"))
-            z = f"{t}_relu"
-        if q.out is None:
-            nodes.append(helper.make_node("Cast", [z], [output_name], name="output",
-                                          to=TensorProto.FLOAT))
-            break
-        quant = q.out
-        codes = quantize(z, quant, t)
-        if k == last:  # dequantize: (codes - zero) * scale, in float64, then float32
-            nodes.extend([
-                helper.make_node("Cast", [codes], [f"{t}_codesd"], name=f"{t}_codesd",
-                                 to=TensorProto.DOUBLE),
-                helper.make_node("Sub", [f"{t}_codesd", f"{t}_qzero"], [f"{t}_centred"],
-                                 name=f"{t}_centred"),
-                helper.make_node("Mul", [f"{t}_centred", f"{t}_qscale"], [f"{t}_value"],
-                                 name=f"{t}_value"),
-                helper.make_node("Cast", [f"{t}_value"], [output_name], name="output",
-                                 to=TensorProto.FLOAT)])
-    graph = helper.make_graph(
-        nodes, "nnbisim_quantized",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, net.out_size])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="nnbisim", doc_string=doc)
-    model.ir_version = IR_VERSION
-    helper.set_model_props(model, {META_QUANT: "int8 weights, uint8 activations"})
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
@@ -239,78 +132,83 @@ class _Reader:
         n = codes.shape[1]
         return codes, np.broadcast_to(scale, (n,)), np.broadcast_to(zero, (n,))
 
-    def read(self) -> QuantizedNetwork:
+    def _input(self) -> tuple[tuple[int, ...], Quantizer, str]:
+        """The input's shape, its quantizer and the name of its codes (after any Reshape,
+        Flatten or Cast in front)."""
         shape = tuple(int(d.dim_value) if d.dim_value > 0 else 1
                       for d in self.input.type.tensor_type.shape.dim)
-        cur = self.input.name
-        node = self.next(cur)
+        node = self.next(self.input.name)
         while node is not None and node.op_type in ("Reshape", "Flatten"):
-            cur, node = node.output[0], self.next(node.output[0])
+            node = self.next(node.output[0])
         if node is not None and node.op_type == "Cast":
             node = self.next(node.output[0])
         if node is not None and node.op_type == "QuantizeLinear":
-            inq = self.quantizer(node)
-            out = node.output[0]
-        elif node is not None and node.op_type == "Div":
-            inq, out = self.rounding(node)
+            return shape, self.quantizer(node), node.output[0]
+        if node is not None and node.op_type == "Div":
+            return (shape, *self.rounding(node))
+        raise self.refuse("the input is not quantized first (QuantizeLinear, or Div, Round, Add, "
+                          "Clip, Cast)")
+
+    def _dequantizes(self, cast: onnx.NodeProto, quant: Quantizer) -> None:
+        """``Cast(double) -> Sub(z) -> Mul(s)``: the output's dequantization, which must use the
+        codes' own parameters."""
+        sub = self.next(cast.output[0])
+        if sub is None or sub.op_type != "Sub":
+            raise self.refuse(f"'{cast.name}' casts codes outside a dequantization")
+        mul = self.next(sub.output[0])
+        zero = float(self.const(sub.input[1], "zero point").reshape(-1)[0])
+        scale = float(self.const(mul.input[1], "scale").reshape(-1)[0]) if mul else 0
+        if mul is None or mul.op_type != "Mul" or (zero, scale) != (quant.zero_point,
+                                                                    quant.scale):
+            raise self.refuse(f"'{cast.name}' dequantizes with other parameters than the codes "
+                              "were made with")
+
+    def _step(self, node: onnx.NodeProto, state: dict) -> onnx.NodeProto | None:
+        """Take ``node`` into ``state`` (``quant``: the current codes' quantizer, ``pending``:
+        the layer being read, ``layers``: those read); the next node, None at the end."""
+        op, pending = node.op_type, state["pending"]
+        if op == "Div" and pending is not None:  # the float64 rounding chain
+            state["quant"], out = self.rounding(node)
+            state["layers"].append(self.finish(pending, state["quant"]))
+            state["pending"] = None
+            return self.next(out)
+        if op == "Cast" and pending is None and _cast_to(node) == TensorProto.INT32:
+            state["pending"], node = self.integer_layer(node, state["quant"])  # int32 form
+        elif op == "Cast" and pending is None:  # the float64 dequantization of the output
+            self._dequantizes(node, state["quant"])
+            return None
+        elif op == "DequantizeLinear" and node.input[0] not in self.consts:
+            if node.output[0] == self.output or self.next(node.output[0]) is None:
+                return None  # the final dequantization
+        elif op == "QLinearMatMul":  # a bias-free layer, rounded once: complete by itself
+            if pending is not None:
+                raise self.refuse(f"'{node.name}' follows an unfinished layer")
+            p = self.layer_start(node, state["quant"])
+            state["quant"] = p.pop("out_quant")
+            state["layers"].append(self.finish(p, state["quant"]))
+        elif op in ("MatMulInteger", "MatMul", "Gemm"):
+            if pending is not None:
+                raise self.refuse(f"'{node.name}' follows a layer that was not quantized")
+            state["pending"] = self.layer_start(node, state["quant"])
+        elif op in ("Cast", "Mul", "Add", "Relu") and pending is not None:
+            self.layer_step(node, pending)
+        elif op == "QuantizeLinear" and pending is not None:
+            state["quant"] = self.quantizer(node)
+            state["layers"].append(self.finish(pending, state["quant"]))
+            state["pending"] = None
         else:
-            raise self.refuse("the input is not quantized first (QuantizeLinear, or Div, "
-                              "Round, Add, Clip, Cast)")
-        quant = inq
+            raise self.refuse(f"operator {op} ('{node.name}') is not supported here")
+        return self.next(node.output[0])
+
+    def read(self) -> QuantizedNetwork:
+        shape, inq, out = self._input()
+        state: dict = {"quant": inq, "pending": None, "layers": []}
         node = self.next(out)
-        layers: list[QuantizedLayer] = []
-        pending: dict | None = None
         while node is not None:
-            op = node.op_type
-            if op == "Div" and pending is not None:  # the float64 rounding chain
-                quant, out = self.rounding(node)
-                layers.append(self.finish(pending, quant))
-                pending = None
-                node = self.next(out)
-                continue
-            if op == "Cast" and pending is None and _cast_to(node) == TensorProto.INT32:
-                pending, node = self.integer_layer(node, quant)  # nnbisim's int32 form
-                cur = node.output[0]
-                node = self.next(cur)
-                continue
-            if op == "Cast" and pending is None:  # the float64 dequantization of the output
-                sub = self.next(node.output[0])
-                if sub is None or sub.op_type != "Sub":
-                    raise self.refuse(f"'{node.name}' casts codes outside a dequantization")
-                mul = self.next(sub.output[0])
-                zero = float(self.const(sub.input[1], "zero point").reshape(-1)[0])
-                scale = float(self.const(mul.input[1], "scale").reshape(-1)[0]) if mul else 0
-                if mul is None or mul.op_type != "Mul" or (zero, scale) != (
-                        quant.zero_point, quant.scale):
-                    raise self.refuse(f"'{node.name}' dequantizes with other parameters than "
-                                      "the codes were made with")
-                break
-            if op == "DequantizeLinear" and node.input[0] not in self.consts:
-                if node.output[0] == self.output or self.next(node.output[0]) is None:
-                    break  # the final dequantization
-                cur, node = node.output[0], self.next(node.output[0])
-                continue
-            if op == "QLinearMatMul":  # a bias-free layer, rounded once: complete by itself
-                if pending is not None:
-                    raise self.refuse(f"'{node.name}' follows an unfinished layer")
-                p = self.layer_start(node, quant)
-                quant = p.pop("out_quant")
-                layers.append(self.finish(p, quant))
-            elif op in ("MatMulInteger", "MatMul", "Gemm"):
-                if pending is not None:
-                    raise self.refuse(f"'{node.name}' follows a layer that was not quantized")
-                pending = self.layer_start(node, quant)
-            elif op in ("Cast", "Mul", "Add", "Relu") and pending is not None:
-                self.layer_step(node, pending)
-            elif op == "QuantizeLinear" and pending is not None:
-                quant = self.quantizer(node)
-                layers.append(self.finish(pending, quant))
-                pending = None
-            else:
-                raise self.refuse(f"operator {op} ('{node.name}') is not supported here")
-            cur, node = node.output[0], self.next(node.output[0])
-        if pending is not None:
-            layers.append(self.finish(pending, None))
+            node = self._step(node, state)
+        layers: list[QuantizedLayer] = state["layers"]
+        if state["pending"] is not None:
+            layers.append(self.finish(state["pending"], None))
         if not layers:
             raise self.refuse("has no quantized layer")
         return QuantizedNetwork(inq, tuple(layers), shape or (1, layers[0].in_size),

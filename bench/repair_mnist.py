@@ -45,7 +45,7 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     from nnbisim.adapters.mnist import HELD_OUT, TRAIN, load_test_set, paper_images, patch_box
-    from nnbisim.adapters.onnx_quant import quantized_to_model
+    from nnbisim.adapters.onnx_quant_write import quantized_to_model
     from nnbisim.adapters.onnx_write import network_to_model
     from nnbisim.adapters.torch_io import load_torch
     from nnbisim.tasks.repair import Region, accuracy_on, repair

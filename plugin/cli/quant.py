@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from nnbisim.adapters.mnist import HELD_OUT, TRAIN, load_test_set
 from nnbisim.adapters.models import load_any, replay_witnesses, run_session
-from nnbisim.adapters.onnx_quant import quantized_to_model
+from nnbisim.adapters.onnx_quant_write import quantized_to_model
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.bounds.qbounds import Discrepancy, DiscrepancyOptions, Method, discrepancy
 from nnbisim.cli.common import progress_to_stderr, write_json

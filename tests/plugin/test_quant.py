@@ -13,7 +13,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from nnbisim.adapters.mnist import load_test_set, paper_images, patch_box
-from nnbisim.adapters.onnx_quant import quantized_from_model, quantized_to_model
+from nnbisim.adapters.onnx_quant import quantized_from_model
+from nnbisim.adapters.onnx_quant_write import quantized_to_model
 from nnbisim.adapters.torch_io import load_torch
 from nnbisim.bounds.qbounds import DiscrepancyOptions, discrepancy
 from nnbisim.core.errors import InputError, ShapeMismatchError
