@@ -11,96 +11,57 @@ Runs, in one go and on the paper's ten regions (2x2 centre patch +-0.05):
 * ``calibrate, 1% target`` (lambda 10, 3 rounds): what retraining adds after calibration.
 
 The baseline is the unrepaired int8 network, certified in the same run. Accuracy is on the
-held-out test images 5000-9999 only. Writes ``repair_mnist.md``, ``repair_mnist.json`` and
-``repair_fig2.png``, ``repair_fig3.png``, ``repair_fig4.png``.
+held-out test images 5000-9999 only. Measures everything each run: one row per run in
+``repair_mnist.jsonl``, every round in ``repair_mnist.json``, the tables in ``repair_mnist.md``
+and ``repair_fig2.png``, ``repair_fig3.png``, ``repair_fig4.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from harness import DATA, RESULTS, Results, parser
+from matplotlib.figure import Figure
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from nnbisim.adapters.mnist import HELD_OUT, TRAIN, load_test_set, paper_images, patch_box
+from nnbisim.adapters.onnx_quant_write import quantized_to_model
+from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.adapters.torch_io import load_torch
+from nnbisim.tasks.options import RepairOptions
+from nnbisim.tasks.repair import Region, accuracy_on, repair
+
 PAPER = {  # Table II of the paper: mean discrepancy before and after repair, per image
     "before": [0.4750, 0.4189, 0.6339, 0.4746, 0.8272, 0.6200, 0.6458, 0.5440, 0.5908, 0.8283],
     "after": [0.0625, 0.0969, 0.1034, 0.0870, 0.1217, 0.1189, 0.0701, 0.1505, 0.0953, 0.1053]}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--lambdas", default="2,5,10,20")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = ap.parse_args()
+def _plan(rounds: int, lambdas: str) -> list[tuple[str, RepairOptions]]:
+    plan = [("calibrate", RepairOptions(qparams="calibrate", lam=10.0, rounds=rounds))]
+    plan += [(f"keep, lambda {lam:g}", RepairOptions(qparams="keep", lam=lam, rounds=rounds))
+             for lam in map(float, lambdas.split(","))]
+    plan += [("calibrate, 1% target", RepairOptions(qparams="calibrate", lam=10.0, rounds=3,
+                                                    target_ratio=0.01))]
+    return plan
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nnbisim.adapters.mnist import HELD_OUT, TRAIN, load_test_set, paper_images, patch_box
-    from nnbisim.adapters.onnx_quant_write import quantized_to_model
-    from nnbisim.adapters.onnx_write import network_to_model
-    from nnbisim.adapters.torch_io import load_torch
-    from nnbisim.tasks.repair import Region, accuracy_on, repair
-
-    n1 = load_torch(DATA / "fnn-repair" / "mnist_fnn_l_ori.pth")
-    n2 = load_torch(DATA / "fnn-repair" / "mnist_fnn_s_quan.pth")
-    x, y = load_test_set(DATA / "mnist")
-    held, train = np.array(list(HELD_OUT)), np.array(list(TRAIN))
-    acc = accuracy_on(x[held], y[held])
-    idx = [i for i, _ in paper_images(DATA / "fnn-repair" / "images")]
-    labels = [int(y[i]) for i in idx]
-    regions = [Region(str(i), *patch_box(x[i])) for i in idx]
-
-    def say(msg: str) -> None:
-        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
-
-    t0 = time.perf_counter()
-    runs = {}
-    plan = [("calibrate", dict(qparams="calibrate", lam=10.0, rounds=args.rounds))]
-    plan += [(f"keep, lambda {lam:g}", dict(qparams="keep", lam=lam, rounds=args.rounds))
-             for lam in map(float, args.lambdas.split(","))]
-    plan += [("calibrate, 1% target", dict(qparams="calibrate", lam=10.0, rounds=3,
-                                           target_ratio=0.01))]
-    reports = {}
-    for name, kw in plan:
-        say(f"run {name}")
-        rep = repair(n1, n2, regions, replay=x[train], accuracy=acc, progress=say, **kw)
-        reports[name] = rep
-        runs[name] = rep.to_json()
-        for r in runs[name]["rounds"][1:-1]:  # ranges per region: first and last step only
-            r.pop("regions", None)
-    size = {"original": len(network_to_model(n1).SerializeToString()),
-            "compressed": len(quantized_to_model(n2).SerializeToString()),
-            "repaired": len(quantized_to_model(reports["calibrate"].network).SerializeToString())}
-    params = sum(q.w_codes.size + q.bias.size for q in n2.layers)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "repair_mnist.json").write_text(json.dumps(
-        {"images": idx, "labels": labels, "runs": runs, "onnx_bytes": size,
-         "parameters": params, "accuracy_images": "test 5000-9999"}))
-
+def _tables(d: dict, reports: dict, runs: dict, seconds: float) -> list[str]:
+    idx, labels, size, params, acc = d["idx"], d["labels"], d["size"], d["params"], d["acc"]
     main_rep = reports["calibrate"]
-    lines = ["# Repair of the int8 MNIST network (second paper)", "",
-             "Paper's networks from `../shared/data/fnn-repair`, its ten images (MNIST test "
+    lines = ["Paper's networks from `../shared/data/fnn-repair`, its ten images (MNIST test "
              "indices " + ", ".join(map(str, idx)) + "; the regions use the lossless test-set "
              "images, the .jpg files only name them), 2x2 centre patch +-0.05. Discrepancy of "
              "a region: mean over the 10 outputs of the certified max |N1 - N2|_i (the paper's "
              "Table II metric); certified by nnbisim's exact-cell engine on the int8 model "
              "itself (activation rounding included), witnessed by real inputs. Accuracy on the "
              "held-out test images 5000-9999 only; retraining used test images 0-4999. "
-             f"Measured in one run on this machine ({time.strftime('%Y-%m-%d')}), "
-             f"{time.perf_counter() - t0:.0f} s in all.", "",
+             f"Measured in one run, {seconds:.0f} s in all.", "",
              "## Table I: networks", "",
              "| network | parameters | ONNX size (KB) | accuracy (held-out) |",
              "|---|---|---|---|",
-             f"| original (float) | {params} | {size['original'] / 1024:.0f} | {acc(n1):.2%} |",
+             f"| original (float) | {params} | {size['original'] / 1024:.0f} | {acc:.2%} |",
              f"| compressed (int8, given) | {params} | {size['compressed'] / 1024:.0f} | "
              f"{main_rep.initial.accuracy:.2%} |",
              f"| repaired (int8, calibrate, lambda 10) | {params} | "
@@ -114,32 +75,38 @@ def main() -> int:
               "certified | after, witnessed | ratio | after (keep, lambda 10), certified | "
               "paper before | paper after |", "|---|---|---|---|---|---|---|---|---|---|"]
     keep10 = reports.get("keep, lambda 10")
+    b, a = main_rep.initial, main_rep.final
     for k, i in enumerate(idx):
-        b, a = main_rep.initial, main_rep.final
         kc = f"{keep10.final.certified[k]:.4f}" if keep10 else "-"
         lines.append(f"| {i} | {labels[k]} | {b.certified[k]:.4f} | {b.witnessed[k]:.4f} | "
                      f"{a.certified[k]:.4f} | {a.witnessed[k]:.4f} | "
                      f"{a.certified[k] / b.certified[k]:.3f} | {kc} | {PAPER['before'][k]:.4f} |"
                      f" {PAPER['after'][k]:.4f} |")
-    lines += ["", "## Every run", "",
-              "| run | steps | met | mean before | mean after | mean ratio | worst region ratio "
-              "| accuracy after | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    return lines + _runs_table(reports, runs, idx)
+
+
+def _runs_table(reports: dict, runs: dict, idx: list[int]) -> list[str]:
+    lines = ["", "## Every run", "",
+             "| run | steps | met | mean before | mean after | mean ratio | worst region ratio "
+             "| accuracy after | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rep in reports.items():
         j = runs[name]
         lines.append(f"| {name} | {len(rep.rounds) - 1} | {'yes' if rep.met else 'no'} | "
                      f"{np.mean(rep.initial.certified):.4f} | {np.mean(rep.final.certified):.4f}"
                      f" | {j['mean_ratio']:.3f} | {max(j['ratio_final_to_initial']):.3f} | "
                      f"{rep.final.accuracy:.2%} | {rep.seconds:.0f} |")
-    lines += ["", "Steps: the calibration (for calibrate runs) and each retraining round. "
-              "Figures: `repair_fig2.png` (per-label guaranteed output range of N2 before and "
-              "after, with N1's range, image " + str(idx[0]) + "), `repair_fig3.png` "
-              "(discrepancy per round and lambda), `repair_fig4.png` (accuracy per round).", ""]
-    (args.out / "repair_mnist.md").write_text("\n".join(lines))
+    return lines + ["", "Steps: the calibration (for calibrate runs) and each retraining round. "
+                    "Figures: `repair_fig2.png` (per-label guaranteed output range of N2 before "
+                    "and after, with N1's range, image " + str(idx[0]) + "), `repair_fig3.png` "
+                    "(discrepancy per round and lambda), `repair_fig4.png` (accuracy per "
+                    "round).", ""]
 
-    # Fig. 2: one image, per label: N1's range, N2's guaranteed range before and after
-    k = 0
-    fig, ax = plt.subplots(figsize=(7, 4))
-    before, after = main_rep.initial.ranges[k], main_rep.final.ranges[k]
+
+def _figures(reports: dict, idx: list[int], labels: list[int]) -> None:
+    main_rep = reports["calibrate"]
+    fig = Figure(figsize=(7, 4))  # Fig. 2: per label, N1's range and N2's before and after
+    ax = fig.subplots()
+    before, after = main_rep.initial.ranges[0], main_rep.final.ranges[0]
     lab = np.arange(10)
     for rng_, dx, col, name in ((before["n2"], -0.15, "tab:green", "N2 before repair"),
                                 (after["n2"], 0.15, "tab:red", "N2 after repair")):
@@ -151,15 +118,14 @@ def main() -> int:
     ax.set_xticks(lab)
     ax.set_xlabel("label")
     ax.set_ylabel("output score")
-    ax.set_title(f"image {idx[k]} (label {labels[k]}): guaranteed output ranges")
+    ax.set_title(f"image {idx[0]} (label {labels[0]}): guaranteed output ranges")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.out / "repair_fig2.png", dpi=120)
-    plt.close(fig)
-
+    fig.savefig(RESULTS / "repair_fig2.png", dpi=120)
     for fname, key, ylabel in (("repair_fig3.png", "certified", "mean certified discrepancy"),
                                ("repair_fig4.png", "accuracy", "held-out accuracy")):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         for name, rep in reports.items():
             ys = [np.mean(r.certified) if key == "certified" else r.accuracy for r in rep.rounds]
             ax.plot(range(len(ys)), ys, marker="o", ms=3, label=name)
@@ -169,9 +135,53 @@ def main() -> int:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(args.out / fname, dpi=120)
-        plt.close(fig)
-    print((args.out / "repair_mnist.md").read_text())
+        fig.savefig(RESULTS / fname, dpi=120)
+
+
+def main() -> int:
+    ap = parser(__doc__, "repair_mnist")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--lambdas", default="2,5,10,20")
+    args = ap.parse_args()
+    res = Results(args.results, fresh=True)
+    n1 = load_torch(DATA / "fnn-repair" / "mnist_fnn_l_ori.pth")
+    n2 = load_torch(DATA / "fnn-repair" / "mnist_fnn_s_quan.pth")
+    x, y = load_test_set(DATA / "mnist")
+    held, train = np.array(list(HELD_OUT)), np.array(list(TRAIN))
+    acc = accuracy_on(x[held], y[held])
+    idx = [i for i, _ in paper_images(DATA / "fnn-repair" / "images")]
+    regions = [Region(str(i), *patch_box(x[i])) for i in idx]
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    reports, runs = {}, {}
+    for name, opts in _plan(args.rounds, args.lambdas):
+        say(f"run {name}")
+        rep = reports[name] = repair(n1, n2, regions, opts, replay=x[train], accuracy=acc,
+                                     progress=say)
+        runs[name] = rep.to_json()
+        res.add({"run": name, "met": rep.met, "mean_before": float(np.mean(
+            rep.initial.certified)), "mean_after": float(np.mean(rep.final.certified)),
+            "accuracy_after": rep.final.accuracy, "seconds": round(rep.seconds, 1)})
+        for r in runs[name]["rounds"][1:-1]:  # ranges per region: first and last step only
+            r.pop("regions", None)
+    d = {"idx": idx, "labels": [int(y[i]) for i in idx], "acc": acc(n1),
+         "params": sum(q.w_codes.size + q.bias.size for q in n2.layers),
+         "size": {"original": len(network_to_model(n1).SerializeToString()),
+                  "compressed": len(quantized_to_model(n2).SerializeToString()),
+                  "repaired": len(quantized_to_model(
+                      reports["calibrate"].network).SerializeToString())}}
+    (RESULTS / "repair_mnist.json").write_text(json.dumps(
+        {**res.stamp, "images": idx, "labels": d["labels"], "runs": runs,
+         "onnx_bytes": d["size"], "parameters": d["params"],
+         "accuracy_images": "test 5000-9999"}))
+    lines = res.header("Repair of the int8 MNIST network (second paper)", "Generated by "
+                       "`bench/repair_mnist.py`.")
+    res.md.write_text("\n".join(lines + _tables(d, reports, runs, time.perf_counter() - t0)))
+    _figures(reports, idx, d["labels"])
+    print(res.md.read_text())
     return 0
 
 

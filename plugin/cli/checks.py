@@ -9,10 +9,13 @@ import argparse
 import math
 from pathlib import Path
 
-from nnbisim.core.errors import InputError
-from nnbisim.specs.io import read_spec
+from nnbisim.adapters.onnx_peek import Peek, peek
+from nnbisim.core.errors import InputError, ShapeMismatchError
+from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
+
+TORCH_FILES = (".pth", ".pt")  # state dicts: read by torch, not looked at here
 
 
 def existing(path: Path | None, what: str = "file") -> None:
@@ -78,6 +81,54 @@ def region(args: argparse.Namespace, required: bool) -> InputSet | None:
     return None
 
 
+def _networks(args: argparse.Namespace) -> dict[str, Peek]:
+    """A first look at every ONNX network the command takes (one input, one output each)."""
+    out = {}
+    for name in ("n1", "n2", "merged", "model", "compressed"):
+        path = getattr(args, name, None)
+        if path is None or Path(path).suffix in TORCH_FILES:
+            continue
+        p = out[name] = peek(path)
+        if len(p.inputs) != 1 or len(p.outputs) != 1:
+            raise InputError(f"{path}: has {len(p.inputs)} inputs and {len(p.outputs)} outputs; "
+                             "nnbisim takes networks with exactly one of each")
+    return out
+
+
+def _sizes_agree(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
+    """The pair reads inputs of one size and gives outputs of one size; the input set and a
+    property fit N1."""
+    first = nets.get("n1")
+    for other in ("n2", "compressed"):
+        if first is None or other not in nets:
+            continue
+        a, b = first, nets[other]
+        if a.inputs[0] is not None and b.inputs[0] is not None and a.inputs != b.inputs:
+            raise ShapeMismatchError(f"{args.n1} takes {a.inputs[0]} inputs but "
+                                     f"{getattr(args, other)} takes {b.inputs[0]}; both networks "
+                                     "must read inputs of the same size")
+        if a.outputs[0] is not None and b.outputs[0] is not None and a.outputs != b.outputs:
+            raise ShapeMismatchError(f"{args.n1} gives {a.outputs[0]} outputs but "
+                                     f"{getattr(args, other)} gives {b.outputs[0]}; both "
+                                     "networks must have the same outputs to be compared")
+    net = first or nets.get("model")
+    inputs = getattr(args, "inputs", None)
+    if net is not None and inputs is not None and net.inputs[0] not in (None, inputs.dim):
+        raise ShapeMismatchError(f"the input set has {inputs.dim} values per point but the "
+                                 f"network takes {net.inputs[0]}; give one bound per input")
+    prop = getattr(args, "property", None)
+    if first is not None and prop is not None:
+        case = read_spec_cases(prop)[0]
+        if first.outputs[0] not in (None, case.unsafe.out_dim):
+            raise ShapeMismatchError(f"{prop} is about {case.unsafe.out_dim} outputs but "
+                                     f"{args.n1} gives {first.outputs[0]}; give the network's "
+                                     "property")
+        if first.inputs[0] not in (None, case.box.dim):
+            raise ShapeMismatchError(f"{prop} has {case.box.dim} inputs per point but "
+                                     f"{args.n1} takes {first.inputs[0]}; give the network's "
+                                     "property")
+
+
 def common(args: argparse.Namespace) -> None:
     """The checks every command shares: its input files exist, its outputs are new (or
     ``--force``), budgets and counts are positive, and its input set (``args.inputs``)."""
@@ -98,5 +149,11 @@ def common(args: argparse.Namespace) -> None:
             share(value, "--" + name.replace("_", "-"), top_open)
     if getattr(args, "compressed", None) is not None and getattr(args, "compress", None):
         raise InputError("give one of --compressed N2.onnx or --compress METHOD, not both")
+    out_dir = getattr(args, "out_dir", None)
+    if getattr(args, "empty_out_dir", False) and out_dir is not None and not force:
+        if Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
+            raise InputError(f"{out_dir}: exists and is not empty; pass --force to overwrite "
+                             "or choose another --out")
     if hasattr(args, "region_required"):
         args.inputs = region(args, args.region_required)
+    _sizes_agree(args, _networks(args))

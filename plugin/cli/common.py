@@ -1,5 +1,4 @@
-"""What the command handlers share: progress lines on stderr, JSON files written whole, the
-device to run on."""
+"""What the command handlers share: progress lines on stderr, JSON files written whole."""
 
 from __future__ import annotations
 
@@ -10,10 +9,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
-
-from nnbisim.core.errors import InputError
 
 
 def progress_to_stderr(start: float | None = None, quiet: bool = False
@@ -41,12 +36,3 @@ def write_json(path: Path, data: object) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; a CUDA device must exist."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
-    return name

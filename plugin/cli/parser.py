@@ -29,7 +29,7 @@ EPS = EpsilonOptions()
 
 def _merge(sub) -> None:
     m = command(sub, "merge", "merge N1 and N2 into one ONNX whose output is N1 - N2",
-                 "basic:cmd_merge")
+                 "merge:cmd_merge")
     m.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
     m.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
     out_file(m, "the merged ONNX file to write")
@@ -45,7 +45,7 @@ def _merge(sub) -> None:
 
 def _spec(sub) -> None:
     s = command(sub, "spec", "write VNN-LIB discrepancy properties |y1 - y2|_i >= eps",
-                 "basic:cmd_spec")
+                 "spec:cmd_spec")
     region(s, required=True)
     s.add_argument("--eps", type=float, required=True, help="the threshold to ask about")
     s.add_argument("--output", type=int, metavar="I",
@@ -67,7 +67,7 @@ def _spec(sub) -> None:
 
 def _check(sub) -> None:
     c = command(sub, "check", "replay random inputs through M, N1 and N2 in onnxruntime",
-                 "basic:cmd_check")
+                 "check:cmd_check")
     c.add_argument("merged", type=Path, metavar="M.onnx", help="the merged network")
     c.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
     c.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
@@ -82,7 +82,7 @@ def _check(sub) -> None:
 
 def _epsilon(sub) -> None:
     e = command(sub, "epsilon", "witnessed and certified eps = max |N1 - N2| over X",
-                 "basic:cmd_epsilon")
+                 "epsilon:cmd_epsilon")
     e.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
     e.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
     region(e, required=True)
@@ -111,9 +111,10 @@ def _epsilon(sub) -> None:
 
 def _demo(sub) -> None:
     d = command(sub, "demo", "the built-in example (the first paper's Example 1), end to end",
-                "basic:cmd_demo")
+                "demo:cmd_demo")
     d.add_argument("-o", "--out", dest="out_dir", type=Path, default=Path("nnbisim-demo"),
                    help="folder for the files it writes")
+    d.set_defaults(empty_out_dir=True)
     force(d)
 
 

@@ -144,6 +144,7 @@ def _repair(sub) -> None:
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", dest="out_dir", type=Path, required=True, metavar="DIR",
                    help="the benchmark folder to write")
+    p.set_defaults(empty_out_dir=True)
     p.add_argument("--seed", type=int, default=0, help="places the thresholds, orders the rows")
     p.add_argument("--timeout", type=float, default=60.0, help="per instance (s)")
     p.add_argument("--eps-budget", type=float, default=30.0,
@@ -159,7 +160,7 @@ def add_vnncomp(sub) -> None:
     vs = v.add_subparsers(dest="vnncomp_command", required=True, parser_class=type(v),
                           metavar="COMMAND")
     t = command(vs, "translate", "a two-network 2.0 query as one merged network and a "
-                "single-network property (1.0 and 2.0)", "vnncomp:cmd_translate")
+                "single-network property (1.0 and 2.0)", "vnncomp_files:cmd_translate")
     t.add_argument("network", metavar="NETWORK_FIELD", help="the instance's network field, "
                    "e.g. \"[('f', 'a.onnx'), ('g', 'b.onnx')]\"")
     t.add_argument("query", type=Path, metavar="QUERY.vnnlib", help="the two-network query")
@@ -170,7 +171,7 @@ def add_vnncomp(sub) -> None:
     force(t)
 
     b = command(vs, "back", "a sat result of a translated instance as the 2.0 assignment of "
-                "the original query", "vnncomp:cmd_back")
+                "the original query", "vnncomp_files:cmd_back")
     b.add_argument("manifest", type=Path, metavar="DIR/translation.json",
                    help="the manifest translate wrote")
     b.add_argument("result_in", type=Path, metavar="RESULT",
@@ -179,7 +180,7 @@ def add_vnncomp(sub) -> None:
     force(b)
 
     r = command(vs, "run", "decide one instance and write its result file (what "
-                "run_instance.sh calls)", "vnncomp:cmd_run")
+                "run_instance.sh calls)", "vnncomp_run:cmd_run")
     r.add_argument("network", metavar="NETWORK_FIELD", help="the instance's network field")
     r.add_argument("vnnlib", type=Path, metavar="VNNLIB", help="the instance's property")
     r.add_argument("result", type=Path, metavar="RESULTFILE", help="where the answer goes")
@@ -187,11 +188,11 @@ def add_vnncomp(sub) -> None:
     r.add_argument("--base", type=Path, help="folder the network field's paths are relative to")
 
     k = command(vs, "benchmark", "an equivalence benchmark with known answers from PAIRS.csv "
-                "(n1.onnx,n2.onnx,region.vnnlib)", "vnncomp:cmd_benchmark")
+                "(n1.onnx,n2.onnx,region.vnnlib)", "vnncomp_run:cmd_benchmark")
     k.add_argument("pairs", type=Path, metavar="PAIRS.csv", help="one pair and region per line")
     _benchmark_args(k)
     a = command(vs, "acasxu", "the ready generator: ACAS Xu networks against compressed copies "
-                "over the property regions", "vnncomp:cmd_acasxu")
+                "over the property regions", "vnncomp_run:cmd_acasxu")
     a.add_argument("--networks", default="1_1,2_2,3_3", help="ACAS Xu networks, e.g. 1_1,2_2")
     a.add_argument("--properties", default="1,2,3,4", help="whose input boxes are the regions")
     a.add_argument("--compression", default="float16", choices=COMPRESSIONS,

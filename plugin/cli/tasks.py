@@ -14,7 +14,8 @@ from nnbisim.adapters.compress import compress
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import CompressOptions, DistillOptions
-from nnbisim.cli.common import progress_to_stderr, resolve_device, write_json
+from nnbisim.cli.common import progress_to_stderr, write_json
+from nnbisim.cli.device import resolve_device
 from nnbisim.core.errors import InputError
 from nnbisim.core.reports import AssureReport
 from nnbisim.specs.assurance import enlarge

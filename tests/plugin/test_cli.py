@@ -180,3 +180,51 @@ def test_threads_come_from_the_option_or_the_environment_and_bad_counts_are_refu
                 match="$NNBISIM_THREADS 'many'")
     finally:
         torch.set_num_threads(before)
+
+
+def test_bad_input_is_refused_before_anything_heavy_loads(tmp_path, acas_dir):
+    """Each refusal in one line and exit 2, decided before torch, onnx or onnxruntime load:
+    missing and unreadable files, pairs and properties that do not fit, bad option values,
+    outputs that exist."""
+    n1, prop = str(acas_net(1, 1)), str(acas_dir / "prop_1.vnnlib")
+    three = str(save(network_to_model(random_network([5, 8, 3], np.random.default_rng(0))),
+                     tmp_path / "three.onnx"))
+    small = str(save(network_to_model(random_network([3, 8, 5], np.random.default_rng(1))),
+                     tmp_path / "small.onnx"))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07 not a model at all")
+    exists = tmp_path / "exists.json"
+    exists.write_text("{}")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    fifteen = tmp_path / "fifteen.vnnlib"
+    fifteen.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(5))
+                       + "".join(f"(declare-const Y_{i} Real)\n" for i in range(15))
+                       + "".join(f"(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n"
+                                 for i in range(5)) + "(assert (>= Y_14 0))\n")
+    cases = {
+        "no such file": ["merge", str(tmp_path / "none.onnx"), n1, "-o", str(tmp_path / "m")],
+        "not a readable ONNX": ["merge", str(garbage), n1, "-o", str(tmp_path / "m.onnx")],
+        "outputs": ["check", n1, n1, three],
+        "gives 5 outputs but": ["epsilon", n1, three, "--input", prop],
+        "takes 5 inputs but": ["merge", n1, small, "-o", str(tmp_path / "m.onnx")],
+        "the input set has 2 values": ["epsilon", n1, n1, "--lower", "0,0", "--upper", "1,1"],
+        "15 outputs": ["assure", n1, str(fifteen)],
+        "--quick-direct": ["assure", n1, prop, "--quick-direct", "2"],
+        "--time-budget": ["epsilon", n1, n1, "--input", prop, "--time-budget", "0"],
+        "--rel-gap": ["epsilon", n1, n1, "--input", prop, "--rel-gap", "1.5"],
+        "already exists": ["epsilon", n1, n1, "--input", prop, "--json", str(exists)],
+        "not empty": ["demo", "--out", str(full)],
+        "not a number": ["spec", "--lower", "0,x", "--upper", "1,1", "--eps", "1", "-o",
+                         str(tmp_path / "s.vnnlib"), "--n-outputs", "1"],
+    }
+    for match, argv in cases.items():
+        code = ("import sys; from nnbisim.cli.main import main; c = main(sys.argv[1:]); "
+                "heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; "
+                "print(c, heavy)")
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.stdout.strip() == "2 []", (match, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and match in lines[0], (match, lines)

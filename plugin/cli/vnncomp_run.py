@@ -1,4 +1,5 @@
-"""``nnbisim vnncomp ...``: translate two-network queries, write benchmarks, run instances."""
+"""``nnbisim vnncomp run``, ``benchmark`` and ``acasxu``: nnbisim as a VNN-COMP tool, and
+benchmarks with known answers."""
 
 from __future__ import annotations
 
@@ -8,32 +9,13 @@ from pathlib import Path
 
 from nnbisim.cli.common import progress_to_stderr
 from nnbisim.core.errors import InputError
-from nnbisim.core.verdict import Status
-from nnbisim.specs.results import parse_vnncomp_result, write_result
 from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
-from nnbisim.vnncomp.bridge import back_translate, translate
 from nnbisim.vnncomp.run import run_instance
 
 
 def default_acasxu() -> Path:
     """``../shared/data/acasxu`` beside the repository, where the project keeps it."""
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "acasxu"
-
-
-def cmd_translate(args: argparse.Namespace) -> int:
-    tr = translate(args.network, args.query, args.out_dir, base=args.base, force=args.force)
-    print(f"{tr.merged}\n{tr.vnnlib1}\n{tr.vnnlib2}\n{tr.manifest}")
-    return 0
-
-
-def cmd_back(args: argparse.Namespace) -> int:
-    status, x, note = parse_vnncomp_result(args.result_in.read_text(errors="replace"))
-    if status is not Status.VIOLATED or x is None:
-        raise InputError(f"{args.result_in}: is not a sat result with a counterexample "
-                         f"({status.vnncomp}{'; ' + note if note else ''}); nothing to translate")
-    write_result(args.out_file, "sat", back_translate(args.manifest, x))
-    print(args.out_file)
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

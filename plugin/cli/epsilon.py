@@ -1,0 +1,24 @@
+"""``nnbisim epsilon``: eps witnessed and certified."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from nnbisim.cli.common import progress_to_stderr, write_json
+from nnbisim.cli.device import resolve_device
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
+
+
+def cmd_epsilon(args: argparse.Namespace) -> int:
+    opts = EpsilonOptions(verifier=args.verifier, engine=args.engine, aim=args.aim,
+                          rel_gap=args.rel_gap, time_budget=args.time_budget,
+                          query_timeout=args.query_timeout, workdir=args.workdir,
+                          seed=args.seed, device=resolve_device(args.device))
+    rep = compute_epsilon(args.n1, args.n2, args.inputs, opts,
+                          progress=progress_to_stderr(time.perf_counter(), args.quiet))
+    print(rep.table())
+    if args.json is not None:
+        write_json(args.json, rep.to_json())
+    return 0
