@@ -14,6 +14,7 @@ from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
+from nnbisim.vnncomp.formats import find_base, parse_network_field
 
 TORCH_FILES = (".pth", ".pt")  # state dicts: read by torch, not looked at here
 
@@ -157,3 +158,24 @@ def common(args: argparse.Namespace) -> None:
     if hasattr(args, "region_required"):
         args.inputs = region(args, args.region_required)
     _sizes_agree(args, _networks(args))
+
+
+def vnncomp_run(args: argparse.Namespace) -> None:
+    """An instance whose files are missing or whose network field is malformed is answered
+    ``error`` (with the reason) in its result file, as VNN-COMP expects, and refused."""
+    try:
+        common(args)
+        base = args.base if args.base is not None else find_base(args.network, args.vnnlib)
+        parse_network_field(args.network, base)
+        existing(args.vnnlib, "VNN-LIB property")
+    except InputError as exc:
+        Path(args.result).write_text(f"error\n{exc}\n")
+        raise
+
+
+def acasxu(args: argparse.Namespace) -> None:
+    common(args)
+    try:
+        [int(p) for p in args.properties.split(",") if p.strip()]
+    except ValueError:
+        raise InputError(f"--properties {args.properties!r}: give numbers like 1,2,3,4") from None

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from nnbisim.adapters.options import COMPRESSIONS, QPARAMS, CompressOptions, DistillOptions
+from nnbisim.cli import checks
 from nnbisim.cli.args import (
     VERSIONS,
     command,
@@ -186,6 +187,7 @@ def add_vnncomp(sub) -> None:
     r.add_argument("result", type=Path, metavar="RESULTFILE", help="where the answer goes")
     r.add_argument("timeout", type=float, metavar="TIMEOUT", help="seconds")
     r.add_argument("--base", type=Path, help="folder the network field's paths are relative to")
+    r.set_defaults(check=checks.vnncomp_run)
 
     k = command(vs, "benchmark", "an equivalence benchmark with known answers from PAIRS.csv "
                 "(n1.onnx,n2.onnx,region.vnnlib)", "vnncomp_run:cmd_benchmark")
@@ -200,3 +202,4 @@ def add_vnncomp(sub) -> None:
     a.add_argument("--data", type=Path, help="the ACAS Xu folder (default ../shared/data/acasxu "
                    "beside the repository)")
     _benchmark_args(a)
+    a.set_defaults(check=checks.acasxu)

@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnbisim.core.errors import InputError
+from nnbisim.core.errors import InputError, NnbisimError
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,15 @@ def write_instances(path: Path, rows: list[tuple[str, str, float]]) -> None:
         writer = csv.writer(f, lineterminator="\n")
         for field, prop, timeout in rows:
             writer.writerow([field, prop, f"{timeout:g}"])
+
+
+def find_base(field: str, vnnlib_path: Path) -> Path | None:
+    """Where a network field's relative paths are: the current folder, else the VNN-LIB
+    file's folder or one above it (a benchmark folder holds onnx/ and vnnlib/ side by side)."""
+    for base in (Path.cwd(), *vnnlib_path.resolve().parents):
+        try:
+            parse_network_field(field, base)
+        except NnbisimError:
+            continue
+        return base
+    return None

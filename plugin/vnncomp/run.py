@@ -31,7 +31,7 @@ from nnbisim.specs.results import assignment_2_0, counterexample_1_0, write_resu
 from nnbisim.specs.sets import SpecCase, TwoNetworkQuery
 from nnbisim.verifiers.queries import MIN_QUERY, marabou_per_disjunct
 from nnbisim.vnncomp.bridge import replay_pair, translate, two_network_assignment
-from nnbisim.vnncomp.formats import parse_network_field
+from nnbisim.vnncomp.formats import find_base, parse_network_field
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +139,6 @@ def _decide_one(model: Path, vnnlib_path: Path, timeout: float) -> Answer:
                                                     (yn, yt, ys, verdict.output)])
         status = Status.UNKNOWN
     return _undecided(status)
-
-
-def find_base(field: str, vnnlib_path: Path) -> Path | None:
-    """Where a network field's relative paths are: the current folder, else the VNN-LIB
-    file's folder or one above it (a benchmark folder holds onnx/ and vnnlib/ side by side)."""
-    for base in (Path.cwd(), *vnnlib_path.resolve().parents):
-        try:
-            parse_network_field(field, base)
-        except NnbisimError:
-            continue
-        return base
-    return None
 
 
 def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeout: float,
