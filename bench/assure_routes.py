@@ -103,7 +103,7 @@ def summarise(res: Results, planned: int, configs: list[str]) -> None:
               "its boxes) by configuration and compression; runs that never computed one "
               "(settled by N1 directly) are left out."]
     res.md.write_text("\n".join(lines) + "\n")
-    scatter({f"{c}\n{CONFIGS[c][0]}": [r["eps_max"] for r in rows
+    scatter({f"{c}\n{CONFIGS[c][0] if c in CONFIGS else ''}": [r["eps_max"] for r in rows
                                        if r["config"] == c and r["eps_max"]] for c in configs},
             res.md.with_name(res.md.stem + "_eps.png"), "certified eps over the box (max)",
             "ACAS Xu: eps per instance and configuration")
@@ -129,12 +129,15 @@ def main() -> None:
     args = ap.parse_args()
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
+    if unknown and not args.summarise:
         ap.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
     keys = chosen(args.instances) if args.instances else _safe_instances(args.per_property)
     res = Results(args.results, args.fresh, check=not args.summarise)
     planned = len(keys) * len(configs)
-    if not args.summarise:
+    if args.summarise:  # the configurations the rows have, in the order given first
+        configs = list(dict.fromkeys([*configs, *(r["config"] for r in res.rows)]))
+        configs = [c for c in configs if any(r["config"] == c for r in res.rows)]
+    else:
         known = by_name()
         units = {(c, *k): (*known[k], c) for k in keys for c in configs}
         run(units, run_one, res, lambda r: summarise(res, planned, configs),

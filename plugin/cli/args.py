@@ -15,11 +15,21 @@ VECTOR_OPTIONS = ("--lower", "--upper", "--center", "--radius", "--domain-lower"
                   "--domain-upper")
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows an option's default where it has one (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or (
+                action.default is argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (and exit code 2), and shows defaults."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", Help)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -86,7 +86,28 @@ def _enlarge(sub) -> None:
     quiet(e)
 
 
+def _compress(sub) -> None:
+    c = command(sub, "compress", "a compressed copy N2 of N1 (float16, int8, pruned or "
+                "distilled), as ONNX", "compress:cmd_compress")
+    c.add_argument("n1", type=Path, metavar="N1.onnx", help="the network to compress")
+    out_file(c, "the compressed network to write")
+    c.add_argument("--method", choices=COMPRESSIONS, default="float16",
+                   help="float16/int8/int8-channel: weights rounded; prune: hidden neurons "
+                   "zeroed by magnitude; distill: a small network trained on N1's outputs over "
+                   "the input set (give one)")
+    region(c, required=False)
+    c.add_argument("--fraction", type=float, default=COMPRESS.fraction,
+                   help="prune: fraction of the hidden neurons")
+    c.add_argument("--remove", action="store_true", help="prune: make the network smaller "
+                   "(default: zero the neurons, same layer sizes)")
+    c.add_argument("--hidden", default=",".join(map(str, DISTILL.hidden)),
+                   help="distill: hidden layer sizes")
+    c.add_argument("--seed", type=int, default=DISTILL.seed, help="distill: training seed")
+    force(c)
+
+
 def add_assure(sub) -> None:
+    _compress(sub)
     _assure(sub)
     _enlarge(sub)
 

@@ -15,6 +15,7 @@ from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import CompressOptions, DistillOptions
 from nnbisim.cli.common import progress_to_stderr, write_json
+from nnbisim.cli.compress import hidden_sizes
 from nnbisim.cli.device import resolve_device
 from nnbisim.core.errors import InputError
 from nnbisim.core.reports import AssureReport
@@ -33,11 +34,8 @@ DEFAULT_COMPRESSION = "distill"  # the first paper's compression (2x10 by defaul
 def _compressed(args: argparse.Namespace, cases: list[SpecCase], folder: Path) -> Path:
     """N2 made by ``--compress`` from N1, saved in ``--workdir`` (kept) or ``folder``."""
     method = args.compress or DEFAULT_COMPRESSION
-    try:
-        hidden = tuple(int(h) for h in args.hidden.split(","))
-    except ValueError:
-        raise InputError(f"--hidden {args.hidden!r}: give layer sizes like 10,10") from None
-    opts = CompressOptions(args.fraction, args.remove, DistillOptions(hidden, seed=args.seed))
+    opts = CompressOptions(args.fraction, args.remove,
+                           DistillOptions(hidden_sizes(args.hidden), seed=args.seed))
     n2 = compress(load_network(args.n1), method, np.array([c.box.lower for c in cases]),
                   np.array([c.box.upper for c in cases]), opts)
     # kept only where asked (--workdir): a scratch file otherwise, so that a rerun neither
