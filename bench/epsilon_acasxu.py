@@ -125,14 +125,14 @@ def summarise(res: Results) -> None:
 
 
 def main() -> None:
-    ap = parser(__doc__, "epsilon_acasxu")
-    ap.set_defaults(jobs=1)
-    ap.add_argument("--engines", default="differential,crown,separate")
-    ap.add_argument("--budget", type=float, default=10.0)
-    ap.add_argument("--rel-gap", type=float, default=0.1)
-    ap.add_argument("--networks", default=",".join(NETWORKS))
-    ap.add_argument("--props", default="1,3,4")
-    ap.add_argument("--threads", type=int, default=THREADS)
+    ap = parser(__doc__, "epsilon_acasxu", jobs=1)
+    ap.add_argument("--engines", default="differential,crown,separate",
+                    help="engines, +smart for the smart split rule")
+    ap.add_argument("--budget", type=float, default=10.0, help="seconds per instance")
+    ap.add_argument("--rel-gap", type=float, default=0.1, help="stop at this relative gap")
+    ap.add_argument("--networks", default=",".join(NETWORKS), help="ACAS Xu networks")
+    ap.add_argument("--props", default="1,3,4", help="properties whose boxes are the regions")
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads per process")
     args = ap.parse_args()
     res = Results(args.results, args.fresh, check=not args.summarise)
     if not args.summarise:

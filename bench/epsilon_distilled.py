@@ -73,11 +73,12 @@ def summarise(res: Results) -> None:
 
 
 def main() -> None:
-    ap = parser(__doc__, "epsilon_distilled")
-    ap.set_defaults(jobs=1)
-    ap.add_argument("--networks", default="1_1,2_2,3_3,4_4,5_5")
-    ap.add_argument("--budget", type=float, default=600.0)
-    ap.add_argument("--query-timeout", type=float, default=120.0)
+    ap = parser(__doc__, "epsilon_distilled", jobs=1)
+    ap.add_argument("--networks", default="1_1,2_2,3_3,4_4,5_5", help="ACAS Xu networks")
+    ap.add_argument("--budget", type=float, default=600.0, help="seconds per network and "
+                    "verifier")
+    ap.add_argument("--query-timeout", type=float, default=120.0,
+                    help="seconds per Marabou query")
     args = ap.parse_args()
     res = Results(args.results, args.fresh, check=not args.summarise)
     if not args.summarise:

@@ -112,10 +112,10 @@ class Results:
                 f"- date: {counted('date', 'not recorded')}", ""]
 
 
-def parser(doc: str, name: str) -> argparse.ArgumentParser:
+def parser(doc: str, name: str, jobs: int = 2) -> argparse.ArgumentParser:
     """The options every bench takes: jobs, results file, --fresh, --summarise."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--jobs", type=int, default=2, help="units run at a time (processes)")
+    ap.add_argument("--jobs", type=int, default=jobs, help="units run at a time (processes)")
     ap.add_argument("--results", type=Path, default=RESULTS / f"{name}.jsonl",
                     help="rows file (the table is beside it, .md)")
     ap.add_argument("--fresh", action="store_true", help="start the rows file over")

@@ -161,8 +161,7 @@ def _key(r: dict) -> tuple:
 
 
 def main() -> None:
-    ap = parser(__doc__, "vnncomp_acasxu")
-    ap.set_defaults(jobs=1)
+    ap = parser(__doc__, "vnncomp_acasxu", jobs=1)
     ap.add_argument("--networks", default=",".join(NETWORKS))
     ap.add_argument("--properties", default="1,3,4")
     ap.add_argument("--compressions", default="float16,prune,distill")

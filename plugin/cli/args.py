@@ -60,6 +60,23 @@ def out_file(p: argparse.ArgumentParser, what: str) -> None:
                    help=what)
 
 
+def networks(p: argparse.ArgumentParser, first: str = "the original network",
+             second: str = "the compressed network", suffix: str = ".onnx") -> None:
+    """The positional pair N1 N2."""
+    p.add_argument("n1", type=Path, metavar=f"N1{suffix}", help=first)
+    p.add_argument("n2", type=Path, metavar=f"N2{suffix}", help=second)
+
+
+def finish(p: argparse.ArgumentParser, *, json: bool = True, quiet: bool = True) -> None:
+    """The closing options of a command that writes: --json (where asked), --force, --quiet
+    (where asked)."""
+    if json:
+        json_out(p)
+    force(p)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
 def force(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite output files that exist")
 

@@ -14,10 +14,10 @@ from nnbisim.cli.args import (
     Parser,
     command,
     device,
+    finish,
     force,
-    json_out,
+    networks,
     out_file,
-    quiet,
     region,
 )
 from nnbisim.cli.parser_tasks import add_assure, add_quant, add_vnncomp
@@ -30,8 +30,7 @@ EPS = EpsilonOptions()
 def _merge(sub) -> None:
     m = command(sub, "merge", "merge N1 and N2 into one ONNX whose output is N1 - N2",
                  "merge:cmd_merge")
-    m.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
-    m.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
+    networks(m)
     out_file(m, "the merged ONNX file to write")
     m.add_argument("--form", choices=["sequential", "graph"], default="sequential",
                    help="sequential: a Gemm/Relu chain any verifier takes; graph: both graphs "
@@ -69,22 +68,19 @@ def _check(sub) -> None:
     c = command(sub, "check", "replay random inputs through M, N1 and N2 in onnxruntime",
                  "check:cmd_check")
     c.add_argument("merged", type=Path, metavar="M.onnx", help="the merged network")
-    c.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
-    c.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
+    networks(c)
     region(c, required=False)
     c.add_argument("--samples", type=int, default=5000, help="random inputs to replay")
     c.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     c.add_argument("--rel-tol", type=float, default=1e-5,
                    help="largest disagreement allowed, relative to the outputs' magnitude")
-    json_out(c)
-    force(c)
+    finish(c, quiet=False)
 
 
 def _epsilon(sub) -> None:
     e = command(sub, "epsilon", "witnessed and certified eps = max |N1 - N2| over X",
                  "epsilon:cmd_epsilon")
-    e.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
-    e.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
+    networks(e)
     region(e, required=True)
     e.add_argument("--verifier", default="marabou",
                    help="marabou (bounds, then Marabou bisection), bounds (own engine only), "
@@ -104,9 +100,7 @@ def _epsilon(sub) -> None:
                    help="time limit of one exact-verifier query")
     e.add_argument("--seed", type=int, default=EPS.seed, help="seed of the witness search")
     e.add_argument("--workdir", type=Path, help="keep the merged ONNX and queries here")
-    json_out(e)
-    force(e)
-    quiet(e)
+    finish(e)
 
 
 def _demo(sub) -> None:

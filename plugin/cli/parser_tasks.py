@@ -12,8 +12,9 @@ from nnbisim.cli.args import (
     VERSIONS,
     command,
     device,
+    finish,
     force,
-    json_out,
+    networks,
     out_file,
     quiet,
     region,
@@ -62,16 +63,13 @@ def _assure(sub) -> None:
     device(a)
     a.add_argument("--workdir", type=Path,
                    help="keep the network --compress makes in this folder (default: not kept)")
-    json_out(a)
-    force(a)
-    quiet(a)
+    finish(a)
 
 
 def _enlarge(sub) -> None:
     e = command(sub, "enlarge", "write a property of N1 as the enlarged property N2 must "
                 "satisfy (for any verifier on N2)", "tasks:cmd_enlarge")
-    e.add_argument("n1", type=Path, metavar="N1.onnx", help="the original network")
-    e.add_argument("n2", type=Path, metavar="N2.onnx", help="the compressed network")
+    networks(e)
     e.add_argument("property", type=Path, metavar="PROPERTY.vnnlib",
                    help="the property of N1 to enlarge")
     out_file(e, "the enlarged property to write")
@@ -81,9 +79,7 @@ def _enlarge(sub) -> None:
     e.add_argument("--time-budget", type=float, default=60.0, metavar="S",
                    help="for certifying N1 - N2, shared among the boxes")
     device(e)
-    json_out(e)
-    force(e)
-    quiet(e)
+    finish(e)
 
 
 def _compress(sub) -> None:
@@ -123,22 +119,19 @@ def add_quant(sub) -> None:
     d = command(sub, "discrepancy", "certified [min, max] of N1 - N2 per output when a "
                 "network is quantized (int8 activations rounded exactly)",
                 "quant:cmd_discrepancy")
-    d.add_argument("n1", type=Path, metavar="N1", help="the original (.onnx or .pth)")
-    d.add_argument("n2", type=Path, metavar="N2", help="the quantized copy (.onnx or .pth)")
+    networks(d, "the original (.onnx or .pth)", "the quantized copy (.onnx or .pth)",
+             "")
     region(d, required=True)
     d.add_argument("--time-budget", type=float, default=60.0, metavar="S",
                    help="seconds per box of the input set")
-    json_out(d)
-    force(d)
-    quiet(d)
+    finish(d)
     _repair(sub)
 
 
 def _repair(sub) -> None:
     r = command(sub, "repair", "retrain an int8 N2 until its certified discrepancy to N1 meets "
                 "a target (second paper)", "quant:cmd_repair")
-    r.add_argument("n1", type=Path, metavar="N1", help="the original float network")
-    r.add_argument("n2", type=Path, metavar="N2", help="the quantized network to repair")
+    networks(r, "the original float network", "the quantized network to repair", "")
     r.add_argument("--arch", help="layer sizes, e.g. 784-256-64-10 (checked against the files)")
     r.add_argument("--regions", default="paper",
                    help="paper (the ten images, 2x2 centre patch +-0.05), ball:R:I,J,... "
@@ -158,9 +151,7 @@ def _repair(sub) -> None:
     r.add_argument("--data", type=Path, help="the data folder (default ../shared/data)")
     r.add_argument("--seed", type=int, default=REPAIR.seed, help="sampling and training seed")
     out_file(r, "the repaired int8 ONNX file to write")
-    json_out(r)
-    force(r)
-    quiet(r)
+    finish(r)
 
 
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
