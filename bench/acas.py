@@ -7,6 +7,7 @@ import csv
 import os
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 import numpy as np
 from harness import DATA, WORK
 

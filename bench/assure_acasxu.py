@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, chosen, copy, instances, short, spread
 from harness import Results, parser, run, scatter
+from matplotlib.figure import Figure
 
 from nnbisim.specs.io import read_spec_cases
 from nnbisim.tasks.assure import assure
@@ -148,8 +150,6 @@ def summarise(res: Results, total: int) -> None:
 
 
 def _plot_times(rows: list[dict], path: Path) -> None:
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5, 5), dpi=120)
     ax = fig.subplots()
     xs = [max(r["marabou_seconds"], 0.01) for r in rows]

@@ -34,6 +34,7 @@ import json
 import time
 from dataclasses import replace
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, by_name, chosen, copy, short
 from harness import RESULTS, Results, parser, run, scatter
 

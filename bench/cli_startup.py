@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, network_file
 from harness import ROOT, Results, parser
 

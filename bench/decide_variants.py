@@ -28,6 +28,7 @@ import json
 import time
 from dataclasses import dataclass
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, by_name, chosen, short
 from harness import RESULTS, Results, parser, run
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import _threads  # noqa: F401 - first: one thread per process
 import torch
 from acas import ACAS, NETWORKS, copy, network_file
 from harness import Results, parser, run

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, copy, network_file
 from harness import Results, parser, run
 

@@ -24,11 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-# one thread per process, set before numpy or torch is first imported: the benches run tools
-# side by side on few cores, and multi-threaded BLAS or torch against another busy process
-# slowed one tool several times over
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import _threads  # noqa: F401 - first: one thread per process
+import torch
+from matplotlib.figure import Figure
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -66,9 +64,7 @@ def machine() -> str:
 
 
 def one_thread() -> None:
-    """A worker's initializer: torch on one thread (torch loaded here, in the worker)."""
-    import torch
-
+    """A worker's initializer: torch on one thread."""
     torch.set_num_threads(TORCH_THREADS)
 
 
@@ -90,7 +86,9 @@ class Results:
                      "(the old rows stay in git history), or --summarise to redraw the table")
 
     def add(self, row: dict) -> dict:
-        row = {**row, **self.stamp}
+        """Append ``row`` with the stamp; a row measured in this process (not by :func:`run`'s
+        workers, which record their own) gets this process's torch threads."""
+        row = {"torch_threads": torch.get_num_threads(), **row, **self.stamp}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as sink:
             sink.write(json.dumps(row) + "\n")
@@ -154,8 +152,6 @@ def run(units: dict[object, tuple], fn: Callable[..., dict], results: Results,
 
 def _measured(fn: Callable[..., dict], *args: object) -> dict:
     """``fn(*args)`` in a worker, with the torch threads it ran on."""
-    import torch
-
     row = fn(*args)
     return {**row, "torch_threads": torch.get_num_threads()}
 
@@ -163,8 +159,6 @@ def _measured(fn: Callable[..., dict], *args: object) -> dict:
 def scatter(groups: dict[str, list[float]], path: Path, ylabel: str, title: str,
             log: bool = True) -> None:
     """One column of points per group (a plot beside the table)."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5, 3.5), dpi=120)
     ax = fig.subplots()
     names = list(groups)

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 import numpy as np
 import onnxruntime as ort
 from acas import ACAS, NETWORKS, network_file

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 import numpy as np
 from harness import DATA, Results, parser
 from matplotlib.figure import Figure

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, NETWORKS
 from harness import WORK, Results, parser, run
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnbisim.core.errors import SpecError
+from nnbisim.core.rounding import TINY, gamma2
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property
 
 __all__ = ["enlarge", "enlarged_property"]
@@ -30,8 +31,7 @@ def enlarge(unsafe: OutputConstraint, lower: np.ndarray, upper: np.ndarray) -> O
     polys = []
     for p in unsafe.disjuncts:
         terms = np.maximum(-p.mat * lo, -p.mat * hi)
-        gamma = 2.0 * (terms.shape[1] + 2) * 2.0**-53
-        err = gamma * (np.abs(terms).sum(axis=1) + np.abs(p.rhs)) + 2.0**-1000
+        err = gamma2(terms.shape[1] + 2) * (np.abs(terms).sum(axis=1) + np.abs(p.rhs)) + TINY
         rhs = np.nextafter(p.rhs + terms.sum(axis=1) + err, np.inf)  # rounded outward
         polys.append(Polytope(p.mat, rhs))
     return OutputConstraint(tuple(polys))

@@ -1,30 +1,17 @@
-"""Outward rounding for sound float64 bounds: the one rounding vocabulary of the engines.
-
-A float64 sum of ``n`` products differs from its exact value by at most
-``gamma(n) * (sum of the magnitudes of the products)``, ``gamma(n) = n U / (1 - n U)``,
-``U = 2**-53``, in any summation order, with or without fused multiply-add. The bound engines add
-such margins to every bound they compute and round the result one step outward; ``TINY`` covers
-underflow wherever a margin is non-zero.
+"""Outward rounding for sound float64 bounds, on tensors: the engines add margins of
+:mod:`nnbisim.core.rounding`'s vocabulary (``U``, ``TINY``, ``gamma``, ``gamma2``, re-exported
+here) to every bound they compute and round the result one step outward.
 """
 
 from __future__ import annotations
 
 import torch
 
-U = 2.0**-53  # unit roundoff of float64
-TINY = 2.0**-1000  # absolute slack against underflow, added wherever a margin is non-zero
+from nnbisim.core.rounding import TINY, U, gamma, gamma2
+
+__all__ = ["TINY", "U", "down", "gamma", "gamma2", "margin", "round_up", "up", "widen"]
 
 T = torch.Tensor
-
-
-def gamma(n: int) -> float:
-    """``n U / (1 - n U)``: the relative rounding bound of a float64 dot product of length n."""
-    return n * U / (1.0 - n * U)
-
-
-def gamma2(n: int) -> float:
-    """Twice :func:`gamma`; the doubling covers the rounding of the margin computation itself."""
-    return 2.0 * gamma(n)
 
 
 def down(t: T) -> T:
