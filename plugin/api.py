@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from nnbisim.adapters.compress import compress, distill
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import merge_files
+from nnbisim.adapters.merged_onnx import merge_files, merged_network
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import CompressOptions, DistillOptions
@@ -47,6 +47,6 @@ __all__ = [
     "assure", "available_verifiers", "check_merged", "compress", "compute_epsilon",
     "crown_bounds", "decide", "differential_bounds", "discrepancy", "distill",
     "enlarged_cases", "get_verifier", "interval_bounds", "load_network", "merge_files",
-    "merge_networks", "network_to_model", "pair", "read_spec", "read_spec_cases", "repair",
-    "save_model", "single", "through",
+    "merge_networks", "merged_network", "network_to_model", "pair", "read_spec",
+    "read_spec_cases", "repair", "save_model", "single", "through",
 ]
