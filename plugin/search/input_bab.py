@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nnbisim.core import interrupt
 from nnbisim.search.bab_types import BabOptions, BabProblem, BabResult, OpenBoxes
 from nnbisim.search.boxsearch import BoxSearch
 from nnbisim.search.stop import StopReason
@@ -42,6 +43,8 @@ def _stop(s: BoxSearch, opts: BabOptions, elapsed: float) -> StopReason | None:
         return StopReason.BUDGET
     if s.bounded >= opts.max_boxes:
         return StopReason.MAX_BOXES
+    if interrupt.requested():
+        return StopReason.INTERRUPTED
     return None
 
 
@@ -75,7 +78,7 @@ def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray
                   np.atleast_2d(np.asarray(start_x, np.float64)), resume)
     k, reason = options.batch or FIRST_BATCH, StopReason.BUDGET
     polished, rng = t0, np.random.default_rng(0)
-    try:
+    with interrupt.deferred():  # Ctrl-C is answered between steps, where the state is whole
         while True:
             s.prune()
             if progress is not None:
@@ -92,7 +95,5 @@ def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray
             if options.batch is None:
                 now = time.perf_counter()
                 k = _resized(k, now - step, options.time_budget - (now - t0), options)
-    except KeyboardInterrupt:
-        reason = StopReason.INTERRUPTED
     return BabResult(s.upper(), s.best.copy(), s.best_x.copy(), s.bounded,
                      time.perf_counter() - t0, reason, s.left())

@@ -34,6 +34,7 @@ from nnbisim.bounds.crown import (
     prepare,
 )
 from nnbisim.bounds.crown_relax import Tensorish
+from nnbisim.core import interrupt
 from nnbisim.core.errors import ShapeMismatchError
 from nnbisim.core.model import Network
 from nnbisim.search.stop import StopReason, gap_closed
@@ -149,6 +150,12 @@ def _sample(problem: _Problem, rng: np.random.Generator, samples: int
     return float(vals[k]), xs[k].cpu().numpy()
 
 
+def _open_nan(bound: np.ndarray) -> np.ndarray:
+    """Upper bounds with NaN read as +inf: an undefined bound leaves its sub-problem open."""
+    bound = np.asarray(bound, np.float64)
+    return np.where(np.isnan(bound), np.inf, bound)
+
+
 class _Frontier:
     """The open sub-problems (a heap by bound), the bounds of parents being split, the best
     bound among leaves and the best value: their largest bound is sound at every moment."""
@@ -167,7 +174,8 @@ class _Frontier:
         child's bound is also bounded by its parent's: its region is smaller); those with
         nothing left to split stay as they are, counted in ``leaves``."""
         up, branch, params = bounded
-        up = np.minimum(up, parent_up)
+        # a NaN bound proves nothing: it is +inf (open), capped by the parent's bound
+        up = np.minimum(_open_nan(up), _open_nan(parent_up))
         for k in np.flatnonzero((up > self.value) & (branch >= 0)):
             warm = None if params is None else params[k]
             heapq.heappush(self.heap, (-float(up[k]), next(self.tie), splits[k], int(branch[k]),
@@ -217,6 +225,8 @@ def _stop(front: _Frontier, nodes: int, elapsed: float, opts: ReluBabOptions
         return StopReason.MAX_NODES
     if elapsed >= opts.time_budget:
         return StopReason.BUDGET
+    if interrupt.requested():
+        return StopReason.INTERRUPTED
     return None
 
 
@@ -226,7 +236,7 @@ def relu_bab_max(net: Network | TorchNet, lower: Tensorish, upper: Tensorish, c:
     """Certify an upper bound of ``max_{lower <= x <= upper} c @ net(x)`` by ReLU splitting.
 
     Stops as :class:`ReluBabOptions` says (``value``: the larger of ``witness_value`` and what
-    the root's sampling found), when nothing is left to split, or on ``KeyboardInterrupt``; the
+    the root's sampling found), when nothing is left to split, or on Ctrl-C (between batches); the
     returned ``upper`` is sound in every case. ``progress(upper, nodes)`` is called after every
     batch.
     """
@@ -234,7 +244,7 @@ def relu_bab_max(net: Network | TorchNet, lower: Tensorish, upper: Tensorish, c:
     problem = _problem(net, lower, upper, c, options)
     front = _Frontier(float(witness_value))
     best_x, nodes, reason = None, 0, StopReason.INTERRUPTED
-    try:
+    with interrupt.deferred():  # Ctrl-C is answered between batches, where the state is whole
         root = np.zeros((1, sum(problem.net.hidden_sizes)), dtype=np.int8)
         front.pending = [np.inf]
         sampled, x = _sample(problem, np.random.default_rng(0), options.samples)
@@ -252,8 +262,6 @@ def relu_bab_max(net: Network | TorchNet, lower: Tensorish, upper: Tensorish, c:
             children, warm, parent_up = front.children(options.batch)
             front.add(children, problem.bound(children, warm), parent_up)
             nodes += len(children)
-    except KeyboardInterrupt:
-        reason = StopReason.INTERRUPTED
     bound = front.upper()
     seconds = time.perf_counter() - start
     log.info("relu bab: upper %.6g, value %.6g, %d nodes, %.1f s, %s", bound, front.value, nodes,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 from babcall import bab
 from netbuild import random_network
@@ -271,3 +274,29 @@ def test_a_lazy_search_sharpens_kept_halves_only_after_a_stall():
     assert res.reason == "exhausted" and calls["tighten"] > 1
     # (a first box sharper than its halves' plain bounds counts as a stall too: the halves
     # cannot score better than it)
+
+
+def test_ctrl_c_stops_between_steps_with_boxes_and_bounds_in_line():
+    """A SIGINT (as from Ctrl-C) during the search is answered at the next step: the result is
+    interrupted, sound, and its open boxes line up with their bounds (resumable)."""
+    rng = np.random.default_rng(11)
+    n1, n2 = random_network([2, 16, 16, 1], rng), random_network([2, 8, 1], rng)
+    merged = merge_networks(n1, n2).network
+    steps: list[int] = []
+
+    def ctrl_c(best: float, top: float, boxes: int) -> None:
+        steps.append(boxes)
+        if len(steps) == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    res = search(merged, [-1.0, -1.0], [1.0, 1.0], [[1.0]], rel_gap=0.0, abs_gap=0.0,
+                 batch=4, progress=ctrl_c)
+    assert res.reason == "interrupted" and len(steps) == 4
+    left = res.left
+    assert len(left.lo) == len(left.hi) == len(left.ub) > 0
+    g = np.linspace(-1, 1, 201)
+    xs = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    assert res.upper[0] >= merged.forward(xs).max()
+    again = search(merged, [-1.0, -1.0], [1.0, 1.0], [[1.0]], start=res.value, rel_gap=1e-3,
+                   resume=left)
+    assert again.upper[0] <= res.upper[0] and again.upper[0] >= merged.forward(xs).max()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from netbuild import random_network
 
 from nnbisim.adapters.merge import merge_networks
+from nnbisim.core import interrupt
 from nnbisim.core.errors import ShapeMismatchError
 from nnbisim.core.model import Network
-from nnbisim.search.relu_bab import ReluBabOptions, relu_bab_max
+from nnbisim.search.relu_bab import ReluBabOptions, _Frontier, relu_bab_max
 
 
 def _grid_max(net: Network, c: np.ndarray, n: int = 801) -> float:
@@ -65,13 +69,14 @@ def test_anytime_bounds_are_sound(small_net: Network) -> None:
     assert capped.reason == "max-nodes" and capped.upper >= true
     seen: list[float] = []
 
-    def interrupt(upper: float, nodes: int) -> None:
+    def ctrl_c(upper: float, nodes: int) -> None:
         seen.append(upper)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
+        if len(seen) == 3:  # a real SIGINT: the search stops at its next consistent state
+            os.kill(os.getpid(), signal.SIGINT)
 
-    stopped = relu_bab_max(small_net, *box, c, options=ReluBabOptions(batch=8), progress=interrupt)
+    stopped = relu_bab_max(small_net, *box, c, options=ReluBabOptions(batch=8), progress=ctrl_c)
     assert stopped.reason == "interrupted" and stopped.upper >= true
+    assert len(seen) == 3 and not interrupt.requested()  # the request ends with the search
     assert seen == sorted(seen, reverse=True)  # the reported bound only improves
 
 
@@ -91,3 +96,16 @@ def test_identical_networks_stay_sound_and_improve() -> None:
 def test_wrong_objective_size_is_refused(small_net: Network) -> None:
     with pytest.raises(ShapeMismatchError, match="outputs"):
         relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], [1.0, 2.0])
+
+
+def test_a_nan_bound_leaves_its_sub_problem_open() -> None:
+    """NaN > value is false: read plainly, a NaN bound would close its sub-problem as proved.
+    It is +inf instead, capped by the parent's bound (the child's region is inside it)."""
+    front = _Frontier(value=0.0)
+    front.pending = [np.inf]
+    splits = np.zeros((2, 3), np.int8)
+    front.add(splits, (np.array([np.nan, -1.0]), np.array([0, 1]), None), np.array([5.0, 5.0]))
+    assert len(front.heap) == 1 and front.upper() == 5.0  # the NaN child is open at 5
+    leaf = _Frontier(value=0.0)
+    leaf.add(splits[:1], (np.array([np.nan]), np.array([-1]), None), np.array([np.nan]))
+    assert leaf.upper() == np.inf  # nothing left to split, nothing known: unbounded
