@@ -21,6 +21,7 @@ import numpy as np
 
 from nnbisim.adapters.replay import PropertyReader, replay_checked
 from nnbisim.adapters.tools import check_files, log_tail, run_with_deadline
+from nnbisim.core import interrupt
 from nnbisim.core.verdict import Status, Verdict
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class MarabouVerifier:
             start = time.perf_counter()
             code = run_with_deadline(cmd, timeout, log_file)
             seconds = time.perf_counter() - start
+            if code is None and interrupt.requested():
+                return Verdict(Status.UNKNOWN, self.name, seconds,
+                               message=f"stopped by Ctrl-C after {seconds:.1f} s")
             if code is None:
                 return Verdict(Status.TIMEOUT, self.name, seconds,
                                message=f"killed after {seconds:.1f} s")

@@ -12,6 +12,7 @@ import numpy as np
 
 from nnbisim.core.errors import SpecError
 from nnbisim.core.verdict import Status
+from nnbisim.specs._text import write_text
 
 RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 
@@ -71,4 +72,4 @@ def assignment_2_0(variables: list[tuple[str, str, tuple[int, ...], np.ndarray]]
 def write_result(path: Path, word: str, counterexample: str = "") -> None:
     if word not in RESULT_WORDS:
         raise ValueError(f"result word must be one of {RESULT_WORDS}, not {word!r}")
-    Path(path).write_text(word + "\n" + (counterexample if word == "sat" else ""))
+    write_text(path, word + "\n" + (counterexample if word == "sat" else ""))

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 
 from nnbisim.adapters.onnx_peek import Peek, peek
-from nnbisim.core.errors import InputError, ShapeMismatchError
-from nnbisim.specs.io import read_spec, read_spec_cases
+from nnbisim.core.errors import InputError, ShapeMismatchError, SpecError
+from nnbisim.specs.io import read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.vnncomp.formats import find_base, parse_network_field
@@ -169,7 +169,10 @@ def vnncomp_run(args: argparse.Namespace) -> None:
         parse_network_field(args.network, base)
         existing(args.vnnlib, "VNN-LIB property")
     except InputError as exc:
-        Path(args.result).write_text(f"error\n{exc}\n")
+        try:
+            write_text(args.result, f"error\n{exc}\n")
+        except SpecError:
+            pass  # the result cannot be written either: the instance's own error comes first
         raise
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from nnbisim.core.errors import InputError
+from nnbisim.core.files import write_atomic
 
 
 def progress_to_stderr(start: float | None = None, quiet: bool = False
@@ -28,11 +29,16 @@ def write_json(path: Path, data: object) -> None:
     interrupted run never leaves a half-written file; the folder is made if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def mark_unfinished(path: Path, command: str) -> None:
+    """Replace an earlier result at ``path`` (``--force`` was given) by a JSON saying this run
+    has not finished, before the work starts: a run killed halfway leaves that, never the
+    earlier run's answer as if it were this one's."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_json(path, {"finished": False, "command": command,
+                          "note": "written when the run started; a finished run replaces it"})
+    except OSError as e:
+        raise InputError(f"{path}: cannot be written ({e.strerror}); give --json a path in a "
+                         "writable folder") from None

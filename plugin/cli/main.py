@@ -7,14 +7,18 @@ only for a command that runs. Library errors become one line on stderr and exit 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nnbisim.cli.args import EXIT_BAD_INPUT, glue_vectors
+from nnbisim.cli.common import mark_unfinished
 from nnbisim.cli.parser import THREADS_ENV, build_parser
-from nnbisim.core.errors import InputError, NnbisimError
+from nnbisim.core import interrupt
+from nnbisim.core.errors import InputError, NnbisimError, OverwriteError
 
 EXIT_INTERRUPTED = 130
 
@@ -57,13 +61,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.check(args)
         handler = _handler(args.handler)
         _apply_threads(n)
-        return int(handler(args) or 0)
+        return _run(handler, args)
     except NnbisimError as exc:
         print(f"nnbisim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("nnbisim: interrupted", file=sys.stderr)
+        print("nnbisim: interrupted (second Ctrl-C): results not written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _run(handler, args: argparse.Namespace) -> int:
+    """The handler, with Ctrl-C deferred: the first one ends the run at its next consistent
+    state, the handler writes what it has, and the exit code is 130. A ``--json`` target is
+    marked unfinished first, so that a killed run never leaves an earlier run's answer there."""
+    target = getattr(args, "json", None)
+    if target is not None:
+        if Path(target).exists() and not getattr(args, "force", False):
+            raise OverwriteError(f"{target}: already exists; pass --force to overwrite it or "
+                                 "choose another --json path")
+        mark_unfinished(target, " ".join(["nnbisim", *sys.argv[1:]]))
+    try:
+        with interrupt.deferred():
+            code = int(handler(args) or 0)
+            if interrupt.requested():
+                print("nnbisim: interrupted (Ctrl-C): stopped early; what was computed is "
+                      "written", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            return code
+    except NnbisimError:
+        if target is not None:
+            Path(target).unlink(missing_ok=True)  # no result, and no placeholder left behind
+        raise
 
 
 if __name__ == "__main__":

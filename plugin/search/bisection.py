@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnbisim.core import interrupt
 from nnbisim.core.verdict import Status, Verdict, Verifier
 from nnbisim.search.stop import StopReason, gap_closed
 from nnbisim.specs.discrepancy import violation_property
@@ -100,8 +101,11 @@ def _ask(bracket: Bracket, q: ExactQueries, t: float, deadline: float) -> StopRe
                 # nothing more can be learnt from this threshold
                 return StopReason.NO_PROGRESS
             return False
-        if verdict.status is not Status.HOLDS:
-            return StopReason(verdict.status.value)
+        if verdict.status is not Status.HOLDS:  # a query cut short by Ctrl-C is no answer
+            return StopReason.INTERRUPTED if interrupt.requested() else StopReason(
+                verdict.status.value)
+        if interrupt.requested() and b < len(q.inputs.boxes) - 1:
+            return StopReason.INTERRUPTED
     return True
 
 
@@ -131,7 +135,13 @@ def bisect(bracket: Bracket, queries: ExactQueries, deadline: float,
         if deadline - time.perf_counter() <= 1.0:
             bracket.stopped = StopReason.BUDGET
             return bracket
+        if interrupt.requested():
+            bracket.stopped = StopReason.INTERRUPTED
+            return bracket
         t = (low + bracket.certified) / 2
+        if any(q.threshold == t for q in bracket.queries):  # the same question again (a sat
+            bracket.stopped = StopReason.NO_PROGRESS  # that replays just below t): no answer
+            return bracket  # would differ
         answer = _ask(bracket, queries, t, deadline)
         if isinstance(answer, StopReason):
             bracket.stopped = answer

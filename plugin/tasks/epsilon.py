@@ -22,6 +22,7 @@ from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.bounds.bounded import Bounded
 from nnbisim.bounds.objectives import choose_engine, objective_bounds, objective_values
+from nnbisim.core import interrupt
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
 from nnbisim.core.reports import EpsilonReport, OutputBounds
@@ -79,23 +80,33 @@ def compute_epsilon(n1_path: str | Path, n2_path: str | Path, inputs: InputSet,
     _check(n1, n2, inputs, (n1_path, n2_path), options)
     run = _Run(n1, n2, inputs, options, onnx_replay(n1_path, n2_path),
                progress or (lambda _msg: None))
+    with interrupt.deferred():  # Ctrl-C: no further stage, the bounds reached so far
+        return _stages(run, t0)
+
+
+def _stages(run: _Run, t0: float) -> EpsilonReport:
+    """Witnesses, the own engine's bounds, then the exact verifier's bisection; each stage
+    starts only if no stop was asked for."""
+    options, n1, n2 = run.opts, run.n1, run.n2
     run.say("witnesses: sampling and hill climbs, replayed in onnxruntime")
-    wit = find_witnesses(n1, n2, inputs, run.replay, seed=options.seed)
+    wit = find_witnesses(n1, n2, run.inputs, run.replay, seed=options.seed)
     run.brackets = [Bracket(w.index, w.sign, w.value, np.inf, w.x) for w in wit]
     engine, notes, queries = "none", [], []
     exact = options.verifier not in (NO_VERIFIER, OWN_VERIFIER)
-    if options.verifier != NO_VERIFIER:
+    if options.verifier != NO_VERIFIER and not interrupt.requested():
         engine = choose_engine(n1, n2, options.engine)
         share = options.time_budget * (EXACT_SHARE if exact else 1.0)
         skip = [options.objectives is not None and (b.index, b.sign) not in options.objectives
                 for b in run.brackets]
         if not all(skip):
             _certify(run, engine, share - (time.perf_counter() - t0), skip)
-    if exact:
+    if exact and not interrupt.requested():
         queries = _exact(run, t0 + options.time_budget)
-    else:
+    elif not exact:
         notes = (["no certified bound was asked for (--verifier none)"]
                  if options.verifier == NO_VERIFIER else [])
+    if interrupt.requested():
+        notes.append("interrupted (Ctrl-C): the bounds are those reached so far, sound")
     return _report(run, engine, queries, notes, time.perf_counter() - t0)
 
 

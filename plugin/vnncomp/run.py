@@ -21,11 +21,11 @@ import vnnlib
 
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.replay import confirm_violation
-from nnbisim.core.errors import NnbisimError, UnsupportedModelError
+from nnbisim.core.errors import NnbisimError, SpecError, UnsupportedModelError
 from nnbisim.core.verdict import Status, Verdict
 from nnbisim.search.decide import decide
 from nnbisim.search.subjects import pair, subject_of
-from nnbisim.specs._text import read_text
+from nnbisim.specs._text import read_text, write_text
 from nnbisim.specs.io import detect_version, read_spec, read_spec_cases
 from nnbisim.specs.results import assignment_2_0, counterexample_1_0, write_result
 from nnbisim.specs.sets import SpecCase, TwoNetworkQuery
@@ -152,6 +152,8 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
     try:
         nets = parse_network_field(field, base_path)
         spec = read_spec(vnnlib_path)
+        # an earlier run's answer must not survive this run being killed: unknown until decided
+        write_result(Path(result), Status.UNKNOWN.vnncomp)
         two = isinstance(spec, TwoNetworkQuery)
         if len(nets) == 2 and two:
             status, cex = _decide_two(field, vnnlib_path, spec, timeout, base_path)
@@ -162,7 +164,10 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
             log.warning("%d networks for a query over %s: not supported", len(nets),
                         "two networks" if two else "one network")
     except NnbisimError as exc:
-        Path(result).write_text(f"error\n{exc}\n")
+        try:
+            write_text(result, f"error\n{exc}\n")
+        except SpecError:
+            pass  # the result cannot be written either: the instance's own error comes first
         raise
     write_result(Path(result), status.vnncomp, cex)
     return status

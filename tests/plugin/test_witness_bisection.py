@@ -11,6 +11,7 @@ from netbuild import random_network, save
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
+from nnbisim.core.verdict import Status, Verdict
 from nnbisim.search.bisection import Bracket, ExactQueries, bisect
 from nnbisim.search.witness import find_witnesses, onnx_replay
 from nnbisim.specs.sets import Box, InputSet
@@ -113,3 +114,29 @@ def test_polisher_climbs_inside_the_boxes():
     d1 = (n1.forward(ends) - n2.forward(ends)).reshape(4, 10, 2)
     for k, (i, s) in enumerate([(0, 1), (0, -1), (1, 1), (1, -1)]):
         assert np.all(s * d1[k, :, i] >= s * d0[:, i] - 1e-12)  # climbing never goes down
+
+
+class _SatJustBelow:
+    """A verifier that answers sat with a point the replay puts just below the threshold (a
+    float32 file a hair above the originals): bisection must not ask it again."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def check(self, model, prop, timeout):
+        self.asked += 1
+        return Verdict(Status.VIOLATED, self.name, counterexample=np.array([0.0]))
+
+
+def test_bisection_never_asks_the_same_query_twice(tmp_path):
+    tool = _SatJustBelow()
+    below = 0.5 - 1e-7  # within the replay tolerance of t = 0.5, not above the witness
+    replay = lambda x: np.full((len(x), 1), below)  # noqa: E731
+    br = Bracket(0, 1, witnessed=below, certified=0.5 + 1e-7, witness_x=np.array([0.0]))
+    asks = ExactQueries(tmp_path / "m.onnx", InputSet.of(Box([-1.0], [1.0])), 1, 0, tool,
+                        replay, tmp_path, rel_gap=0.0, abs_gap=0.0)
+    bisect(br, asks, deadline=time.perf_counter() + 60)
+    assert tool.asked == 1 and br.stopped == "no progress (counterexample below threshold on replay)"
+    assert br.certified == 0.5 + 1e-7  # a sat never lowers the certified bound

@@ -1,0 +1,112 @@
+"""Ctrl-C on a real command: the run ends at once, writes what it has, exits 130; no process
+it started outlives it. A result file from an earlier run never survives the run replacing it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import acas_net
+
+from nnbisim.cli.main import main
+
+NNBISIM = [sys.executable, "-m", "nnbisim.cli"]
+
+
+def _float16_copy(tmp_path: Path) -> Path:
+    n2 = tmp_path / "n2.onnx"
+    assert main(["compress", str(acas_net(1, 1)), "--method", "float16", "-o", str(n2)]) == 0
+    return n2
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _wait_for(proc: subprocess.Popen, text: str, seconds: float = 120.0) -> str:
+    """Stderr lines of ``proc`` up to the first holding ``text``."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    proc.kill()
+    pytest.fail(f"never saw {text!r}: {''.join(seen)[-2000:]}")
+
+
+@pytest.mark.marabou
+def test_ctrl_c_during_bisection_writes_the_json_and_leaves_no_marabou(tmp_path, acas_dir):
+    n2 = _float16_copy(tmp_path)
+    out = tmp_path / "eps.json"
+    out.write_text('{"certified": 0.0, "from": "an earlier run"}')
+    proc = subprocess.Popen(
+        [*NNBISIM, "epsilon", str(acas_net(1, 1)), str(n2), "--input",
+         str(acas_dir / "prop_1.vnnlib"), "--verifier", "marabou", "--time-budget", "40",
+         "--query-timeout", "300", "--json", str(out), "--force"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(proc, "marabou: bisecting")
+        before = json.loads(out.read_text())
+        time.sleep(1.0)  # a Marabou query under way
+        workers = _children(proc.pid)
+        assert workers, "a Marabou query should be running"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130
+    assert before.get("from") != "an earlier run"  # replaced when the run started
+    rep = json.loads(out.read_text())
+    assert rep.get("finished", True) and rep["eps"]["certified"] >= rep["eps"]["witnessed"] > 0
+    assert any("interrupted" in n for n in rep["notes"])
+    assert all(not Path(f"/proc/{w}").exists() or _is_zombie(w) for w in workers)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_ctrl_c_during_branch_and_bound_starts_no_further_stage(tmp_path, acas_dir):
+    n2 = _float16_copy(tmp_path)
+    out = tmp_path / "eps.json"
+    proc = subprocess.Popen(
+        [*NNBISIM, "epsilon", str(acas_net(1, 1)), str(n2), "--input",
+         str(acas_dir / "prop_1.vnnlib"), "--verifier", "marabou", "--time-budget", "600",
+         "--json", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(proc, "boxes bounded")
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130
+    rep = json.loads(out.read_text())
+    assert rep["queries"] == []  # Marabou's bisection never started
+    assert rep["searches"][0]["reason"] == "interrupted"
+    assert rep["eps"]["certified"] >= rep["eps"]["witnessed"] > 0
