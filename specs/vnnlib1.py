@@ -19,8 +19,9 @@ rows are written in standard 1.0 anyway.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nnbisim.core.errors import SpecError
@@ -36,6 +37,8 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _VAR = re.compile(r"([XY])_(\d+)")
 _IGNORED = {"check-sat", "get-model", "exit", "set-logic", "set-info", "set-option"}
 _COMPARE = {"<=", ">=", "<", ">", "="}
+_NOT_FINITE = {"nan", "inf", "infinity"}
+MAX_ATOMS = 10_000_000  # comparisons in the disjunctive normal form of one assert
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,35 @@ class _Reader:
         self.declared[m.group(1)].add(int(m.group(2)))
 
     def linear(self, e: _Expr) -> _Linear:
+        """A linear term, read without recursion (any nesting depth)."""
+        return _post_order(e, self._term_args, self._leaf_term, self._combine_term)
+
+    def _leaf_term(self, e: _Atom) -> _Linear:
+        if _NUMBER.fullmatch(e.text):
+            value = float(e.text)
+            if not math.isfinite(value):
+                raise self.fail(e.line, f"'{e.text}' is out of the double range; give a "
+                                        "finite number")
+            return {}, value
+        if e.text.lower().lstrip("+-") in _NOT_FINITE:
+            kind = "a NaN" if "nan" in e.text.lower() else "an infinite"
+            raise self.fail(e.line, f"'{e.text}' is {kind} bound, not a number nnbisim can "
+                                    "use; give a finite number")
+        m = _VAR.fullmatch(e.text)
+        if m is None or int(m.group(2)) not in self.declared[m.group(1)]:
+            raise self.fail(e.line, f"'{e.text}' is not a number or a declared variable; "
+                                    "declare it with (declare-const NAME Real) first")
+        return {(m.group(1), int(m.group(2))): 1.0}, 0.0
+
+    def _term_args(self, e: _Expr) -> Sequence[_Expr] | None:
         if isinstance(e, _Atom):
-            if _NUMBER.fullmatch(e.text):
-                return {}, float(e.text)
-            m = _VAR.fullmatch(e.text)
-            if m is None or int(m.group(2)) not in self.declared[m.group(1)]:
-                raise self.fail(e.line, f"'{e.text}' is not a number or a declared variable; "
-                                        "declare it with (declare-const NAME Real) first")
-            return {(m.group(1), int(m.group(2))): 1.0}, 0.0
+            return None
         if not e.items or not isinstance(e.items[0], _Atom):
             raise self.fail(e.line, "expected an arithmetic term like (+ a b), (- a), (* c X_0)")
-        op, args = e.items[0].text, [self.linear(a) for a in e.items[1:]]
+        return _flat(e, "+") if e.items[0].text == "+" else e.items[1:]
+
+    def _combine_term(self, e: _List, args: list[_Linear]) -> _Linear:
+        op = e.items[0].text
         if op == "+" and args:
             return _add(args)
         if op == "-" and len(args) == 1:
@@ -138,26 +159,41 @@ class _Reader:
                                 "use +, -, * with constants")
 
     def dnf(self, e: _Expr) -> list[list[cst.Atom]]:
+        """A constraint in disjunctive normal form, read without recursion (any nesting)."""
+        return _post_order(e, self._constraint_args, self._comparison, self._combine_dnf)
+
+    def _constraint_args(self, e: _Expr) -> Sequence[_Expr] | None:
         if not isinstance(e, _List) or not e.items or not isinstance(e.items[0], _Atom):
             raise self.fail(e.line, "expected a constraint like (<= a b), (and ...), (or ...)")
-        op, args = e.items[0].text, e.items[1:]
-        if op in ("and", "or") and not args:
-            raise self.fail(e.line, f"'{op}' needs at least one argument")
+        op = e.items[0].text
         if op in ("and", "or"):
-            parts = [self.dnf(a) for a in args]
-            if op == "or":
-                return [conj for part in parts for conj in part]
-            return cst.dnf_product(parts, self.source)
+            if len(e.items) == 1:
+                raise self.fail(e.line, f"'{op}' needs at least one argument")
+            return _flat(e, op)
         if op in _COMPARE:
-            if len(args) != 2:
-                raise self.fail(e.line, f"'{op}' needs exactly two arguments")
-            lhs, rhs = self.linear(args[0]), self.linear(args[1])
-            if op in ("<=", "<"):
-                return [[cst.Atom.le(lhs, rhs)]]
-            if op in (">=", ">"):
-                return [[cst.Atom.le(rhs, lhs)]]
-            return [[cst.Atom.le(lhs, rhs), cst.Atom.le(rhs, lhs)]]
+            return None
         raise self.fail(e.line, f"unsupported constraint '{op}'; use <=, >=, <, >, =, and, or")
+
+    def _comparison(self, e: _List) -> list[list[cst.Atom]]:
+        op, args = e.items[0].text, e.items[1:]
+        if len(args) != 2:
+            raise self.fail(e.line, f"'{op}' needs exactly two arguments")
+        lhs, rhs = self.linear(args[0]), self.linear(args[1])
+        if op in ("<=", "<"):
+            return [[cst.Atom.le(lhs, rhs)]]
+        if op in (">=", ">"):
+            return [[cst.Atom.le(rhs, lhs)]]
+        return [[cst.Atom.le(lhs, rhs), cst.Atom.le(rhs, lhs)]]
+
+    def _combine_dnf(self, e: _List, parts: list[list[list[cst.Atom]]]
+                     ) -> list[list[cst.Atom]]:
+        if e.items[0].text == "or":
+            return [conj for part in parts for conj in part]
+        out = cst.dnf_product(parts, self.source)
+        if sum(len(conj) for conj in out) > MAX_ATOMS:
+            raise self.fail(e.line, f"its disjunctions expand to more than {MAX_ATOMS} "
+                                    "comparisons; split the file into several properties")
+        return out
 
     def sizes(self) -> tuple[int, int]:
         n = {}
@@ -172,6 +208,45 @@ class _Reader:
                                 f"{kind}_{max(idx)} is; declare {kind}_0 .. {kind}_{max(idx)}")
             n[kind] = max(idx) + 1
         return n["X"], n["Y"]
+
+
+def _flat(e: _List, op: str) -> list[_Expr]:
+    """The arguments of ``(op ...)`` with nested ``(op ...)`` arguments spliced in (``and``,
+    ``or`` and ``+`` are associative), without recursion."""
+    out: list[_Expr] = []
+    todo = list(reversed(e.items[1:]))
+    while todo:
+        a = todo.pop()
+        if (isinstance(a, _List) and len(a.items) > 1 and isinstance(a.items[0], _Atom)
+                and a.items[0].text == op):
+            todo.extend(reversed(a.items[1:]))
+        else:
+            out.append(a)
+    return out
+
+
+def _post_order(root: _Expr, args_of: Callable[[_Expr], Sequence[_Expr] | None],
+                leaf: Callable, combine: Callable):
+    """Evaluate a tree bottom-up with an explicit stack: ``args_of(e)`` gives the arguments of
+    an inner node (None for a leaf), ``leaf(e)`` a leaf's value, ``combine(e, values)`` an
+    inner node's from its arguments' values. Deep nesting costs memory, never the stack."""
+    todo: list[tuple[_Expr, Sequence[_Expr] | None]] = [(root, None)]
+    values: list = []
+    while todo:
+        e, args = todo.pop()
+        if args is not None:
+            k = len(values) - len(args)
+            done = values[k:]
+            del values[k:]
+            values.append(combine(e, done))
+            continue
+        args = args_of(e)
+        if args is None:
+            values.append(leaf(e))
+        else:
+            todo.append((e, args))
+            todo.extend((a, None) for a in reversed(args))
+    return values[0]
 
 
 def _add(parts: Sequence[_Linear]) -> _Linear:

@@ -35,6 +35,10 @@ __all__ = ["TwoNetworkQuery", "parse_cases", "parse_query", "read_query", "write
            "write_vnnlib2"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_COMMENT = re.compile(r";[^\n]*")
+_NOT_FINITE = re.compile(r"line (\d+): Undeclared variable at '([+-]?(?:nan|inf|infinity))'",
+                         re.IGNORECASE)
+MAX_DEPTH = 10_000  # nesting of a 2.0 file; the package's recursive parser fails near 50,000
 # Element types the writers use. Not "Real": vnnlib 1.0.2 types a product by its first factor
 # and then refuses e.g. (+ (* Y[0] 2.0) Y[1]) over Real tensors.
 WRITABLE_DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -144,11 +148,29 @@ def _index(indices: Sequence[int]) -> str:
     return f"[{','.join(str(i) for i in indices)}]" if indices else ""
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` before the package sees it: its parser
+    recurses per level in C++, and a deep enough file ends the process (a segmentation fault)."""
+    code = np.frombuffer(_COMMENT.sub("", text).encode("utf-8"), np.uint8)
+    parens = code[(code == ord("(")) | (code == ord(")"))]
+    if parens.size and np.cumsum(np.where(parens == ord("("), 1, -1)).max() > MAX_DEPTH:
+        raise SpecError(f"{source}: nests parentheses more than {MAX_DEPTH} deep, more than the "
+                        "vnnlib package reads safely (docs/formats.md); flatten nested (and ...) "
+                        "and (or ...) into one")
+
+
 def _parse(text: str, source: str) -> tuple[vnnlib.Query, _Vars, list[list[cst.Atom]]]:
+    _check_depth(text, source)
     try:
         query = vnnlib.parse_query_string(text)
     except vnnlib.VNNLibException as e:
-        raise SpecError(f"{source}: not valid VNN-LIB 2.0: {_condense(e)}") from None
+        why = _condense(e)
+        bad = _NOT_FINITE.search(why)
+        if bad:  # the package reads nan and inf as names
+            kind = "a NaN" if "nan" in bad.group(2).lower() else "an infinite"
+            raise SpecError(f"{source}: line {bad.group(1)}: '{bad.group(2)}' is {kind} bound, "
+                            "not a number nnbisim can use; give a finite number") from None
+        raise SpecError(f"{source}: not valid VNN-LIB 2.0: {why}") from None
     except (IndexError, ValueError, RuntimeError) as e:  # std::stod and friends, via pybind11
         raise SpecError(f"{source}: the vnnlib package cannot read it ({type(e).__name__}: "
                         f"{e}); a number is probably out of the double range") from None

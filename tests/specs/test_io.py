@@ -73,3 +73,59 @@ def test_missing_file_and_directory(tmp_path):
         read_spec(tmp_path / "nope.vnnlib")
     with pytest.raises(SpecError, match="is a directory"):
         read_spec(tmp_path)
+
+
+V1_HEAD = ("".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + "(declare-const Y_0 Real)\n"
+           + "".join(f"(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(2)))
+V2_HEAD = ("(vnnlib-version <2.0>)\n(declare-network N (declare-input X Real [2]) "
+           "(declare-output Y Real [1]))\n(assert (>= X[1] 0.0))\n(assert (<= X[1] 1.0))\n")
+
+
+@pytest.mark.parametrize("text, line", [
+    (V1_HEAD + "(assert (>= Y_0 nan))\n", "line 8: 'nan' is a NaN bound"),
+    (V1_HEAD + "(assert (<= Y_0 (- NaN)))\n", "line 8: 'NaN' is a NaN bound"),
+    (V1_HEAD + "(assert (<= Y_0 -inf))\n", "line 8: '-inf' is an infinite bound"),
+    (V1_HEAD + "(assert (<= Y_0 1e999))\n", "line 8: '1e999' is out of the double range"),
+    (V2_HEAD + "(assert (>= X[0] nan))\n(assert (<= X[0] 1.0))\n(assert (>= Y[0] 0.0))\n",
+     "line 5: 'nan' is a NaN bound"),
+])
+def test_nan_and_infinite_bounds_are_named_as_such(tmp_path, text, line):
+    path = tmp_path / "nan.vnnlib"
+    path.write_text(text)
+    with pytest.raises(SpecError) as err:
+        read_spec(path)
+    assert str(err.value).startswith(f"{path}: {line}"), str(err.value)
+    assert "declare" not in str(err.value)
+
+
+def test_deep_nesting_reads_without_recursion_in_1_0_and_is_refused_in_2_0(tmp_path):
+    depth = 50_000  # far beyond Python's recursion limit
+    nested = (V1_HEAD + "(assert " + "(and " * depth + "(>= Y_0 " + "(+ 1 " * depth + "0"
+              + ")" * depth + ")" + ")" * depth + ")\n")
+    path = tmp_path / "deep.vnnlib"
+    path.write_text(nested)
+    prop = read_spec(path)
+    assert prop.unsafe.disjuncts[0].rhs[0] == -depth  # -Y_0 <= -depth
+    deep2 = tmp_path / "deep2.vnnlib"  # the vnnlib package's parser would crash the process
+    deep2.write_text(V2_HEAD + "(assert (<= X[0] 1.0))\n(assert (>= X[0] 0.0))\n(assert "
+                     + "(and " * 60_000 + "(>= Y[0] 0.0)" + ")" * 60_000 + ")\n")
+    with pytest.raises(SpecError, match="nests parentheses more than 10000 deep"):
+        read_spec(deep2)
+
+
+def test_decompression_and_size_are_bounded(tmp_path, monkeypatch):
+    from nnbisim.specs import _text
+
+    monkeypatch.setattr(_text, "MAX_TEXT_BYTES", 2**20)
+    bomb = tmp_path / "bomb.vnnlib.gz"  # 4 MiB of zeros in a few KiB: stops at 1 MiB
+    bomb.write_bytes(gzip.compress(b"\0" * 2**22))
+    with pytest.raises(SpecError, match="over nnbisim's limit of 1 MiB") as err:
+        read_spec(bomb)
+    assert str(err.value).startswith(f"{bomb}: decompressed")
+    big = tmp_path / "big.vnnlib"
+    big.write_bytes(b" " * (2**20 + 1))
+    with pytest.raises(SpecError, match="split the property into several files"):
+        read_spec(big)
+    two = tmp_path / "two.vnnlib.gz"  # two gzip members, as `cat a.gz b.gz` makes, still read
+    two.write_bytes(gzip.compress(V1_HEAD.encode()) + gzip.compress(b"(assert (>= Y_0 1))\n"))
+    assert read_spec(two).unsafe.disjuncts[0].rhs[0] == -1
