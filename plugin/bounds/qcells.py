@@ -27,6 +27,17 @@ def preimage(q: Quantizer, cl: np.ndarray, cu: np.ndarray) -> tuple[np.ndarray, 
         lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
     return np.where(cl <= q.qmin, -np.inf, lo), np.where(cu >= q.qmax, np.inf, hi)
 
+def _below(v: np.ndarray) -> np.ndarray:
+    """A float64 result one step down: below the exact value of the operation that gave it
+    (one rounding, to nearest, is within one step)."""
+    return np.nextafter(v, -np.inf)
+
+
+def _above(v: np.ndarray) -> np.ndarray:
+    """A float64 result one step up (see :func:`_below`)."""
+    return np.nextafter(v, np.inf)
+
+
 class Reduced:
     """A float network restricted to the free input dimensions (the fixed ones folded into the
     first bias), with the outward margin that folding in float64 needs."""
@@ -49,7 +60,7 @@ class Reduced:
         """Interval bounds ``(B, m)`` per box (no slopes): cheap, for screening cells."""
         r = interval_bounds(self.net, torch.from_numpy(lo[:, self.free]),
                             torch.from_numpy(hi[:, self.free]))
-        return r.lo.numpy() - self.margin, r.hi.numpy() + self.margin, None
+        return _below(r.lo.numpy() - self.margin), _above(r.hi.numpy() + self.margin), None
 
     def bounds(self, lo: np.ndarray, hi: np.ndarray, batch: int = 2048
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,8 +70,8 @@ class Reduced:
         for s in range(0, len(lo), batch):
             r = crown_bounds(self.net, torch.from_numpy(lo[s:s + batch]),
                              torch.from_numpy(hi[s:s + batch]), options=CrownOptions(slopes=True))
-            los.append(r.lo.numpy() - self.margin)
-            his.append(r.hi.numpy() + self.margin)
+            los.append(_below(r.lo.numpy() - self.margin))
+            his.append(_above(r.hi.numpy() + self.margin))
             slopes.append(r.slopes.numpy())
         return np.concatenate(los), np.concatenate(his), np.concatenate(slopes)
 
@@ -168,7 +179,8 @@ class QuantPair:
                     sub = part.take(idx)
                     a1, b1, s1 = self._net(0, sub, crown)
                     a2, b2, s2 = self._net(1, sub, crown)
-                    parts.append((idx, CellBounds(a1 - b2, b1 - a2, (a1, b1, a2, b2), (s1, s2))))
+                    parts.append((idx, CellBounds(_below(a1 - b2), _above(b1 - a2),
+                                                  (a1, b1, a2, b2), (s1, s2))))
             joined = CellBounds.join([p for _, p in parts])
             order = np.argsort(np.concatenate([i for i, _ in parts]))
             out.append(joined.take(order))
