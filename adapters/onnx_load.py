@@ -18,12 +18,18 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from nnbisim.adapters.onnx_peek import check_finite
 from nnbisim.core.errors import InputError, UnsupportedModelError
+from nnbisim.core.limits import check_dense
 from nnbisim.core.model import Layer, Network
 
 SHAPE_ONLY = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 PASS_THROUGH = {"Identity", "Dropout"}
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div"}
+# what works for other networks, whichever command refused them
+OTHER_GRAPHS = ("for other networks, `nnbisim merge --form graph` writes the pair as one ONNX "
+                "file and `nnbisim spec --model` the question, for an external verifier that "
+                "reads such graphs")
 SUPPORTED = (
     SHAPE_ONLY | PASS_THROUGH | ELEMENTWISE | {"Gemm", "MatMul", "Relu", "BatchNormalization",
                                               "Constant"}
@@ -36,12 +42,14 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of an .onnx model")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on bad bytes
         raise InputError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}); export it with "
             "torch.onnx.export or check the file is not truncated"
         ) from exc
+    check_finite(model, path)
+    return model
 
 
 def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -135,8 +143,8 @@ class _ChainReader:
         other = node.input[1 - pos]
         if other == current or other not in self.consts:
             raise self.refuse(
-                node, "both operands depend on the input: the sequential form needs a chain "
-                "(use --form graph for other architectures)")
+                node, "both operands depend on the input: nnbisim reads a chain of layers; "
+                f"{OTHER_GRAPHS}")
         return np.asarray(self.consts[other], dtype=np.float64), pos
 
     def read(self) -> Network:
@@ -151,7 +159,9 @@ class _ChainReader:
                 f"{self.source}: the model has {len(graph.output)} outputs; nnbisim needs one")
         in_shape = value_shape(inputs[0])
         current = inputs[0].name
-        affine = _Affine.identity(int(np.prod(in_shape)), in_shape)
+        n_in = int(np.prod(in_shape))
+        check_dense(n_in, n_in, f"{self.source}: its input")
+        affine = _Affine.identity(n_in, in_shape)
         layers: list[Layer] = []
         for node in graph.node:
             node_inputs = [n for n in node.input if n]
@@ -159,8 +169,8 @@ class _ChainReader:
                 if all(n in self.consts for n in node_inputs):
                     self.fold_constant(node)
                     continue
-                raise self.refuse(node, "it branches off the chain from the input; the "
-                                  "sequential form needs a chain (use --form graph)")
+                raise self.refuse(node, "it branches off the chain from the input: nnbisim "
+                                  f"reads a chain of layers; {OTHER_GRAPHS}")
             if node.op_type == "Shape":
                 self.consts[node.output[0]] = np.array(affine.shape, dtype=np.int64)
                 continue
@@ -168,8 +178,8 @@ class _ChainReader:
                 raise self.refuse(
                     node, f"operator {node.op_type} is not supported; nnbisim reads "
                     "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, "
-                    "Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant "
-                    "(use --form graph to merge other operators)")
+                    "Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant; "
+                    f"{OTHER_GRAPHS}")
             affine = self.step(node, current, affine, layers)
             current = node.output[0]
         if current != graph.output[0].name:
@@ -177,6 +187,12 @@ class _ChainReader:
                 f"{self.source}: the output '{graph.output[0].name}' is not the end of the chain "
                 f"from the input (the chain ends at '{current}')")
         layers.append(Layer(affine.weight, affine.bias))
+        for k, layer in enumerate(layers):
+            if not (np.isfinite(layer.weight).all() and np.isfinite(layer.bias).all()):
+                raise UnsupportedModelError(
+                    f"{self.source}: layer {k + 1} has NaN or infinite weights once its "
+                    "operators are folded (a weight, a normalisation constant or a variance "
+                    "out of range); nnbisim needs finite weights: check the export")
         return Network(tuple(layers), in_shape, name=self.source)
 
     def step(self, node: onnx.NodeProto, current: str, affine: _Affine,
@@ -188,6 +204,7 @@ class _ChainReader:
             return affine
         if op == "Relu":
             layers.append(Layer(affine.weight, affine.bias))
+            check_dense(n, n, f"{self.source}: node '{node.name or node.output[0]}' (Relu)")
             return _Affine.identity(n, affine.shape)
         if op in SHAPE_ONLY:
             return _Affine(affine.weight, affine.bias, self.new_shape(node, affine.shape, attrs))
@@ -224,6 +241,9 @@ class _ChainReader:
             scale, bias, mean, var = (np.asarray(self.consts[x], np.float64)
                                       for x in node.input[1:5])
             eps = float(attrs.get("epsilon", 1e-5))
+            if not np.all(var + eps > 0):
+                raise self.refuse(node, "a variance plus epsilon is not positive; export the "
+                                  "network in inference mode with its running statistics")
             shape = (1, -1) + (1,) * max(len(affine.shape) - 2, 0)
             g = scale / np.sqrt(var + eps)
             gain = np.broadcast_to(g.reshape(shape), affine.shape).reshape(-1)
@@ -243,6 +263,8 @@ class _ChainReader:
         shape = affine.shape
         if c.ndim != 2:
             raise self.refuse(node, f"weight of shape {c.shape} is not a matrix")
+        check_dense(c.shape[1 - pos], affine.weight.shape[1],
+                    f"{self.source}: node '{node.name or node.output[0]}' ({node.op_type})")
         if pos == 0:
             if not shape or shape[-1] != n or c.shape[0] != n:
                 raise self.refuse(node, f"cannot multiply a value of shape {shape} by a "
@@ -320,4 +342,5 @@ def load_network(path: str | Path) -> Network:
 
 def network_from_model(model: onnx.ModelProto, source: str = "<model>") -> Network:
     """As :func:`load_network`, for a model already in memory."""
-    return _ChainReader(model, source).read()
+    with np.errstate(over="ignore", invalid="ignore"):  # refused whole at the end, one line
+        return _ChainReader(model, source).read()

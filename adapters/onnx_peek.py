@@ -19,6 +19,7 @@ from types import ModuleType
 import numpy as np
 
 from nnbisim.core.errors import InputError
+from nnbisim.core.limits import check_dense
 
 NOT_ONNX = ("{path}: not a readable ONNX model ({why}); export it with torch.onnx.export or "
             "check the file is not truncated")
@@ -66,5 +67,62 @@ def peek(path: str | Path) -> Peek:
     if not model.graph.node or not model.graph.output:
         raise InputError(NOT_ONNX.format(path=path, why="no graph"))
     inits = {t.name for t in model.graph.initializer}
-    return Peek(tuple(_size(i) for i in model.graph.input if i.name not in inits),
-                tuple(_size(o) for o in model.graph.output))
+    found = Peek(tuple(_size(i) for i in model.graph.input if i.name not in inits),
+                 tuple(_size(o) for o in model.graph.output))
+    for what, sizes in (("input", found.inputs), ("output", found.outputs)):
+        for n in sizes:
+            if n is not None:
+                check_dense(n, n, f"{path}: its {what}")
+    check_finite(model, path)
+    return found
+
+
+# FLOAT, FLOAT16, DOUBLE as stored (little-endian); BFLOAT16 (16) is the top half of a float32
+_FLOAT_TYPES = {1: "<f4", 10: "<f2", 11: "<f8"}
+
+
+def _values(t) -> np.ndarray | None:
+    """The values of a float tensor as stored in the file (None for other element types)."""
+    try:
+        if t.data_type == 16:
+            bits = (np.frombuffer(t.raw_data, "<u2") if t.raw_data
+                    else np.asarray(t.int32_data, np.int64).astype(np.uint16))
+            return (bits.astype(np.uint32) << 16).view(np.float32)
+        dtype = _FLOAT_TYPES.get(t.data_type)
+        if dtype is None:
+            return None
+        if t.raw_data:
+            return np.frombuffer(t.raw_data, dtype)
+        if t.data_type == 1:
+            return np.asarray(t.float_data, np.float32)
+        if t.data_type == 11:
+            return np.asarray(t.double_data, np.float64)
+        return np.asarray(t.int32_data, np.int64).astype(np.uint16).view(np.float16)
+    except ValueError:  # a raw buffer of the wrong length: onnx's own checks name that
+        return None
+
+
+def nonfinite_tensors(model) -> list[str]:
+    """The float weights (initializers, Constant nodes) holding NaN or infinite values, as
+    ``'name' (k of n)``."""
+    tensors = [(t.name, t) for t in model.graph.initializer]
+    tensors += [(n.name or (n.output[0] if n.output else "?"), a.t) for n in model.graph.node
+                if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    found = []
+    for name, t in tensors:
+        values = _values(t)
+        bad = 0 if values is None else int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            found.append(f"'{name}' ({bad} of {values.size} values)")
+    return found
+
+
+def check_finite(model, path: str | Path) -> None:
+    """Refuse a model whose weights hold NaN or infinite values: no bound or witness over them
+    means anything."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        more = f" and {len(bad) - 1} more weights" if len(bad) > 1 else ""
+        raise InputError(f"{path}: NaN or infinite values in weight {bad[0]}{more}; nnbisim "
+                         "needs finite weights: check the export or the training run that "
+                         "wrote them")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from nnbisim.core.errors import InputError
+from nnbisim.core.limits import check_widths
 from nnbisim.core.model import Layer, Network
 from nnbisim.core.quant import QuantizedLayer, QuantizedNetwork, Quantizer, check_arch
 
@@ -106,6 +107,7 @@ def _dense(sd: dict, prefixes: list[str], path: Path, input_shape: tuple[int, ..
         if weight.ndim != 2:
             raise InputError(f"{path}: layer '{p}' has a {weight.ndim}-D weight; only fully "
                              "connected layers are supported")
+        _finite(path, p, weight, bias)
         layers.append(Layer(weight, bias))
     net = Network(tuple(layers), input_shape or (1, layers[0].in_size), name=str(path))
     return net, (quant if quant else None)
@@ -137,7 +139,14 @@ def load_torch(path: str | Path, arch: Sequence[int] | None = None,
         net = _quantized(sd, prefixes, packed, path, input_shape)
     if arch is not None:
         check_arch(arch, [net.in_size, *net.hidden_sizes, net.out_size], str(path))
+    check_widths([net.in_size, *net.hidden_sizes, net.out_size], str(path))
     return net
+
+
+def _finite(path: Path, prefix: str, *arrays: np.ndarray) -> None:
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise InputError(f"{path}: NaN or infinite values in layer '{prefix}'; nnbisim needs "
+                         "finite weights: check the training run that wrote them")
 
 
 def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
@@ -158,6 +167,7 @@ def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
             scales = np.full(codes.shape[0], float(w.q_scale()))
             zeros = np.full(codes.shape[0], float(w.q_zero_point()))
         bias = np.zeros(codes.shape[0]) if b is None else b.detach().double().numpy()
+        _finite(path, p, scales, zeros, bias)
         layers.append(QuantizedLayer(codes, scales, zeros, bias, _quantizer(sd, p, path)))
     stub = "quant" if "quant.scale" in sd else None
     inp = _quantizer(sd, stub, path) if stub else Quantizer(1.0, 0, 0, 255)

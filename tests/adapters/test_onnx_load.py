@@ -148,3 +148,91 @@ def test_missing_and_garbage_files_are_input_errors(tmp_path):
     bad.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(InputError, match="bad.onnx"):
         load_network(bad)
+
+
+def _chain(w1: np.ndarray, n_out: int = 2, declared_in: int | None = None,
+           raw: bool = True) -> onnx.ModelProto:
+    """x -> Gemm(w1) -> Relu -> Gemm -> y; ``declared_in`` overrides the declared input size."""
+    width, n_in = w1.shape
+    w1_t = (numpy_helper.from_array(w1.astype(np.float32), "W1") if raw else
+            helper.make_tensor("W1", TensorProto.FLOAT, w1.shape, w1.ravel().tolist()))
+    inits = [w1_t, numpy_helper.from_array(np.zeros(width, np.float32), "B1"),
+             numpy_helper.from_array(np.ones((n_out, width), np.float32), "W2"),
+             numpy_helper.from_array(np.zeros(n_out, np.float32), "B2")]
+    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], name="act1"),
+             helper.make_node("Gemm", ["r", "W2", "B2"], ["y"], name="fc2", transB=1)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                   [1, declared_in or n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_sizes_beyond_the_memory_budget_are_refused_before_allocating(tmp_path, monkeypatch):
+    from nnbisim.adapters.onnx_peek import peek
+
+    monkeypatch.delenv("NNBISIM_MEMORY_GB", raising=False)
+    wide = tmp_path / "wide.onnx"  # a 1e5-wide layer: its 1e5 x 1e5 matrix would be 74.5 GiB
+    onnx.save(_chain(np.zeros((100_000, 2))), str(wide))
+    with pytest.raises(InputError, match=r"wide\.onnx: node 'act1' \(Relu\) holds 100000 values"
+                       r".*74\.5 GiB, over the memory budget of 4\.0 GiB.*NNBISIM_MEMORY_GB"):
+        load_network(wide)
+    huge = tmp_path / "huge.onnx"  # declares an input of 1e8 values (np.eye would need 71 PiB)
+    onnx.save(_chain(np.ones((3, 2)), declared_in=100_000_000), str(huge))
+    for read in (peek, load_network):
+        with pytest.raises(InputError, match=r"huge\.onnx: its input holds 100000000 values"):
+            read(huge)
+    monkeypatch.setenv("NNBISIM_MEMORY_GB", "0.00001")  # 10 KiB: ACAS Xu's 50 x 50 is 19.5 KiB
+    with pytest.raises(InputError, match="layer|node"):
+        load_network(acas_net(1, 1))
+    monkeypatch.setenv("NNBISIM_MEMORY_GB", "lots")
+    with pytest.raises(InputError, match=r"\$NNBISIM_MEMORY_GB 'lots'"):
+        load_network(acas_net(1, 1))
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_nan_and_infinite_weights_are_refused_at_load(tmp_path, raw):
+    from nnbisim.adapters.onnx_peek import peek
+
+    w1 = np.ones((3, 2))
+    w1[0, 0], w1[2, 1] = np.nan, -np.inf
+    path = tmp_path / "nan.onnx"
+    onnx.save(_chain(w1, raw=raw), str(path))
+    for read in (peek, load_network):
+        with pytest.raises(InputError, match=r"nan\.onnx: NaN or infinite values in weight 'W1' "
+                           r"\(2 of 6 values\)"):
+            read(path)
+    # finite in the file, but not once folded: two scalings by 1e300 overflow
+    model = _chain(np.ones((3, 2)))
+    model.graph.node.insert(1, helper.make_node("Mul", ["h", "k"], ["h1"], name="big1"))
+    model.graph.node.insert(2, helper.make_node("Mul", ["h1", "k"], ["h2"], name="big2"))
+    model.graph.node[3].input[0] = "h2"
+    model.graph.initializer.append(numpy_helper.from_array(np.full(3, 1e300), "k"))
+    with pytest.raises(UnsupportedModelError, match="layer 1 has NaN or infinite weights"):
+        network_from_model(model, "big.onnx")
+    # a batch normalisation of negative variance
+    model = _chain(np.ones((3, 2)))
+    model.graph.node.insert(1, helper.make_node("BatchNormalization",
+                                                ["h", "s", "b", "m", "v"], ["hb"], name="bn"))
+    model.graph.node[2].input[0] = "hb"
+    model.graph.initializer.extend([numpy_helper.from_array(a.astype(np.float32), n) for n, a in
+                                    (("s", np.ones(3)), ("b", np.zeros(3)), ("m", np.zeros(3)),
+                                     ("v", -np.ones(3)))])
+    with pytest.raises(UnsupportedModelError, match="'bn'.*variance plus epsilon"):
+        network_from_model(model, "bn.onnx")
+
+
+def test_state_dicts_with_nan_weights_are_refused(tmp_path):
+    path = tmp_path / "nan.pth"
+    torch.save({"fc1.weight": torch.tensor([[1.0, float("nan")]]), "fc1.bias": torch.zeros(1),
+                "fc2.weight": torch.ones(1, 1), "fc2.bias": torch.zeros(1)}, path)
+    with pytest.raises(InputError, match=r"nan\.pth: NaN or infinite values in layer 'fc1'"):
+        load_state_dict_network(path)
+
+
+def test_refusals_of_other_graphs_say_what_works(tmp_path):
+    path = save(_single_op_model("Sigmoid"), tmp_path / "sig.onnx")
+    with pytest.raises(UnsupportedModelError) as err:
+        load_network(path)
+    assert "nnbisim merge --form graph" in str(err.value) and "(use --form" not in str(err.value)
