@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnx
 
 from nnbisim.adapters.merge import MergedNetwork, OutputsMode, merge_networks
 from nnbisim.adapters.merge_graph import merge_graphs
 from nnbisim.adapters.onnx_load import network_from_model, read_model
 from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.core.model import Network
 
 Form = Literal["sequential", "graph"]
 META_OUTPUTS = "nnbisim.outputs"
@@ -28,6 +30,27 @@ def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"
     return merge_networks(net1, net2, outputs)
 
 
+def exact_dtype(*nets: Network) -> str:
+    """``float32`` when every weight and bias of ``nets`` is a float32 number (as in any network
+    read from a float32 ONNX file), else ``float64``: the file then stores them unrounded."""
+    for net in nets:
+        for layer in net.layers:
+            for a in (layer.weight, layer.bias):
+                if not np.array_equal(np.asarray(a, np.float32).astype(np.float64), a):
+                    return "float64"
+    return "float32"
+
+
+def exact_model(merged: MergedNetwork, doc: str = "") -> onnx.ModelProto:
+    """The comparison network as a file whose function is exactly ``N1 - N2`` (or
+    ``[y1, y2, y1 - y2]``) in real arithmetic: the comparison is its own layer of 0/+-1 weights
+    and no bias (folding it would round ``b1 - b2``, e.g. ``1 - 2**-30`` is stored as 1 in
+    float32), and every weight is stored unrounded (:func:`exact_dtype`). An exact verifier's
+    ``unsat`` on this file is a proof about the pair; it is what nnbisim certifies with."""
+    return network_to_model(merged.stacked, post=merged.comparison,
+                            dtype=exact_dtype(merged.stacked), doc=doc)
+
+
 def merge_files(
     n1: str | Path,
     n2: str | Path,
@@ -36,13 +59,17 @@ def merge_files(
     outputs: OutputsMode = "diff",
     separate_comparison: bool = False,
     dtype: str = "float32",
+    exact: bool = False,
 ) -> onnx.ModelProto:
     """The merged ONNX model whose output is ``N1(x) - N2(x)`` (or ``[y1, y2, y1 - y2]``).
 
     ``sequential`` (default) is a chain of Gemm/Relu every verifier takes; ``graph`` keeps both
     original graphs side by side and works for any operator. ``separate_comparison`` writes the
-    comparison ``[I, -I]`` as its own layer instead of folding it into the output layer.
+    comparison ``[I, -I]`` as its own layer instead of folding it into the output layer;
+    ``exact`` (sequential only) writes :func:`exact_model`, the form nnbisim certifies with.
     """
+    if exact and form != "sequential":
+        raise ValueError("exact=True needs the sequential form")
     if form == "graph":
         model = merge_graphs(read_model(n1), read_model(n2), outputs, (str(n1), str(n2)))
         n_out = int(model.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
@@ -54,7 +81,9 @@ def merge_files(
         what = "N1(x) - N2(x)" if outputs == "diff" else "[N1(x), N2(x), N1(x) - N2(x)]"
         doc = (f"nnbisim comparison network, output {what}; N1 = {Path(n1).name} "
                f"({net1.describe()}), N2 = {Path(n2).name} ({net2.describe()})")
-        if separate_comparison:
+        if exact:
+            model = exact_model(merged, doc)
+        elif separate_comparison:
             model = network_to_model(merged.stacked, post=merged.comparison, dtype=dtype, doc=doc)
         else:
             model = network_to_model(merged.network, dtype=dtype, doc=doc)
@@ -62,7 +91,7 @@ def merge_files(
     else:
         raise ValueError(f"form must be 'sequential' or 'graph', not {form!r}")
     props = {META_OUTPUTS: outputs, META_N_OUTPUTS: str(n_out)}
-    if form == "sequential" and not separate_comparison:
+    if form == "sequential" and not (separate_comparison or exact):
         props[META_BLOCKS] = json.dumps([list(b) for b in merged.blocks])
     onnx.helper.set_model_props(model, props)
     return model

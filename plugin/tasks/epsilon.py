@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.adapters.merge import merge_networks
+from nnbisim.adapters.merged_onnx import exact_model
 from nnbisim.adapters.onnx_load import load_network
-from nnbisim.adapters.onnx_write import network_to_model, save_model
+from nnbisim.adapters.onnx_write import save_model
 from nnbisim.bounds.bounded import Bounded
 from nnbisim.bounds.objectives import choose_engine, objective_bounds, objective_values
 from nnbisim.core import interrupt
@@ -118,8 +119,8 @@ def _exact(run: _Run, deadline: float) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="nnbisim-") as tmp:
         work = Path(opts.workdir) if opts.workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        merged = save_model(network_to_model(merge_networks(run.n1, run.n2).network),
-                            work / "merged.onnx", force=True)
+        merged = save_model(exact_model(merge_networks(run.n1, run.n2)), work / "merged.onnx",
+                            force=True)
         asks = ExactQueries(merged, run.inputs, run.n1.out_size, 0, tool, run.replay, work,
                             rel_gap=opts.rel_gap, query_timeout=opts.query_timeout)
         for br in sorted(run.brackets, key=lambda b: -b.certified):

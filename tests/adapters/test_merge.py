@@ -10,7 +10,7 @@ from conftest import DATA, acas_net
 from netbuild import matmul_add_model, random_network, save, torch_export
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import merge_files, merged_layout
+from nnbisim.adapters.merged_onnx import exact_model, merge_files, merged_layout
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_state_dict_network
@@ -165,3 +165,28 @@ def test_loaded_acas_network_round_trips_through_the_writer(tmp_path, acas_dir):
     again = load_network(write(net, tmp_path / "again.onnx", dtype="float64"))
     for a, b in zip(net.layers, again.layers, strict=True):
         np.testing.assert_array_equal(a.weight, b.weight)
+
+
+def test_the_file_nnbisim_certifies_with_stores_the_pair_unrounded(tmp_path):
+    """b1 = 1, b2 = 2**-30: folded into float32, b1 - b2 is stored as 1.0 (an error of 9.3e-10
+    that an exact verifier's unsat would silently carry). The exact form keeps the comparison
+    as its own layer, so every stored number is one of the pair's; a weight that is not a
+    float32 number makes the whole file float64."""
+    one = Network.from_weights([np.array([[1.0]])], [[1.0]])
+    tiny = Network.from_weights([np.array([[1.0]])], [[2.0**-30]])
+    p1, p2 = write(one, tmp_path / "one.onnx"), write(tiny, tmp_path / "tiny.onnx")
+    folded = merge_files(p1, p2)
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in folded.graph.initializer}
+    assert float(stored["layer1_B"][0]) == 1.0  # the rounding the exact form avoids
+    exact = merge_files(p1, p2, exact=True)
+    stored = {t.name: onnx.numpy_helper.to_array(t).astype(np.float64)
+              for t in exact.graph.initializer}
+    assert stored["layer1_B"].tolist() == [1.0, 2.0**-30]
+    assert stored["compare_W"].tolist() == [[1.0, -1.0]] and stored["compare_B"].tolist() == [0.0]
+    assert exact.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    tenth = Network.from_weights([np.array([[0.1]])], [[0.0]])  # 0.1 is no float32 number
+    merged = merge_networks(tenth, tiny)
+    model = exact_model(merged)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    w = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}["layer1_W"]
+    assert w[0, 0] == 0.1
