@@ -13,13 +13,14 @@ import onnx
 from nnbisim.adapters.merge import MergedNetwork, OutputsMode, merge_networks
 from nnbisim.adapters.merge_graph import merge_graphs
 from nnbisim.adapters.onnx_load import network_from_model, read_model
-from nnbisim.adapters.onnx_write import network_to_model
+from nnbisim.adapters.onnx_write import DTYPES, network_to_model
 from nnbisim.core.model import Network
 
 Form = Literal["sequential", "graph"]
 META_OUTPUTS = "nnbisim.outputs"
 META_N_OUTPUTS = "nnbisim.n_outputs"
 META_BLOCKS = "nnbisim.blocks"  # hidden widths of N1 and N2 per layer (sequential form only)
+META_FOLD_ERROR = "nnbisim.fold_error"  # largest rounding of the folded b1 - b2 (folded form)
 
 
 def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"
@@ -28,6 +29,21 @@ def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"
     net1 = network_from_model(read_model(n1), str(n1))
     net2 = network_from_model(read_model(n2), str(n2))
     return merge_networks(net1, net2, outputs)
+
+
+def _fold_error(merged: MergedNetwork, dtype: str) -> float:
+    """How far the folded output biases (``b1 - b2``) moved when stored as ``dtype``."""
+    bias = merged.network.layers[-1].bias
+    stored = np.asarray(bias, DTYPES[dtype][0]).astype(np.float64)
+    return float(np.max(np.abs(stored - bias), initial=0.0))
+
+
+def fold_error(model: onnx.ModelProto) -> float:
+    """The largest rounding of ``b1 - b2`` in a folded comparison network written by
+    :func:`merge_files` (0.0 for other forms and models): the file's output differs from
+    ``N1 - N2`` by up to that much in real arithmetic."""
+    props = {p.key: p.value for p in model.metadata_props}
+    return float(props.get(META_FOLD_ERROR, "0.0"))
 
 
 def exact_dtype(*nets: Network) -> str:
@@ -87,10 +103,13 @@ def merge_files(
             model = network_to_model(merged.stacked, post=merged.comparison, dtype=dtype, doc=doc)
         else:
             model = network_to_model(merged.network, dtype=dtype, doc=doc)
+            fold_error = _fold_error(merged, dtype)
         n_out = merged.n_outputs
     else:
         raise ValueError(f"form must be 'sequential' or 'graph', not {form!r}")
     props = {META_OUTPUTS: outputs, META_N_OUTPUTS: str(n_out)}
+    if form == "sequential" and not (separate_comparison or exact):
+        props[META_FOLD_ERROR] = repr(fold_error)
     if form == "sequential" and not (separate_comparison or exact):
         props[META_BLOCKS] = json.dumps([list(b) for b in merged.blocks])
     onnx.helper.set_model_props(model, props)

@@ -10,7 +10,7 @@ from conftest import DATA, acas_net
 from netbuild import matmul_add_model, random_network, save, torch_export
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import exact_model, merge_files, merged_layout
+from nnbisim.adapters.merged_onnx import exact_model, fold_error, merge_files, merged_layout
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_state_dict_network
@@ -178,6 +178,7 @@ def test_the_file_nnbisim_certifies_with_stores_the_pair_unrounded(tmp_path):
     folded = merge_files(p1, p2)
     stored = {t.name: onnx.numpy_helper.to_array(t) for t in folded.graph.initializer}
     assert float(stored["layer1_B"][0]) == 1.0  # the rounding the exact form avoids
+    assert fold_error(folded) == 2.0**-30  # recorded, and printed by nnbisim merge
     exact = merge_files(p1, p2, exact=True)
     stored = {t.name: onnx.numpy_helper.to_array(t).astype(np.float64)
               for t in exact.graph.initializer}
