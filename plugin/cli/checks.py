@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from nnbisim.adapters.onnx_peek import Peek, peek
+from nnbisim.cli.outputs import outputs, writable
 from nnbisim.core.errors import InputError, ShapeMismatchError, SpecError
 from nnbisim.specs.io import read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
@@ -17,6 +18,12 @@ from nnbisim.specs.sets import Box, InputSet
 from nnbisim.vnncomp.formats import find_base, parse_network_field
 
 TORCH_FILES = (".pth", ".pt")  # state dicts: read by torch, not looked at here
+# option values that must be positive (budgets, timeouts, counts) or at least 0, by attribute
+POSITIVE = {"time_budget": "--time-budget", "query_timeout": "--query-timeout",
+            "timeout": "--timeout", "eps_budget": "--eps-budget", "samples": "--samples",
+            "delta": "--delta", "target_ratio": "--target-ratio", "lam": "--lambda",
+            "rounds": "--rounds", "epochs": "--epochs", "n_outputs": "--n-outputs"}
+NON_NEGATIVE = {"eps": "--eps", "rel_tol": "--rel-tol", "seed": "--seed", "output": "--output"}
 
 
 def existing(path: Path | None, what: str = "file") -> None:
@@ -96,6 +103,21 @@ def _networks(args: argparse.Namespace) -> dict[str, Peek]:
     return out
 
 
+def _merged_fits(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
+    """A merged network M reads N1's inputs and gives N1 - N2 (or [N1, N2, N1 - N2])."""
+    m, first = nets.get("merged"), nets.get("n1")
+    if m is None or first is None:
+        return
+    if None not in (m.inputs[0], first.inputs[0]) and m.inputs != first.inputs:
+        raise ShapeMismatchError(f"{args.merged} takes {m.inputs[0]} inputs but {args.n1} "
+                                 f"takes {first.inputs[0]}; give the merged file of this pair")
+    n = first.outputs[0]
+    if None not in (m.outputs[0], n) and m.outputs[0] not in (n, 3 * n):
+        raise ShapeMismatchError(f"{args.merged} gives {m.outputs[0]} outputs but {args.n1} "
+                                 f"gives {n} (a merged file gives {n}, or {3 * n} with "
+                                 "--outputs all); give the merged file of this pair")
+
+
 def _sizes_agree(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
     """The pair reads inputs of one size and gives outputs of one size; the input set and a
     property fit N1."""
@@ -112,6 +134,7 @@ def _sizes_agree(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
             raise ShapeMismatchError(f"{args.n1} gives {a.outputs[0]} outputs but "
                                      f"{getattr(args, other)} gives {b.outputs[0]}; both "
                                      "networks must have the same outputs to be compared")
+    _merged_fits(args, nets)
     net = first or nets.get("model")
     inputs = getattr(args, "inputs", None)
     if net is not None and inputs is not None and net.inputs[0] not in (None, inputs.dim):
@@ -137,12 +160,17 @@ def common(args: argparse.Namespace) -> None:
                  "query", "result_in"):
         existing(getattr(args, name, None))
     force = getattr(args, "force", False)
+    outputs(args)
     for name in ("json", "out_file"):
         fresh(getattr(args, name, None), force)
-    for name in ("time_budget", "query_timeout", "timeout", "eps_budget", "samples"):
+    for name, option in POSITIVE.items():
         value = getattr(args, name, None)
         if value is not None:
-            positive(value, "--" + name.replace("_", "-"))
+            positive(value, option)
+    for name, option in NON_NEGATIVE.items():
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise InputError(f"{option} {value}: give a number >= 0")
     for name, top_open in (("rel_gap", True), ("quick_direct", True),
                            ("compressed_share", False), ("fraction", False)):
         value = getattr(args, name, None)
@@ -160,14 +188,32 @@ def common(args: argparse.Namespace) -> None:
     _sizes_agree(args, _networks(args))
 
 
+def _instance_fits(nets: tuple[tuple[str, Path], ...], vnnlib: Path) -> None:
+    """Every network of the instance reads the property's inputs and gives its outputs."""
+    spec = read_spec(vnnlib)
+    for _, path in nets:
+        p = peek(path)
+        if len(p.inputs) != 1 or len(p.outputs) != 1:
+            raise InputError(f"{path}: has {len(p.inputs)} inputs and {len(p.outputs)} "
+                             "outputs; nnbisim takes networks with exactly one of each")
+        if p.outputs[0] not in (None, spec.n_outputs):
+            raise ShapeMismatchError(f"{vnnlib} is about {spec.n_outputs} outputs but {path} "
+                                     f"gives {p.outputs[0]}; give the network's property")
+        if p.inputs[0] not in (None, spec.inputs.dim):
+            raise ShapeMismatchError(f"{vnnlib} has {spec.inputs.dim} inputs per point but "
+                                     f"{path} takes {p.inputs[0]}; give the network's property")
+
+
 def vnncomp_run(args: argparse.Namespace) -> None:
     """An instance whose files are missing or whose network field is malformed is answered
     ``error`` (with the reason) in its result file, as VNN-COMP expects, and refused."""
     try:
         common(args)
         base = args.base if args.base is not None else find_base(args.network, args.vnnlib)
-        parse_network_field(args.network, base)
+        nets = parse_network_field(args.network, base)
         existing(args.vnnlib, "VNN-LIB property")
+        _instance_fits(nets, args.vnnlib)
+        writable(args.result, "RESULTFILE", make_parents=False)
     except InputError as exc:
         try:
             write_text(args.result, f"error\n{exc}\n")

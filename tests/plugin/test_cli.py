@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -228,3 +229,110 @@ def test_bad_input_is_refused_before_anything_heavy_loads(tmp_path, acas_dir):
         assert proc.stdout.strip() == "2 []", (match, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and match in lines[0], (match, lines)
+
+
+def _refused_light(match: str, argv: list[str]) -> None:
+    """One line naming the problem and exit 2, with torch, onnx and onnxruntime not loaded."""
+    code = ("import sys; from nnbisim.cli.main import main; c = main(sys.argv[1:]); "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; "
+            "print(c, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "2 []", (match, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], (match, lines)
+
+
+def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path, acas_dir):
+    """Outputs that cannot be written, a property or merged file that does not fit, budgets
+    and counts out of range, weights that are not finite, sizes beyond the memory budget: one
+    line, exit 2, before anything heavy loads (so before any distillation, branch and bound or
+    Marabou run)."""
+    n1, prop = str(acas_net(1, 1)), str(acas_dir / "prop_1.vnnlib")
+    three = str(save(network_to_model(random_network([5, 8, 3], np.random.default_rng(0))),
+                     tmp_path / "three.onnx"))
+    fifteen = tmp_path / "fifteen.vnnlib"
+    fifteen.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(5))
+                       + "".join(f"(declare-const Y_{i} Real)\n" for i in range(15))
+                       + "".join(f"(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n"
+                                 for i in range(5)) + "(assert (>= Y_14 0))\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    weights = numpy_helper.from_array(np.array([[np.nan] * 5] * 5, np.float32), "W")
+    nan_model = helper.make_model(helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=[weights]),
+        opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    nan = str(save(nan_model, tmp_path / "nan.onnx"))
+    huge_model = network_to_model(random_network([5, 8, 5], np.random.default_rng(2)))
+    huge_model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 100_000_000  # declared
+    huge = str(tmp_path / "huge.onnx")
+    onnx.save(huge_model, huge)
+    spec = ["spec", "--lower", "0,0,0,0,0", "--upper", "1,1,1,1,1", "--model", n1]
+    field = f"[('f', '{n1}')]"
+    cases = {
+        "a_file is a file, not a folder": ["merge", n1, n1, "-o", str(a_file / "m.onnx")],
+        "--json ": ["epsilon", n1, n1, "--input", prop, "--json", str(a_file / "e.json")],
+        "is a folder; give a file name": ["check", n1, n1, n1, "--json", str(tmp_path)],
+        "without --output, -o names a folder": [*spec, "--eps", "0.1", "-o", str(a_file)],
+        "RESULTFILE": ["vnncomp", "run", field, prop, str(tmp_path / "none" / "r.txt"), "5"],
+        "fifteen.vnnlib is about 15 outputs": ["vnncomp", "run", field, str(fifteen),
+                                               str(tmp_path / "r.txt"), "5"],
+        "three.onnx gives 3 outputs": ["check", three, n1, n1],
+        "--time-budget nan": ["assure", n1, prop, "--time-budget", "nan"],
+        "--time-budget -1": ["assure", n1, prop, "--time-budget", "-1"],
+        "--time-budget inf": ["enlarge", n1, n1, prop, "-o", str(tmp_path / "e.vnnlib"),
+                              "--time-budget", "inf"],
+        "--query-timeout 0": ["epsilon", n1, n1, "--input", prop, "--query-timeout", "0"],
+        "--timeout -5": ["vnncomp", "acasxu", "--out", str(tmp_path / "b"), "--timeout", "-5"],
+        "--eps-budget nan": ["vnncomp", "acasxu", "--out", str(tmp_path / "b"),
+                             "--eps-budget", "nan"],
+        "--eps -0.1": [*spec, "--eps", "-0.1", "--output", "0", "-o", str(tmp_path / "s")],
+        "--samples -5": ["check", n1, n1, n1, "--samples", "-5"],
+        "--lambda 0": ["repair", n1, n1, "--lambda", "0", "-o", str(tmp_path / "r.onnx")],
+        "NaN or infinite values in weight 'W'": ["merge", n1, nan, "-o", str(tmp_path / "m")],
+        "huge.onnx: its input holds 100000000 values": ["epsilon", huge, huge, "--input", prop],
+    }
+    if Path("/proc").is_dir():  # Linux: nothing can be created there
+        cases["no file can be written in /proc"] = ["merge", n1, n1, "-o", "/proc/x.onnx"]
+        cases["-o /proc/specs"] = [*spec, "--eps", "0.1", "-o", "/proc/specs/"]
+        cases["--json /proc/e.json"] = ["epsilon", n1, n1, "--input", prop, "--json",
+                                        "/proc/e.json"]
+    for match, argv in cases.items():
+        _refused_light(match, argv)
+    assert (tmp_path / "r.txt").read_text().startswith("error\n")  # VNN-COMP's answer
+
+
+def test_outputs_that_exist_need_force_and_missing_folders_are_made(tmp_path, capsys,
+                                                                      acas_dir):
+    n1, prop = acas_net(1, 1), acas_dir / "prop_1.vnnlib"
+    report = tmp_path / "new" / "folder" / "check.json"  # made when missing
+    code, _, _ = run(capsys, "check", n1, n1, n1, "--samples", "10", "--json", report)
+    assert code in (0, 1) and json.loads(report.read_text())["samples"] == 10
+    before = report.read_text()
+    refused(capsys, "check", n1, n1, n1, "--samples", "10", "--json", report,
+            match="already exists; pass --force")
+    assert report.read_text() == before
+    folder = tmp_path / "specs"
+    spec = ("spec", "--input", prop, "--model", n1, "--eps", "0.1", "-o")
+    assert run(capsys, *spec, folder)[0] == 0
+    refused(capsys, *spec, folder, match="diff_")
+    refused(capsys, *spec, folder / "diff_0_pos.vnnlib", "--output", "0", match="--force")
+    assert run(capsys, *spec, folder, "--force")[0] == 0
+
+
+def test_refusal_of_other_operators_suggests_what_the_command_can_do(tmp_path, capsys):
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["z"], name="fc", transB=1),
+             helper.make_node("Sigmoid", ["z"], ["y"], name="squash")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[numpy_helper.from_array(np.eye(2, dtype=np.float32), "W"),
+                     numpy_helper.from_array(np.zeros(2, np.float32), "B")])
+    sig = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                 ir_version=8), tmp_path / "sigmoid.onnx")
+    line = refused(capsys, "epsilon", sig, sig, "--lower", "0,0", "--upper", "1,1",
+                   "--verifier", "bounds", match="sigmoid.onnx")
+    assert "Sigmoid" in line and "nnbisim merge --form graph" in line
+    assert "(use --form graph" not in line  # epsilon has no --form
