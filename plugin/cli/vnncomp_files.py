@@ -22,6 +22,7 @@ def cmd_back(args: argparse.Namespace) -> int:
     if status is not Status.VIOLATED or x is None:
         raise InputError(f"{args.result_in}: is not a sat result with a counterexample "
                          f"({status.vnncomp}{'; ' + note if note else ''}); nothing to translate")
+    args.out_file.parent.mkdir(parents=True, exist_ok=True)  # checked writable up front
     write_result(args.out_file, "sat", back_translate(args.manifest, x))
     print(args.out_file)
     return 0
