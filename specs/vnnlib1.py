@@ -202,9 +202,9 @@ class _Reader:
             if not idx:
                 raise SpecError(f"{self.source}: declares no {what} variable; add "
                                 f"(declare-const {kind}_0 Real) and so on")
-            missing = sorted(set(range(max(idx) + 1)) - idx)
-            if missing:
-                raise SpecError(f"{self.source}: {kind}_{missing[0]} is not declared but "
+            if len(idx) != max(idx) + 1:  # the first gap, found without a range as large
+                missing = next(i for i, v in enumerate(sorted(idx)) if i != v)
+                raise SpecError(f"{self.source}: {kind}_{missing} is not declared but "
                                 f"{kind}_{max(idx)} is; declare {kind}_0 .. {kind}_{max(idx)}")
             n[kind] = max(idx) + 1
         return n["X"], n["Y"]

@@ -27,6 +27,7 @@ import numpy as np
 import vnnlib
 
 from nnbisim.core.errors import SpecError
+from nnbisim.core.limits import check_dense
 from nnbisim.specs import _constraints as cst
 from nnbisim.specs._text import PathLike, read_text, write_text
 from nnbisim.specs.sets import Property, SpecCase, TwoNetworkQuery
@@ -82,6 +83,8 @@ class _Vars:
         self.in_shape, self.out_shape = shapes_in.pop(), shapes_out.pop()
         self.n_in = int(np.prod(self.in_shape))
         self.n_out = int(np.prod(self.out_shape))
+        for what, n in (("input", self.n_in), ("output", self.n_out)):
+            check_dense(n, n, f"{source}: its declared {what}")  # before any array of that size
 
     def display(self, key: cst.Key) -> str:
         """The element's name as the file writes it, e.g. ``X[0,3]`` or ``Y_g[1]``."""

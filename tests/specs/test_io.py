@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from nnbisim.core.errors import SpecError
+from nnbisim.core.errors import InputError, SpecError
 from nnbisim.specs.discrepancy import two_network_violation_query
 from nnbisim.specs.io import detect_version, read_spec, read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, Property, TwoNetworkQuery
@@ -129,3 +129,18 @@ def test_decompression_and_size_are_bounded(tmp_path, monkeypatch):
     two = tmp_path / "two.vnnlib.gz"  # two gzip members, as `cat a.gz b.gz` makes, still read
     two.write_bytes(gzip.compress(V1_HEAD.encode()) + gzip.compress(b"(assert (>= Y_0 1))\n"))
     assert read_spec(two).unsafe.disjuncts[0].rhs[0] == -1
+
+
+def test_declared_sizes_beyond_the_memory_budget_are_refused_before_allocating(tmp_path):
+    huge = tmp_path / "huge.vnnlib"  # 2.0 declares 1e8 inputs in one line
+    huge.write_text("(vnnlib-version <2.0>)\n(declare-network N (declare-input X Real "
+                    "[1,100000000]) (declare-output Y Real [1]))\n(assert (>= X[0,0] 0.0))\n"
+                    "(assert (<= X[0,0] 1.0))\n(assert (>= Y[0] 0.0))\n")
+    with pytest.raises(InputError, match=r"huge\.vnnlib: its declared input holds 100000000 "
+                       r"values.*memory budget"):
+        read_spec(huge)
+    sparse = tmp_path / "sparse.vnnlib"  # 1.0 declares X_99999999 alone: no 1e8-element set
+    sparse.write_text("(declare-const X_99999999 Real)\n(declare-const Y_0 Real)\n"
+                      "(assert (<= X_99999999 1))\n(assert (>= Y_0 0))\n")
+    with pytest.raises(SpecError, match="X_0 is not declared but X_99999999 is"):
+        read_spec(sparse)
