@@ -12,12 +12,15 @@ the witness is kept). The folder::
     2.0/                the same instances as two-network VNN-LIB 2.0 queries, with its own
                         onnx/, vnnlib/, instances.csv (the 2026 network field) and expected.csv
     benchmark.json      eps brackets, witnesses, regions: what the properties are made from
+                        (file names relative to the folder; the sources' names as provenance)
     generate_properties.py   regenerates vnnlib/, 2.0/vnnlib/ and the csvs from a seed
     README.md
 
 The seed picks where in those safe ranges each threshold lies and the order of the instances;
-the answers never change with it. ``generate_properties.py SEED`` reproduces the files byte
-for byte from ``benchmark.json``.
+the answers never change with it. ``generate_properties.py SEED`` is
+:mod:`nnbisim.vnncomp.generate_properties` copied verbatim: it needs Python and numpy only (not
+nnbisim, not the source networks), and with the seed recorded in ``benchmark.json`` it
+reproduces the shipped files byte for byte, wherever the folder has been moved.
 """
 
 from __future__ import annotations
@@ -39,32 +42,10 @@ from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
 from nnbisim.bounds.diffbounds import same_architecture
 from nnbisim.core.errors import InputError, OverwriteError
-from nnbisim.specs.discrepancy import infinity_norm_property, two_network_infinity_norm_query
 from nnbisim.specs.io import read_spec
-from nnbisim.specs.sets import Box, InputSet
-from nnbisim.specs.vnnlib1 import write_vnnlib1
-from nnbisim.specs.vnnlib2 import write_two_network_query
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
-from nnbisim.vnncomp.formats import format_network_field, write_instances
-
-SAT_FACTORS = (0.85, 0.95)  # sat-side threshold: this fraction of the witnessed eps
-# unsat-side threshold: certified eps times 1.01 to 1.02 (a margin far above float32 noise)
-UNSAT_FACTORS = (1.01, 1.02)
-
-GENERATOR = '''#!/usr/bin/env python3
-"""Regenerate this benchmark's properties and csv files from a seed (needs nnbisim installed:
-pip install -e <nnbisim repository>). Usage: python generate_properties.py SEED"""
-import sys
-from pathlib import Path
-
-from nnbisim.vnncomp.benchmark import regenerate
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or not sys.argv[1].lstrip("-").isdigit():
-        sys.exit("usage: python generate_properties.py SEED")
-    regenerate(Path(__file__).resolve().parent, int(sys.argv[1]))
-'''
+from nnbisim.vnncomp import generate_properties as generator
 
 
 @dataclass(frozen=True)
@@ -126,7 +107,7 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
     onnx.save(model, str(out / "onnx" / merged))
     same = same_architecture(load_network(pair.n1), load_network(pair.n2))
     return {"pair": k, "n1": names[0], "n2": names[1], "merged": merged,
-            "source": [str(pair.n1), str(pair.n2), str(pair.region)],
+            "source": [pair.n1.name, pair.n2.name, pair.region.name],
             "region": pair.region.name, "lower": [b.lower.tolist() for b in inputs.boxes],
             "upper": [b.upper.tolist() for b in inputs.boxes],
             "input_shape": _onnx_shape(pair.n1), "n_outputs": len(rep.outputs),
@@ -154,94 +135,24 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
         say(f"[{k + 1}/{len(pairs)}] eps of {pair.n1.name} vs {pair.n2.name} over "
             f"{pair.region.name}")
         records.append(_pair_record(k, pair, out, eps_budget))
-    info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "pairs": records}
-    (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / "generate_properties.py").write_text(GENERATOR)
+    info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
+            "pairs": records}
+    (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    script = out / "generate_properties.py"
+    script.write_bytes(Path(generator.__file__).read_bytes())
+    script.chmod(0o755)
     regenerate(out, seed)
     return out
 
 
-def _instances(info: dict, seed: int) -> list[dict]:
-    """The instances a seed makes: per pair a sat and an unsat threshold, in seeded order."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for rec in info["pairs"]:
-        u, f = rng.uniform(*UNSAT_FACTORS), rng.uniform(*SAT_FACTORS)
-        rows.append({"rec": rec, "side": "unsat",
-                     "eps": float(np.nextafter(rec["certified"] * u, np.inf))})
-        rows.append({"rec": rec, "side": "sat", "eps": float(f * rec["witnessed"])})
-    order = rng.permutation(len(rows))
-    return [rows[i] for i in order]
-
-
 def regenerate(folder: str | Path, seed: int) -> None:
     """Write the properties, ``instances.csv``, ``expected.csv`` (both versions) and README
-    of a benchmark folder from its ``benchmark.json`` and ``seed``."""
+    of a benchmark folder from its ``benchmark.json`` and ``seed`` (what the folder's own
+    ``generate_properties.py SEED`` does, with the same code)."""
     folder = Path(folder)
-    meta = folder / "benchmark.json"
-    if not meta.is_file():
+    if not (folder / "benchmark.json").is_file():
         raise InputError(f"{folder}: has no benchmark.json; run nnbisim vnncomp benchmark first")
-    info = json.loads(meta.read_text())
-    v2 = folder / "2.0"
-    for d in (folder / "vnnlib", v2 / "vnnlib"):
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-    rows1, rows2, exp1, exp2 = [], [], [], []
-    timeout = float(info["timeout"])
-    for inst in _instances(info, seed):
-        rec, side, eps = inst["rec"], inst["side"], inst["eps"]
-        m = rec["n_outputs"]
-        inputs = InputSet(tuple(Box(lo, hi) for lo, hi in zip(rec["lower"], rec["upper"],
-                                                             strict=True)))
-        stem = f"p{rec['pair']}_{side}"
-        note = (f"pair {rec['pair']}: is some |y1 - y2|_i >= {eps!r} over {rec['region']}? "
-                f"expected {side} (eps in [{rec['witnessed']!r}, {rec['certified']!r}]); "
-                f"outputs Y_0..Y_{m - 1} = y1, Y_{m}..Y_{2 * m - 1} = y2, "
-                f"Y_{2 * m}..Y_{3 * m - 1} = y1 - y2")
-        write_vnnlib1(infinity_norm_property(inputs, 3 * m, eps, offset=2 * m),
-                      folder / "vnnlib" / f"{stem}.vnnlib", comment=note)
-        query = two_network_infinity_norm_query(inputs, m, eps, relation=rec["relation"])
-        write_two_network_query(query, rec["input_shape"], [1, m],
-                                v2 / "vnnlib" / f"{stem}.vnnlib")
-        rows1.append((f"onnx/{rec['merged']}", f"vnnlib/{stem}.vnnlib", timeout))
-        exp1.append((f"onnx/{rec['merged']}", f"vnnlib/{stem}.vnnlib", side))
-        field = format_network_field([("f", f"onnx/{rec['n1']}"), ("g", f"onnx/{rec['n2']}")])
-        rows2.append((field, f"vnnlib/{stem}.vnnlib", timeout))
-        exp2.append((field, f"vnnlib/{stem}.vnnlib", side))
-    write_instances(folder / "instances.csv", rows1)
-    write_instances(v2 / "instances.csv", rows2)
-    for path, rows in ((folder / "expected.csv", exp1), (v2 / "expected.csv", exp2)):
-        with path.open("w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["onnx", "vnnlib", "expected"])
-            w.writerows(rows)
-    (folder / "README.md").write_text(_readme(info, seed))
-
-
-def _readme(info: dict, seed: int) -> str:
-    lines = [f"# {info['name']}", "",
-             "Equivalence instances with known answers, generated by nnbisim "
-             "(`nnbisim vnncomp benchmark`). Each pair of networks N1, N2 gets two instances "
-             "over its region X: \"is some |N1(x) - N2(x)|_i >= t for x in X?\" with t just "
-             "1-2% above the certified eps (expected `unsat`) and t = 0.85..0.95 x the witnessed "
-             "eps (expected `sat`; the witness is in benchmark.json).", "",
-             "- `instances.csv`, `vnnlib/`: one network per instance, the merged comparison "
-             "network `onnx/pK_merged.onnx` (outputs [y1; y2; y1 - y2]), VNN-LIB 1.0.",
-             "- `2.0/`: the same questions as two-network VNN-LIB 2.0 queries on the original "
-             "pair (`declare-network f`, `g`, inputs tied by `==`), network field "
-             "`[('f', ...), ('g', ...)]`.",
-             "- `expected.csv` beside each `instances.csv`: the known answers.",
-             f"- Regenerate: `python generate_properties.py {seed}` (this folder was written "
-             f"with seed {seed}); the seed moves the thresholds inside their safe ranges and "
-             "orders the instances, never the answers.", "",
-             f"Timeout per instance: {info['timeout']:g} s. eps was bracketed by nnbisim's own "
-             f"engine ({info['eps_budget']:g} s per pair):", "",
-             "| pair | N1 | N2 | region | eps witnessed | eps certified | engine |",
-             "|---|---|---|---|---:|---:|---|"]
-    for r in info["pairs"]:
-        lines.append(f"| {r['pair']} | {r['n1']} | {r['n2']} | {r['region']} | "
-                     f"{r['witnessed']:.6g} | {r['certified']:.6g} | {r['engine']} |")
-    return "\n".join(lines) + "\n"
+    generator.regenerate(folder, seed)
 
 
 TAGS = {"float16": "float16", "prune": "pruned10", "int8": "int8", "int8-channel": "int8ch"}
