@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import acas_net
+from netbuild import random_network, save
 
+from nnbisim.adapters.compress import round_weights
+from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.errors import InputError
+from nnbisim.core.model import Network
+from nnbisim.specs.discrepancy import infinity_norm_property, two_network_infinity_norm_query
 from nnbisim.specs.io import read_spec, read_spec_cases
+from nnbisim.specs.sets import Box, InputSet
+from nnbisim.specs.vnnlib1 import write_vnnlib1
+from nnbisim.specs.vnnlib2 import write_two_network_query
 from nnbisim.verifiers.queries import marabou_per_disjunct
-from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
-from nnbisim.vnncomp.formats import read_instances
+from nnbisim.vnncomp import generate_properties as generator
+from nnbisim.vnncomp.benchmark import Pair, acasxu_pairs, read_pairs, write_benchmark
+from nnbisim.vnncomp.formats import format_network_field, read_instances
 from nnbisim.vnncomp.run import run_instance
 
 
@@ -100,3 +114,114 @@ def test_bad_pairs_are_refused(tmp_path):
         read_pairs(bad)
     with pytest.raises(InputError, match="compression"):
         acasxu_pairs(acas_net(1, 1).parent, tmp_path, ["1_1"], [1], "zip")
+
+
+def _numpy_only_python(tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """A Python whose sys.path holds the standard library and numpy, not nnbisim: this
+    interpreter with -S (no site-packages, so no editable nnbisim; -I would keep them) and
+    PYTHONPATH a folder that links numpy alone."""
+    site = Path(np.__file__).resolve().parents[1]
+    lib = tmp / "numpy-only"
+    lib.mkdir()
+    for name in ("numpy", "numpy.libs"):  # numpy.libs: the wheel's bundled BLAS, if any
+        if (site / name).exists():
+            (lib / name).symlink_to(site / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return [sys.executable, "-S", "-s"], {**env, "PYTHONPATH": str(lib)}
+
+
+def _shipped(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _small_pair(folder: Path) -> Pair:
+    """A 3-10-10-2 network, its perturbed float16 copy and a region of two boxes."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    n1 = random_network([3, 10, 10, 2], rng)
+    n2 = round_weights(Network.from_weights([layer.weight * 1.02 for layer in n1.layers],
+                                            [layer.bias for layer in n1.layers]))
+    save(network_to_model(n1), folder / "a.onnx")
+    save(network_to_model(n2), folder / "b.onnx")
+    region = InputSet.of(Box([-1.0] * 3, [1.0] * 3), Box([2.0] * 3, [3.0] * 3))
+    write_vnnlib1(infinity_norm_property(region, 6, 1.0, offset=4), folder / "r.vnnlib")
+    return Pair(folder / "a.onnx", folder / "b.onnx", folder / "r.vnnlib")
+
+
+def test_the_folder_moves_and_regenerates_with_python_and_numpy_only(tmp_path_factory):
+    written = tmp_path_factory.mktemp("written")
+    original = write_benchmark([_small_pair(written / "nets")], written / "b", seed=7,
+                               timeout=20, eps_budget=2)
+    moved = tmp_path_factory.mktemp("elsewhere") / "bench"
+    shutil.copytree(original, moved)
+    shutil.rmtree(written)  # the original folder and the source networks
+    shipped = _shipped(moved)
+    for name, data in shipped.items():  # no absolute path of where it was made
+        assert str(written).encode() not in data, name
+    info = json.loads(shipped["benchmark.json"])
+    assert info["seed"] == 7
+    for rec in info["pairs"]:
+        assert rec["source"] == ["a.onnx", "b.onnx", "r.vnnlib"]
+        for key in ("n1", "n2", "merged"):
+            assert (moved / "onnx" / rec[key]).is_file()
+    for gone in ("vnnlib", "2.0/vnnlib"):
+        shutil.rmtree(moved / gone)
+    for gone in ("instances.csv", "expected.csv", "2.0/instances.csv", "2.0/expected.csv",
+                 "README.md"):
+        (moved / gone).unlink()
+    python, env = _numpy_only_python(tmp_path_factory.mktemp("py"))
+    probe = subprocess.run([*python, "-c", "import nnbisim"], cwd=moved, env=env,
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'nnbisim'" in probe.stderr
+    subprocess.run([*python, "-c", "import numpy"], cwd=moved, env=env, check=True)
+    subprocess.run([*python, "generate_properties.py", "7"], cwd=moved, env=env, check=True)
+    assert _shipped(moved) == shipped
+    for inst in read_instances(moved / "2.0" / "instances.csv"):
+        assert len(read_spec(inst.vnnlib).inputs.boxes) == 2
+    subprocess.run([*python, "generate_properties.py", "8"], cwd=moved, env=env, check=True)
+    assert _shipped(moved) != shipped
+    subprocess.run([*python, "generate_properties.py", "7"], cwd=moved, env=env, check=True)
+    assert _shipped(moved) == shipped
+
+
+def test_the_script_is_the_module_and_imports_the_standard_library_and_numpy_only(bench):
+    script = bench / "generate_properties.py"
+    assert script.read_bytes() == Path(generator.__file__).read_bytes()
+    assert os.access(script, os.X_OK)
+    allowed = set(sys.stdlib_module_names) | {"numpy"}
+    for node in ast.walk(ast.parse(script.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        for name in names:
+            assert name.split(".")[0] in allowed, name
+    info = json.loads((bench / "benchmark.json").read_text())
+    assert all("/" not in s for rec in info["pairs"] for s in rec["source"])
+
+
+def _record(boxes: list[Box], shape: list[int], m: int, relation: str | None) -> dict:
+    return {"pair": 3, "region": "r.vnnlib", "lower": [b.lower.tolist() for b in boxes],
+            "upper": [b.upper.tolist() for b in boxes], "input_shape": shape, "n_outputs": m,
+            "relation": relation, "witnessed": 0.25, "certified": 0.3}
+
+
+def test_the_script_writes_what_the_nnbisim_writers_write(bench):
+    """The script's own VNN-LIB writers against nnbisim.specs on the benchmark's instances and
+    on a record with two boxes, no relation, a 3-d input and extreme numbers."""
+    info = json.loads((bench / "benchmark.json").read_text())
+    odd = [Box([-1e20, 0.0, -0.0], [1e-300, 2.5, 1e22]), Box([-3.0, -2.0, -1.0], [3.0, 2.0, 1.0])]
+    cases = [(inst["rec"], inst["eps"]) for inst in generator.instances(info, 0)]
+    cases += [(_record(odd, [1, 1, 3], 2, None), 1.5e-7), (_record(odd[:1], [3], 1, None), 2e21)]
+    for rec, eps in cases:
+        m = rec["n_outputs"]
+        inputs = InputSet(tuple(Box(lo, hi) for lo, hi in zip(rec["lower"], rec["upper"],
+                                                             strict=True)))
+        note = f"pair {rec['pair']}: note"
+        one = write_vnnlib1(infinity_norm_property(inputs, 3 * m, eps, offset=2 * m),
+                            comment=note)
+        assert generator.vnnlib1_text(rec, eps, note) == one
+        query = two_network_infinity_norm_query(inputs, m, eps, relation=rec["relation"])
+        two = write_two_network_query(query, rec["input_shape"], [1, m])
+        assert generator.vnnlib2_text(rec, eps) == two
+    pairs = [("f", "onnx/a b.onnx"), ("g", "onnx/it's.onnx")]
+    assert generator.network_field(pairs) == format_network_field(pairs)
