@@ -13,6 +13,7 @@ from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status, Verdict
 from nnbisim.search.bisection import Bracket, ExactQueries, bisect
+from nnbisim.search.stop import StopReason
 from nnbisim.search.witness import find_witnesses, onnx_replay
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.tasks.epsilon import compute_epsilon
@@ -138,5 +139,5 @@ def test_bisection_never_asks_the_same_query_twice(tmp_path):
     asks = ExactQueries(tmp_path / "m.onnx", InputSet.of(Box([-1.0], [1.0])), 1, 0, tool,
                         replay, tmp_path, rel_gap=0.0, abs_gap=0.0)
     bisect(br, asks, deadline=time.perf_counter() + 60)
-    assert tool.asked == 1 and br.stopped == "no progress (counterexample below threshold on replay)"
+    assert tool.asked == 1 and br.stopped is StopReason.NO_PROGRESS
     assert br.certified == 0.5 + 1e-7  # a sat never lowers the certified bound
