@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from nnbisim.adapters.onnx_peek import Peek, peek
@@ -24,6 +26,11 @@ POSITIVE = {"time_budget": "--time-budget", "query_timeout": "--query-timeout",
             "delta": "--delta", "target_ratio": "--target-ratio", "lam": "--lambda",
             "rounds": "--rounds", "epochs": "--epochs", "n_outputs": "--n-outputs"}
 NON_NEGATIVE = {"eps": "--eps", "rel_tol": "--rel-tol", "seed": "--seed", "output": "--output"}
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# the verifiers known without importing them (nnbisim.verifiers.registry loads onnxruntime);
+# a test keeps this in step with registry.BUILTIN_VERIFIERS and ENTRY_POINT_GROUP
+VERIFIERS = ("bounds", "marabou")
+ENTRY_POINT_GROUP = "nnbisim.verifiers"
 
 
 def existing(path: Path | None, what: str = "file") -> None:
@@ -183,9 +190,29 @@ def common(args: argparse.Namespace) -> None:
         if Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
             raise InputError(f"{out_dir}: exists and is not empty; pass --force to overwrite "
                              "or choose another --out")
+    _engines(args)
     if hasattr(args, "region_required"):
         args.inputs = region(args, args.region_required)
     _sizes_agree(args, _networks(args))
+
+
+def _engines(args: argparse.Namespace) -> None:
+    """``--device`` names a device torch knows, ``--verifier`` a verifier that exists."""
+    device = getattr(args, "device", None)
+    if device is not None and not DEVICE.fullmatch(device):
+        raise InputError(f"--device {device!r}: give auto, cpu, cuda, cuda:N or mps")
+    name = getattr(args, "verifier", None)
+    known = VERIFIERS + (("none",) if getattr(args, "command", None) == "epsilon" else ())
+    if name is None or name in known:
+        return
+    if name.startswith("vnncomp:"):
+        tool = Path(name.removeprefix("vnncomp:").strip()).expanduser()
+        if not (tool / "run_instance.sh").is_file():
+            raise InputError(f"--verifier {name}: {tool} has no run_instance.sh; vnncomp:DIR "
+                             "needs a folder with VNN-COMP's tool scripts")
+    elif not any(True for _ in entry_points(group=ENTRY_POINT_GROUP, name=name)):
+        raise InputError(f"--verifier {name!r}: no such verifier; give {', '.join(known)}, "
+                         "vnncomp:DIR or the name of an installed plug-in")
 
 
 def _instance_fits(nets: tuple[tuple[str, Path], ...], vnnlib: Path) -> None:

@@ -293,6 +293,10 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
         "--lambda 0": ["repair", n1, n1, "--lambda", "0", "-o", str(tmp_path / "r.onnx")],
         "NaN or infinite values in weight 'W'": ["merge", n1, nan, "-o", str(tmp_path / "m")],
         "huge.onnx: its input holds 100000000 values": ["epsilon", huge, huge, "--input", prop],
+        "--device 'gpu0'": ["epsilon", n1, n1, "--input", prop, "--device", "gpu0"],
+        "--verifier 'marabu'": ["assure", n1, prop, "--verifier", "marabu"],
+        "has no run_instance.sh": ["epsilon", n1, n1, "--input", prop, "--verifier",
+                                   f"vnncomp:{tmp_path}"],
     }
     if Path("/proc").is_dir():  # Linux: nothing can be created there
         cases["no file can be written in /proc"] = ["merge", n1, n1, "-o", "/proc/x.onnx"]
@@ -336,3 +340,11 @@ def test_refusal_of_other_operators_suggests_what_the_command_can_do(tmp_path, c
                    "--verifier", "bounds", match="sigmoid.onnx")
     assert "Sigmoid" in line and "nnbisim merge --form graph" in line
     assert "(use --form graph" not in line  # epsilon has no --form
+
+
+def test_the_light_verifier_check_knows_the_registry():
+    from nnbisim.cli import checks
+    from nnbisim.verifiers import registry
+
+    assert set(checks.VERIFIERS) == set(registry.BUILTIN_VERIFIERS)
+    assert checks.ENTRY_POINT_GROUP == registry.ENTRY_POINT_GROUP
