@@ -6,6 +6,7 @@ failure is one :class:`~nnbisim.core.errors.InputError` line; the handlers then 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import re
 from importlib.metadata import entry_points
@@ -191,6 +192,8 @@ def common(args: argparse.Namespace) -> None:
             raise InputError(f"{out_dir}: exists and is not empty; pass --force to overwrite "
                              "or choose another --out")
     _engines(args)
+    if getattr(args, "pairs", None) is not None:
+        _pairs_fit(args.pairs)
     if hasattr(args, "region_required"):
         args.inputs = region(args, args.region_required)
     _sizes_agree(args, _networks(args))
@@ -215,14 +218,44 @@ def _engines(args: argparse.Namespace) -> None:
                          "vnncomp:DIR or the name of an installed plug-in")
 
 
+def _one_each(path: Path) -> Peek:
+    p = peek(path)
+    if len(p.inputs) != 1 or len(p.outputs) != 1:
+        raise InputError(f"{path}: has {len(p.inputs)} inputs and {len(p.outputs)} outputs; "
+                         "nnbisim takes networks with exactly one of each")
+    return p
+
+
+def _pairs_fit(path: Path) -> None:
+    """Each line of a benchmark's PAIRS.csv names two networks of the same sizes and a region
+    that fits them (checked before the first pair's eps is bracketed)."""
+    with Path(path).open(newline="", errors="replace") as f:
+        rows = list(enumerate(csv.reader(f), 1))
+    for k, row in rows:
+        if not row or all(not c.strip() for c in row) or row[0].startswith("#"):
+            continue
+        if len(row) != 3:
+            raise InputError(f"{path}:{k}: {len(row)} fields; each line is "
+                             "n1.onnx,n2.onnx,region.vnnlib")
+        n1, n2, region_file = (Path(path).parent / c.strip() for c in row)
+        for p in (n1, n2, region_file):
+            existing(p)
+        a, b = _one_each(n1), _one_each(n2)
+        if a != b:
+            raise ShapeMismatchError(f"{path}:{k}: {n1} takes {a.inputs[0]} inputs and gives "
+                                     f"{a.outputs[0]} outputs but {n2} takes {b.inputs[0]} and "
+                                     f"gives {b.outputs[0]}; pair networks of the same sizes")
+        dim = read_spec(region_file).inputs.dim
+        if a.inputs[0] not in (None, dim):
+            raise ShapeMismatchError(f"{path}:{k}: {region_file} has {dim} inputs per point "
+                                     f"but {n1} takes {a.inputs[0]}; give a region of the pair")
+
+
 def _instance_fits(nets: tuple[tuple[str, Path], ...], vnnlib: Path) -> None:
     """Every network of the instance reads the property's inputs and gives its outputs."""
     spec = read_spec(vnnlib)
     for _, path in nets:
-        p = peek(path)
-        if len(p.inputs) != 1 or len(p.outputs) != 1:
-            raise InputError(f"{path}: has {len(p.inputs)} inputs and {len(p.outputs)} "
-                             "outputs; nnbisim takes networks with exactly one of each")
+        p = _one_each(path)
         if p.outputs[0] not in (None, spec.n_outputs):
             raise ShapeMismatchError(f"{vnnlib} is about {spec.n_outputs} outputs but {path} "
                                      f"gives {p.outputs[0]}; give the network's property")

@@ -271,6 +271,8 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
     onnx.save(huge_model, huge)
     spec = ["spec", "--lower", "0,0,0,0,0", "--upper", "1,1,1,1,1", "--model", n1]
     field = f"[('f', '{n1}')]"
+    pairs = tmp_path / "pairs.csv"  # the second line does not pair: checked before the first
+    pairs.write_text(f"{n1},{n1},{prop}\n{n1},{three},{prop}\n")
     cases = {
         "a_file is a file, not a folder": ["merge", n1, n1, "-o", str(a_file / "m.onnx")],
         "--json ": ["epsilon", n1, n1, "--input", prop, "--json", str(a_file / "e.json")],
@@ -293,6 +295,7 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
         "--lambda 0": ["repair", n1, n1, "--lambda", "0", "-o", str(tmp_path / "r.onnx")],
         "NaN or infinite values in weight 'W'": ["merge", n1, nan, "-o", str(tmp_path / "m")],
         "huge.onnx: its input holds 100000000 values": ["epsilon", huge, huge, "--input", prop],
+        "pairs.csv:2: ": ["vnncomp", "benchmark", str(pairs), "-o", str(tmp_path / "b")],
         "--device 'gpu0'": ["epsilon", n1, n1, "--input", prop, "--device", "gpu0"],
         "--verifier 'marabu'": ["assure", n1, prop, "--verifier", "marabu"],
         "has no run_instance.sh": ["epsilon", n1, n1, "--input", prop, "--verifier",
