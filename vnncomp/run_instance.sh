@@ -10,9 +10,13 @@ if [ "$#" -ne 6 ] || [ "$1" != "v1" ]; then
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${NNBISIM_PYTHON:-$here/.venv/bin/python}"
+rm -f "$5"  # an earlier answer must not survive this run being killed
 "$python" -m nnbisim.cli vnncomp run "$3" "$4" "$5" "$6"
 code=$?
 if [ ! -s "$5" ]; then
     echo "error" > "$5"
 fi
-exit $code
+case $code in
+    0|1|3) exit 0 ;;  # unsat, sat, undecided: an answer, written to RESULTFILE
+    *) exit $code ;;  # 2: bad input (RESULTFILE says error), 130: interrupted
+esac

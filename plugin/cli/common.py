@@ -1,4 +1,5 @@
-"""What the command handlers share: progress lines on stderr, JSON files written whole."""
+"""What the command handlers share: progress lines on stderr, JSON files written whole, the
+exit codes of verdicts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 
 from nnbisim.core.errors import InputError
 from nnbisim.core.files import write_atomic
+from nnbisim.core.verdict import Status
+
+# exit codes of every command that answers a question (2 is bad input, 130 Ctrl-C)
+EXIT_HOLDS, EXIT_VIOLATED, EXIT_UNDECIDED = 0, 1, 3
 
 
 def progress_to_stderr(start: float | None = None, quiet: bool = False
@@ -42,3 +47,11 @@ def mark_unfinished(path: Path, command: str) -> None:
     except OSError as e:
         raise InputError(f"{path}: cannot be written ({e.strerror}); give --json a path in a "
                          "writable folder") from None
+
+
+def verdict_exit(status: Status) -> int:
+    """0 holds (unsat), 1 violated (sat, a replayed counterexample), 3 undecided (timeout,
+    unknown, a verifier's error)."""
+    if status is Status.HOLDS:
+        return EXIT_HOLDS
+    return EXIT_VIOLATED if status is Status.VIOLATED else EXIT_UNDECIDED

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from nnbisim.cli.common import progress_to_stderr
+from nnbisim.cli.common import progress_to_stderr, verdict_exit
 from nnbisim.core.errors import InputError
 from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
@@ -21,7 +21,7 @@ def default_acasxu() -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     status = run_instance(args.network, args.vnnlib, args.result, args.timeout, base=args.base)
     print(status.vnncomp)
-    return 0
+    return verdict_exit(status)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:

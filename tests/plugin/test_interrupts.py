@@ -110,3 +110,41 @@ def test_ctrl_c_during_branch_and_bound_starts_no_further_stage(tmp_path, acas_d
     assert rep["queries"] == []  # Marabou's bisection never started
     assert rep["searches"][0]["reason"] == "interrupted"
     assert rep["eps"]["certified"] >= rep["eps"]["witnessed"] > 0
+
+
+TOOL = Path(__file__).resolve().parents[2] / "vnncomp"
+
+
+def _instance(tmp_path: Path, acas_dir: Path) -> tuple[Path, Path]:
+    """ACAS Xu 1_1 with property 3's box and its unsafe set: unsat, decided in seconds."""
+    return acas_net(1, 1), acas_dir / "prop_3.vnnlib"
+
+
+def test_vnncomp_run_exit_codes_say_the_answer(tmp_path, acas_dir):
+    net, prop = _instance(tmp_path, acas_dir)
+    result = tmp_path / "r.txt"
+    assert main(["vnncomp", "run", str(net), str(prop), str(result), "30"]) == 0
+    assert result.read_text().split()[0] == "unsat"
+    # the same box with an unsafe set every output reaches: sat
+    sat = tmp_path / "sat.vnnlib"
+    sat.write_text(prop.read_text().split("; Unsafe")[0] + "(assert (<= Y_0 1000000.0))\n")
+    assert main(["vnncomp", "run", str(net), str(sat), str(result), "30"]) == 1
+    assert result.read_text().split()[0] == "sat"
+
+
+def test_a_killed_run_never_leaves_an_earlier_answer(tmp_path, acas_dir):
+    """run_instance.sh removes the result file first; nnbisim marks it unknown as soon as the
+    instance is read: kill -9 of the whole group at any moment leaves no stale sat."""
+    net, prop = _instance(tmp_path, acas_dir)
+    result = tmp_path / "r.txt"
+    for wait in (0.2, 3.0):
+        result.write_text("sat\n(X_0 1.0)\n")  # an earlier run's answer
+        env = {**os.environ, "NNBISIM_PYTHON": sys.executable}
+        proc = subprocess.Popen(["bash", str(TOOL / "run_instance.sh"), "v1", "c", str(net),
+                                 str(prop), str(result), "60"], env=env,
+                                start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(wait)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not result.exists() or result.read_text().split()[0] in ("unknown", "unsat")
