@@ -20,7 +20,13 @@ class BabOptions:
     """How :func:`~nnbisim.search.input_bab.input_bab` searches.
 
     Stopping: ``rel_gap``/``abs_gap`` (the certified bound within this of the best value),
-    ``time_budget`` seconds, ``max_boxes`` boxes bounded (a reproducible work limit).
+    ``time_budget`` seconds, ``max_boxes`` boxes bounded (a reproducible work limit, never
+    passed once the first boxes are bounded: the search stops when its next split could pass
+    it; None: none). With a work limit every step is sized by work, not by the clock, so that
+    the same problem gives the same search on any machine: batches of about ``max_boxes /
+    work_steps`` bounds (never more than the limit has left) and a polish every
+    ``polish_every_boxes`` boxes bounded; the time budget is then only a safety net (a search
+    it stops is not reproducible).
     ``joint``: certify ``max_k max_x f_k`` (eps, the infinity norm: an objective needs refining
     only where it could still exceed the overall best value); else every objective to its own
     gap. ``batch`` boxes are split per step, or, with None, as many as make a step take about
@@ -44,7 +50,9 @@ class BabOptions:
     rel_gap: float = 0.01
     abs_gap: float = 1e-9
     time_budget: float = 10.0
-    max_boxes: int = 5_000_000
+    max_boxes: int | None = None
+    work_steps: int = 64
+    polish_every_boxes: int = 500
     joint: bool = True
     batch: int | None = None
     step_seconds: float = 1.0

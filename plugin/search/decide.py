@@ -20,7 +20,7 @@ from nnbisim.core.verdict import Status
 from nnbisim.search.bab_types import BabOptions, BabProblem, OpenBoxes
 from nnbisim.search.input_bab import input_bab
 from nnbisim.search.margins import Margins, best_of, falsify
-from nnbisim.search.stop import StopReason
+from nnbisim.search.stop import StopReason, work_part
 from nnbisim.search.subjects import Subject
 from nnbisim.specs.sets import SpecCase
 
@@ -136,20 +136,24 @@ def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts
     return starts, None
 
 
-def _bab_options(subject: Subject, opts: DecideOptions, share: float) -> BabOptions:
+def _bab_options(subject: Subject, opts: DecideOptions, share: float, boxes: int | None
+                 ) -> BabOptions:
     return replace(opts.bab, time_budget=share, split=opts.split or subject.split_rule[0],
-                   choose=opts.choose or subject.split_rule[1], lazy=opts.focus is Focus.LAZY)
+                   choose=opts.choose or subject.split_rule[1], lazy=opts.focus is Focus.LAZY,
+                   max_boxes=opts.bab.max_boxes if boxes is None else boxes)
 
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
            options: DecideOptions = DecideOptions(), *,
            resume: Sequence[OpenBoxes | None] | None = None,
-           progress: Callable[[str], None] | None = None) -> Decision:
-    """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``.
+           progress: Callable[[str], None] | None = None,
+           max_boxes: int | None = None) -> Decision:
+    """Decide "does some input of a case's box reach its unsafe set" within ``time_budget``
+    (and, if given, the work limit ``max_boxes``: boxes bounded by all cases together).
 
     ``violated`` as soon as a margin reaches 0 (in float64: the caller replays it in
     onnxruntime), ``holds`` when every box is proved unable to reach its unsafe set, ``timeout``
-    otherwise; the budget left is shared among the cases still open.
+    otherwise; the budget (and work) left is shared among the cases still open.
     ``resume`` (per case, or None): the open boxes an earlier decision on the same subject and
     unsafe polytopes left in that case's box (its :attr:`Decision.left`, perhaps cut to the box
     with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
@@ -170,17 +174,20 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
     left: list[OpenBoxes | None] = list(again)
     for c, (case, m, (g0, x0)) in enumerate(zip(cases, margins, starts, strict=True)):
         share = (deadline - time.perf_counter()) / (len(cases) - c)
+        boxes = work_part(max_boxes, sum(n.boxes for n in notes), len(cases) - c)
         if again[c] is not None and not len(again[c]) and g0.max() < 0:
             notes.append(CaseRecord(c, How.BAB, StopReason.EXHAUSTED, resumed=True, open=0))
             continue  # an earlier search proved all of it
-        if share <= MIN_SHARE:
-            notes.append(CaseRecord(c, How.BAB, StopReason.BUDGET, margin=float(g0.max())))
+        if share <= MIN_SHARE or (boxes is not None and boxes < 1):
+            notes.append(CaseRecord(c, How.BAB, StopReason.BUDGET if share <= MIN_SHARE
+                                    else StopReason.MAX_BOXES, margin=float(g0.max())))
             continue
         problem = BabProblem(case.box.lower[None], case.box.upper[None], m.bound, m.value,
                              m.sharp if options.focus is not Focus.OFF and subject.focusable
                              else None, m.polisher(case.box), 0.0,
                              case.box.upper - case.box.lower)
-        res = input_bab(problem, g0, x0, _bab_options(subject, options, share), resume=again[c])
+        res = input_bab(problem, g0, x0, _bab_options(subject, options, share, boxes),
+                        resume=again[c])
         left[c] = res.left
         notes.append(CaseRecord(c, How.BAB, res.reason, float(res.value.max()), res.boxes,
                                 round(res.seconds, 3), float(res.upper.max()),

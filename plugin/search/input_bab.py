@@ -41,8 +41,8 @@ def _stop(s: BoxSearch, opts: BabOptions, elapsed: float) -> StopReason | None:
         return StopReason.GAP
     if elapsed > opts.time_budget:
         return StopReason.BUDGET
-    if s.bounded >= opts.max_boxes:
-        return StopReason.MAX_BOXES
+    if opts.max_boxes is not None and s.bounded + _per_box(s, opts) > opts.max_boxes:
+        return StopReason.MAX_BOXES  # the next split would pass the work limit
     if interrupt.requested():
         return StopReason.INTERRUPTED
     return None
@@ -52,6 +52,30 @@ def _resized(k: int, took: float, left: float, opts: BabOptions) -> int:
     """The next auto-sized batch: aim at ``step_seconds`` per step, never past the budget."""
     aim = min(opts.step_seconds, max(left, 0.0) / 2 + 1e-3)
     return int(np.clip(k * aim / max(took, 1e-4), 4, opts.max_batch))
+
+
+def _per_box(s: BoxSearch, opts: BabOptions) -> int:
+    """The most bounds splitting one box takes: on the ``smart`` rule two per input dimension,
+    else at most four (two candidate splits)."""
+    n = s.lo.shape[1]
+    return 2 * (n if opts.split == "smart" and 1 < n <= opts.smart_max_inputs else 2)
+
+
+def _work_batch(s: BoxSearch, opts: BabOptions) -> int:
+    """With a work limit, the batch by work alone (the same steps on any machine): ``batch``,
+    or the limit in about ``work_steps`` steps; a step never bounds more than the limit has
+    left."""
+    per_box = _per_box(s, opts)
+    size = opts.batch or min(opts.max_batch, opts.max_boxes // (opts.work_steps * per_box))
+    return int(max(1, min(size, (opts.max_boxes - s.bounded) // per_box)))
+
+
+def _polish_due(s: BoxSearch, opts: BabOptions, last: tuple[float, int]) -> bool:
+    """Time for a polish: ``polish_every`` seconds since the last one, or with a work limit
+    ``polish_every_boxes`` boxes bounded (``last``: the clock and box count then)."""
+    if opts.max_boxes is not None:
+        return s.bounded - last[1] >= opts.polish_every_boxes
+    return time.perf_counter() - last[0] > opts.polish_every
 
 
 def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray,
@@ -77,7 +101,7 @@ def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray
     s = BoxSearch(problem, options, np.asarray(start_values, np.float64),
                   np.atleast_2d(np.asarray(start_x, np.float64)), resume)
     k, reason = options.batch or FIRST_BATCH, StopReason.BUDGET
-    polished, rng = t0, np.random.default_rng(0)
+    polished, rng = (t0, s.bounded), np.random.default_rng(0)
     with interrupt.deferred():  # Ctrl-C is answered between steps, where the state is whole
         while True:
             s.prune()
@@ -87,12 +111,14 @@ def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray
             if stop is not None:
                 reason = stop
                 break
-            if problem.polish is not None and time.perf_counter() - polished > options.polish_every:
+            if problem.polish is not None and _polish_due(s, options, polished):
                 s.polish(problem.polish, rng)
-                polished = time.perf_counter()
+                polished = (time.perf_counter(), s.bounded)
+            if options.max_boxes is not None:
+                k = _work_batch(s, options)
             step = time.perf_counter()
             s.split(min(k, len(s.ub)))
-            if options.batch is None:
+            if options.batch is None and options.max_boxes is None:
                 now = time.perf_counter()
                 k = _resized(k, now - step, options.time_budget - (now - t0), options)
     return BabResult(s.upper(), s.best.copy(), s.best_x.copy(), s.bounded,

@@ -29,3 +29,11 @@ class StopReason(enum.StrEnum):
 def gap_closed(value: float, upper: float, rel_gap: float, abs_gap: float) -> bool:
     """Is ``upper`` within the relative (or absolute) gap of ``value``?"""
     return upper - value <= max(abs_gap, rel_gap * abs(value))
+
+
+def work_part(total: int | None, spent: int, parts: int) -> int | None:
+    """With a work limit of ``total`` boxes, what the next of ``parts`` searches still to run
+    gets: the rest after ``spent``, shared evenly, as a time budget is (None: no limit)."""
+    if total is None:
+        return None
+    return max(total - spent, 0) // max(parts, 1)

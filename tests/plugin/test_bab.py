@@ -14,6 +14,10 @@ from nnbisim.bounds.bounded import Bounded
 from nnbisim.core.model import Network
 from nnbisim.search.bab_types import BabOptions
 
+# the searches stop on their gap or work limit (boxes bounded, the same on any machine); the
+# time budget is only a safety net that a loaded machine never reaches
+SAFETY = 300.0
+
 
 def interval_bound(net: Network, objectives: np.ndarray):
     """Upper bounds of ``objectives @ net(x)`` per box by interval arithmetic."""
@@ -49,10 +53,12 @@ def test_known_kink_relu_against_zero():
     relu = Network.from_weights([np.array([[1.0]]), np.array([[1.0]])], [[0.0], [0.0]])
     zero = Network.from_weights([np.array([[0.0]])], [[0.0]])
     merged = merge_networks(relu, zero).network
-    res = search(merged, [-1.0], [1.0], [[1.0]], rel_gap=1e-6)
+    res = search(merged, [-1.0], [1.0], [[1.0]], rel_gap=1e-6, time_budget=SAFETY,
+                 max_boxes=10_000)
     assert res.complete and 1.0 - 2e-6 <= res.value[0] <= 1.0
     assert 1.0 <= res.upper[0] <= 1.0 + 2e-6
-    low = search(merged, [-1.0], [1.0], [[-1.0]], rel_gap=1e-6, abs_gap=1e-9)
+    low = search(merged, [-1.0], [1.0], [[-1.0]], rel_gap=1e-6, abs_gap=1e-9,
+                 time_budget=SAFETY, max_boxes=10_000)
     assert low.complete and abs(low.upper[0]) <= 1e-8  # min of relu(x) - 0 is 0
 
 
@@ -67,7 +73,8 @@ def test_random_pairs_certify_above_the_dense_maximum_and_converge():
                      -1).reshape(-1, 2)
         objectives = np.array([[1.0, 0.0], [0.0, -1.0]])
         dense = (merged.forward(g) @ objectives.T).max(0)
-        res = search(merged, lo, hi, objectives, joint=False, rel_gap=1e-3, time_budget=20)
+        res = search(merged, lo, hi, objectives, joint=False, rel_gap=1e-3,
+                     time_budget=SAFETY, max_boxes=2_000_000)
         assert np.all(res.upper >= dense - 1e-12)
         assert np.all(res.value <= dense + 1e-3 * np.abs(dense) + 1e-9)  # values are attained
         assert res.complete and np.all(res.upper - res.value <= 1e-3 * np.abs(res.value) + 1e-9)
@@ -85,7 +92,8 @@ def test_joint_aim_certifies_the_largest_objective_only():
     objectives = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
     g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
     dense = (merged.forward(g) @ objectives.T).max(0)
-    res = search(merged, lo, hi, objectives, joint=True, rel_gap=1e-2, time_budget=20)
+    res = search(merged, lo, hi, objectives, joint=True, rel_gap=1e-2, time_budget=SAFETY,
+                 max_boxes=100_000)
     assert res.complete and np.all(res.upper >= dense - 1e-12)
     eps_w, eps_c = res.value.max(), res.upper.max()
     assert eps_w <= dense.max() + 1e-9 and eps_c - eps_w <= 1e-2 * eps_w + 1e-9
@@ -112,7 +120,7 @@ def test_union_of_boxes_and_a_starting_witness():
     pts = np.concatenate([rng.uniform(lows[k], highs[k], (50000, 3)) for k in range(2)])
     sampled = float((merged.forward(pts) @ c).max())
     res = search(merged, lows, highs, c[None], start=[sampled - 1.0], rel_gap=1e-3,
-                 time_budget=20)
+                 time_budget=SAFETY, max_boxes=200_000)
     assert res.complete and res.upper[0] >= sampled - 1e-12
     assert any(np.all((res.x[0] >= lows[k]) & (res.x[0] <= highs[k])) for k in range(2))
 
@@ -127,7 +135,7 @@ def test_a_stopped_search_resumes_from_its_open_boxes():
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 401)] * 2), -1).reshape(-1, 2)
     top = float(net.forward(grid).max())
     for target, reason in ((top + 0.02, "exhausted"), (top - 1e-3, "found")):
-        kw = dict(target=target, batch=16, split="widest", time_budget=60)
+        kw = dict(target=target, batch=16, split="widest", time_budget=SAFETY)
         fresh = search(net, lo, hi, [[1.0]], **kw)
         first = search(net, lo, hi, [[1.0]], max_boxes=200, **kw)
         assert fresh.reason == reason and first.reason == "max-boxes"

@@ -23,6 +23,11 @@ from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCa
 from nnbisim.specs.vnnlib1 import write_vnnlib1
 from nnbisim.verifiers.registry import get_verifier
 
+# decisions are reached within their work limits (boxes bounded, the same on any machine); the
+# time budget is only a safety net that a loaded machine never reaches
+SAFETY = 300.0
+WORK = 10_000
+
 
 def at_least(width: int, index: int, t: float) -> OutputConstraint:
     """Unsafe: y[index] >= t."""
@@ -38,9 +43,9 @@ def test_single_network_holds_and_is_violated_at_the_true_maximum():
     g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
     top = float(net.forward(g).max())
     subject = single(net)
-    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 20)
-    assert held.status is Status.HOLDS
-    hit = decide(subject, [SpecCase(box, at_least(1, 0, top - 0.01))], 20)
+    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], SAFETY, max_boxes=WORK)
+    assert held.status is Status.HOLDS and 0 < held.boxes <= WORK
+    hit = decide(subject, [SpecCase(box, at_least(1, 0, top - 0.01))], SAFETY, max_boxes=WORK)
     assert hit.status is Status.VIOLATED and box.contains(hit.x)
     assert float(net.forward(hit.x)[0]) >= top - 0.01
 
@@ -74,7 +79,8 @@ def test_pair_rows_decide_a_discrepancy_threshold():
     for layout, width, col in (("all", 6, 4), ("diff", 2, 0)):
         subject = pair(n1, n2, layout)
         assert subject.n_outputs == width
-        held = decide(subject, [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20)
+        held = decide(subject, [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], SAFETY,
+                      max_boxes=WORK)
         assert held.status is Status.HOLDS
         # a pair's rows ignore a focus: no second (sharper) bound of the same boxes
         calls = {True: 0, False: 0}
@@ -83,10 +89,11 @@ def test_pair_rows_decide_a_discrepancy_threshold():
                 count[focus] += 1
                 return inner(*args)
             decide(dataclasses.replace(subject, rows=rows),
-                   [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], 20,
-                   options=DecideOptions(focus=focus))
+                   [SpecCase(box, at_least(width, col, 2 * top + 1e-6))], SAFETY,
+                   options=DecideOptions(focus=focus), max_boxes=WORK)
         assert not subject.focusable and calls[True] == calls[False] > 1
-        hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], 20)
+        hit = decide(subject, [SpecCase(box, at_least(width, col, 0.5 * top))], SAFETY,
+                     max_boxes=WORK)
         assert hit.status is Status.VIOLATED
 
 
@@ -188,11 +195,12 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     lo = np.array([[-1.0, -1.0], [0.0, -1.0], [-1.0, 0.0], [0.0, 0.0]])
     quads = OpenBoxes(lo, lo + 1.0, np.full((4, 1), np.inf), None, np.full(1, -np.inf))
     subject = single(net)
-    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 20, resume=[quads])
+    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], SAFETY, resume=[quads],
+                  max_boxes=WORK)
     assert held.status is Status.HOLDS and held.problems[0].resumed
     assert len(held.left[0]) == 0
     hit_case = SpecCase(box, at_least(1, 0, top - 0.01))
-    hit = decide(subject, [hit_case], 20, resume=[quads])
+    hit = decide(subject, [hit_case], SAFETY, resume=[quads], max_boxes=WORK)
     assert hit.status is Status.VIOLATED and float(net.forward(hit.x)[0]) >= top - 0.01
     # the quadrant holding the maximum left out: taken as proved, so the rest holds unless
     # another quadrant comes within 0.01 of the top
@@ -203,8 +211,9 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
                                                               + 1.0), -1), 1)].max()
     assert others < top - 1e-3  # (seed 0: the peak stands out)
     between = SpecCase(box, at_least(1, 0, (others + top) / 2))
-    assert decide(subject, [between], 20).status is Status.VIOLATED
-    assert decide(subject, [between], 20, resume=[rest]).status is Status.HOLDS
+    assert decide(subject, [between], SAFETY, max_boxes=WORK).status is Status.VIOLATED
+    assert decide(subject, [between], SAFETY, resume=[rest],
+                  max_boxes=WORK).status is Status.HOLDS
     # nothing open: proved at once, without a search; a part of the open set cut to a box
     done = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 0.0,
                   resume=[held.left[0]])
@@ -237,8 +246,9 @@ def test_sums_of_rows_prove_a_box_where_the_winning_row_changes():
     summed = _Margins(subject, unsafe.disjuncts).bound(lo, hi).upper
     assert alone[0, 0] > 0.5 and summed[0, 0] == pytest.approx(-0.1, abs=1e-9)
     box = Box([-1.0], [1.0])
-    d1 = decide(subject, [SpecCase(box, unsafe)], 10)
-    d0 = decide(subject, [SpecCase(box, unsafe)], 10, options=DecideOptions(combine=False))
+    d1 = decide(subject, [SpecCase(box, unsafe)], SAFETY, max_boxes=WORK)
+    d0 = decide(subject, [SpecCase(box, unsafe)], SAFETY, options=DecideOptions(combine=False),
+                max_boxes=WORK)
     assert d1.status is Status.HOLDS and d0.status is Status.HOLDS
     assert d1.problems[0].boxes < d0.problems[0].boxes
 
