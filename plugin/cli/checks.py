@@ -15,6 +15,7 @@ from pathlib import Path
 from nnbisim.adapters.onnx_peek import Peek, peek
 from nnbisim.cli.outputs import outputs, writable
 from nnbisim.core.errors import InputError, ShapeMismatchError, SpecError
+from nnbisim.core.limits import FLOAT_BYTES, MEMORY_ENV, memory_budget, size_text
 from nnbisim.specs.io import read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
@@ -196,7 +197,9 @@ def common(args: argparse.Namespace) -> None:
         _pairs_fit(args.pairs)
     if hasattr(args, "region_required"):
         args.inputs = region(args, args.region_required)
-    _sizes_agree(args, _networks(args))
+    nets = _networks(args)
+    _sizes_agree(args, nets)
+    _samples_fit(args, nets)
 
 
 def _engines(args: argparse.Namespace) -> None:
@@ -249,6 +252,18 @@ def _pairs_fit(path: Path) -> None:
         if a.inputs[0] not in (None, dim):
             raise ShapeMismatchError(f"{path}:{k}: {region_file} has {dim} inputs per point "
                                      f"but {n1} takes {a.inputs[0]}; give a region of the pair")
+
+
+def _samples_fit(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
+    """``check --samples``: the random inputs and the three files' outputs fit in memory."""
+    if getattr(args, "command", None) != "check":
+        return
+    width = max([n or 1 for p in nets.values() for n in (*p.inputs, *p.outputs)] or [1])
+    need = 4.0 * args.samples * width * FLOAT_BYTES
+    if need > memory_budget():
+        raise InputError(f"--samples {args.samples}: the inputs and outputs replayed need "
+                         f"{size_text(need)}, over the memory budget of "
+                         f"{size_text(memory_budget())} (${MEMORY_ENV}); give fewer samples")
 
 
 def _instance_fits(nets: tuple[tuple[str, Path], ...], vnnlib: Path) -> None:
