@@ -176,6 +176,22 @@ def extreme(n1: Network, n2: Network, lo: np.ndarray, hi: np.ndarray, index: int
     return Optimum(index, sign, float(-best.fun + const), bound, x, replayed)
 
 
+F32_TOL = 1e-5  # onnxruntime's float32 replay (the witnessed values) against real arithmetic
+
+
+def violations(witnessed: float, exact: Optimum, certified: float) -> list[str]:
+    """What breaks witnessed <= exact <= certified for one output and sign (values as maxima
+    of ``sign * (N1 - N2)_i``), and whether the oracle's argmax replays to its value."""
+    out = []
+    if not abs(exact.replayed - exact.value) <= tol(exact.value):
+        out.append(f"oracle: argmax replays to {exact.replayed!r}, not {exact.value!r}")
+    if not certified >= max(exact.value, exact.replayed) - tol(exact.value):
+        out.append(f"certified {certified!r} below the exact {exact.value!r}")
+    if not witnessed <= exact.top + F32_TOL * (1 + abs(exact.top)):
+        out.append(f"witnessed {witnessed!r} above the exact {exact.top!r}")
+    return out
+
+
 def exact_ranges(n1: Network, n2: Network, lo: np.ndarray, hi: np.ndarray
                  ) -> list[tuple[Optimum, Optimum]]:
     """Per output: (max of ``N1 - N2``, max of ``N2 - N1``) by the oracle."""
