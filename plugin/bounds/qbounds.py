@@ -96,11 +96,13 @@ class Discrepancy:
 @dataclass(frozen=True)
 class DiscrepancyOptions:
     """How :func:`discrepancy` works: cells are enumerated when the box spans at most
-    ``max_cells`` of the input grid, else branch and bound for ``time_budget`` seconds,
-    ``batch`` boxes split per step, closing a box once its bound is within ``tol`` of the
-    witnesses; ``samples`` random points (``seed``) seed the witnesses."""
+    ``max_cells`` of the input grid, else branch and bound for ``time_budget`` seconds (and
+    at most ``max_boxes`` boxes bounded, a reproducible work limit; None: none), ``batch``
+    boxes split per step, closing a box once its bound is within ``tol`` of the witnesses;
+    ``samples`` random points (``seed``) seed the witnesses."""
 
     time_budget: float = 60.0
+    max_boxes: int | None = None
     max_cells: int = 100_000
     samples: int = 4096
     seed: int = 0
@@ -209,15 +211,15 @@ class _BranchAndBound:
                  progress: Progress | None) -> None:
         self.pair, self.best, self.opts, self.t0, self.progress = pair, best, options, t0, progress
 
-    def step(self, boxes: Boxes, bd: CellBounds) -> tuple[Boxes, CellBounds] | None:
-        """One round: the most open boxes split and bounded; None when none is open."""
+    def step(self, boxes: Boxes, bd: CellBounds, most: int) -> tuple[Boxes, CellBounds] | None:
+        """One round: the ``most`` most open boxes split and bounded; None when none is open."""
         best = self.best
         gap = np.maximum(best.val[None, :, 0] - bd.dmin, bd.dmax - best.val[None, :, 1]).max(1)
         span = boxes.cu - boxes.cl
         open_ = (gap > self.opts.tol) & (span.max(1) > 0)
         if not np.any(open_):
             return None
-        pick = np.argsort(-np.where(open_, gap, -np.inf))[:min(self.opts.batch, int(open_.sum()))]
+        pick = np.argsort(-np.where(open_, gap, -np.inf))[:min(most, int(open_.sum()))]
         keep = np.setdiff1d(np.arange(len(boxes)), pick)
         kids, parent = _halves(self.pair, boxes.take(pick), span[pick])
         pbd = bd.take(pick)
@@ -232,11 +234,15 @@ class _BranchAndBound:
     def run(self, root: Boxes, n_cells: float) -> Discrepancy:
         boxes, bd = root, self.pair.bound(root)
         witnesses(self.pair, self.best, boxes, bd, top=4)
-        rounds, budget = 0, self.opts.time_budget
-        while time.perf_counter() - self.t0 < budget:
-            nxt = self.step(boxes, bd)
+        rounds, budget, limit = 0, self.opts.time_budget, self.opts.max_boxes
+        bounded, closed = len(root), False
+        while time.perf_counter() - self.t0 < budget and (limit is None or bounded + 2 <= limit):
+            room = self.opts.batch if limit is None else (limit - bounded) // 2
+            nxt = self.step(boxes, bd, min(self.opts.batch, room))
             if nxt is None:
+                closed = True
                 break
+            bounded += 2 * (len(nxt[0]) - len(boxes))  # a split box: two halves bounded
             (boxes, bd), rounds = nxt, rounds + 1
             if self.progress and rounds % 20 == 0:
                 self.progress(f"{len(boxes)} boxes, {time.perf_counter() - self.t0:.1f} s")
@@ -245,4 +251,7 @@ class _BranchAndBound:
             notes.append(f"time budget {budget:g} s ran out with {len(boxes)} boxes (the box "
                          f"spans {n_cells:.3g} grid cells); the certified bounds are sound but "
                          "may be loose")
+        elif limit is not None and not closed:
+            notes.append(f"work limit of {limit} boxes reached ({bounded} bounded); the "
+                         "certified bounds are sound but may be loose")
         return _finish(self.best, bd, (Method.BRANCH_AND_BOUND, len(boxes)), self.t0, notes)

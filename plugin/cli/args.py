@@ -89,6 +89,27 @@ def json_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the result as JSON")
 
 
+def positive_count(text: str) -> int:
+    """A whole number >= 1 (argparse turns the ValueError into a one-line refusal)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_count.__name__ = "positive integer"  # how argparse names the type in its refusal
+
+
+def max_boxes(p: argparse.ArgumentParser, shared: str, flag: str = "--max-boxes",
+              what: str = "input boxes, or ReLU splits for wide inputs") -> None:
+    """The work limit beside a time budget: sub-problems (``what``) bounded, ``shared`` says
+    among what."""
+    p.add_argument(flag, type=positive_count, metavar="N",
+                   help=f"work limit: stop after N bounded sub-problems ({what}), {shared}; "
+                   "with it and a generous time budget the result is the same on any machine "
+                   "(default: no limit)")
+
+
 def device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="where the bound engines run: auto (a CUDA "
                    "GPU when torch sees one, else cpu), cpu, cuda, cuda:1, ...")

@@ -15,7 +15,8 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
     opts = EpsilonOptions(verifier=args.verifier, engine=args.engine, aim=args.aim,
                           rel_gap=args.rel_gap, time_budget=args.time_budget,
                           query_timeout=args.query_timeout, workdir=args.workdir,
-                          seed=args.seed, device=resolve_device(args.device))
+                          seed=args.seed, device=resolve_device(args.device),
+                          max_boxes=args.max_boxes)
     rep = compute_epsilon(args.n1, args.n2, args.inputs, opts,
                           progress=progress_to_stderr(time.perf_counter(), args.quiet))
     print(rep.table())

@@ -16,6 +16,7 @@ from nnbisim.cli.args import (
     device,
     finish,
     force,
+    max_boxes,
     networks,
     out_file,
     region,
@@ -96,6 +97,9 @@ def _epsilon(sub) -> None:
                    help="stop when certified is within this relative gap of witnessed")
     e.add_argument("--time-budget", type=float, default=EPS.time_budget, metavar="S",
                    help="seconds for the whole computation")
+    max_boxes(e, "in all (one search for all outputs and signs; wide inputs: one per output "
+              "and sign, each given the rest divided by those left; an exact verifier's "
+              "bisection stays timed)")
     e.add_argument("--query-timeout", type=float, default=EPS.query_timeout, metavar="S",
                    help="time limit of one exact-verifier query")
     e.add_argument("--seed", type=int, default=EPS.seed, help="seed of the witness search")

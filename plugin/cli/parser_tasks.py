@@ -14,6 +14,7 @@ from nnbisim.cli.args import (
     device,
     finish,
     force,
+    max_boxes,
     networks,
     out_file,
     quiet,
@@ -44,6 +45,9 @@ def _assure(sub) -> None:
     a.add_argument("--seed", type=int, default=DISTILL.seed, help="distill: training seed")
     a.add_argument("--time-budget", type=float, default=ASSURE.time_budget, metavar="S",
                    help="seconds for the decision (making N2 with --compress comes before it)")
+    max_boxes(a, "in all, shared among the routes as the time budget is (--quick-direct of it, "
+              "--compressed-share of the rest, the rest to N1 directly) and within a route "
+              "among its boxes; a plug-in verifier's queries stay timed", what="input boxes")
     a.add_argument("--quick-direct", type=float, default=ASSURE.quick_direct, metavar="SHARE",
                    help="share of the budget for a first look at N1 itself (0: only a witness "
                    "search; proofs then come through N2)")
@@ -78,6 +82,8 @@ def _enlarge(sub) -> None:
                    "hull of their intervals), which needs one unsafe set in the source")
     e.add_argument("--time-budget", type=float, default=60.0, metavar="S",
                    help="for certifying N1 - N2, shared among the boxes")
+    max_boxes(e, "in all, shared among the property's boxes as the time budget is (each gets "
+              "the rest divided by the boxes left)")
     device(e)
     finish(e)
 
@@ -124,6 +130,7 @@ def add_quant(sub) -> None:
     region(d, required=True)
     d.add_argument("--time-budget", type=float, default=60.0, metavar="S",
                    help="seconds per box of the input set")
+    max_boxes(d, "per box of the input set, as the time budget", what="boxes of input codes")
     finish(d)
     _repair(sub)
 

@@ -57,7 +57,8 @@ def cmd_discrepancy(args: argparse.Namespace) -> int:
     results = []
     for k, box in enumerate(args.inputs.boxes):
         d = discrepancy(n1, n2, box.lower, box.upper,
-                        DiscrepancyOptions(time_budget=args.time_budget), progress=say)
+                        DiscrepancyOptions(time_budget=args.time_budget,
+                                           max_boxes=args.max_boxes), progress=say)
         _print_box(k, d)
         replayed = replay_witnesses(n1, n2, d.witness_x)
         own = np.array([[o.min_witnessed, o.max_witnessed] for o in d.outputs])
@@ -69,7 +70,7 @@ def cmd_discrepancy(args: argparse.Namespace) -> int:
                             "largest_difference": gap}
         results.append(data)
     if args.json:
-        write_json(args.json, {"boxes": results})
+        write_json(args.json, {"max_boxes": args.max_boxes, "boxes": results})
     return 0
 
 

@@ -52,7 +52,8 @@ def _compressed(args: argparse.Namespace, cases: list[SpecCase], folder: Path) -
 def _print_assure(args: argparse.Namespace, rep: AssureReport, data: dict) -> None:
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.value.upper()} (route "
           f"{rep.route}, {rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 "
-          f"{data['n2_seconds']:.1f} s, N1 directly {data['direct_seconds']:.1f} s)")
+          f"{data['n2_seconds']:.1f} s, N1 directly {data['direct_seconds']:.1f} s; "
+          f"{rep.boxes} boxes bounded)")
     for p in rep.pieces:
         seen = "" if np.isnan(p.eps_witnessed) else f", {p.eps_witnessed:.4g} seen"
         # the refined route's pieces each certify their own eps: this one is the whole box's
@@ -67,7 +68,8 @@ def cmd_assure(args: argparse.Namespace) -> int:
     cases = read_spec_cases(args.property)
     opts = AssureOptions(time_budget=args.time_budget, quick_direct=args.quick_direct,
                          compressed_share=args.compressed_share, verifier=args.verifier,
-                         refine=args.refine, device=resolve_device(args.device))
+                         refine=args.refine, device=resolve_device(args.device),
+                         max_boxes=args.max_boxes)
     with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as scratch:
         n2_path = args.compressed or _compressed(args, cases, Path(scratch))
         rep = assure(args.n1, cases, n2_path, opts,
@@ -112,7 +114,7 @@ def cmd_enlarge(args: argparse.Namespace) -> int:
         raise InputError(f"{args.property}: its boxes have different unsafe sets, which one "
                          "VNN-LIB 2.0 property cannot state; write --vnnlib-version 1.0")
     res = enlarged_cases(args.n1, args.n2, cases, args.time_budget,
-                         device=resolve_device(args.device),
+                         device=resolve_device(args.device), max_boxes=args.max_boxes,
                          progress=progress_to_stderr(time.perf_counter(), args.quiet))
     _write_enlarged(args, cases, res)
     print(f"{args.out_file}: {args.property.name} enlarged for {args.n2.name} "
@@ -121,13 +123,15 @@ def cmd_enlarge(args: argparse.Namespace) -> int:
         sides = ", ".join(f"y{j} [{_shown(r.side(j, -1))}, {_shown(r.side(j, 1))}]"
                           for j in range(len(r.lower)) if (j, -1) in r.needed
                           or (j, 1) in r.needed)
-        print(f"  box {k}: N1 - N2 in {sides} ({r.seconds:.1f} s; -: side not used)")
+        print(f"  box {k}: N1 - N2 in {sides} ({r.seconds:.1f} s, {r.boxes} boxes bounded; "
+              "-: side not used)")
     if args.json is not None:
         write_json(args.json, {
             "property": str(args.property), "n1": str(args.n1), "n2": str(args.n2),
             "out": str(args.out_file), "vnnlib_version": args.vnnlib_version,
+            "max_boxes": args.max_boxes,
             "boxes": [{"lower": r.case.box.lower.tolist(), "upper": r.case.box.upper.tolist(),
                        "diff_lower": [r.side(j, -1) for j in range(len(r.lower))],
                        "diff_upper": [r.side(j, 1) for j in range(len(r.upper))],
-                       "seconds": round(r.seconds, 3)} for r in res]})
+                       "seconds": round(r.seconds, 3), "boxes": r.boxes} for r in res]})
     return 0

@@ -45,10 +45,13 @@ class EpsilonReport:
     searches: tuple[dict, ...]
     seconds: float
     notes: tuple[str, ...] = field(default=())
+    max_boxes: int | None = None  # the work limit (None: none)
+    boxes: int = 0  # boxes (or ReLU sub-problems) the branch and bound bounded in all
 
     def to_json(self) -> dict:
         return {
             "eps": {"witnessed": self.witnessed, "certified": self.certified},
+            "work": {"max_boxes": self.max_boxes, "boxes": self.boxes},
             "outputs": [o.to_json() for o in self.outputs],
             "witness": {"x": [float(v) for v in self.witness_x],
                         "index": self.witness_output[0], "sign": self.witness_output[1]},
@@ -59,6 +62,10 @@ class EpsilonReport:
             "seconds": self.seconds,
             "notes": list(self.notes),
         }
+
+    def _work(self) -> str:
+        limit = "" if self.max_boxes is None else f" (work limit {self.max_boxes})"
+        return f"{self.boxes} boxes bounded{limit}"
 
     def table(self) -> str:
         """The report as a readable table: per output, eps, the witness, the queries."""
@@ -73,7 +80,7 @@ class EpsilonReport:
         more = f", ... ({x.size} values, all in the JSON)" if x.size > 8 else ""
         lines += ["", f"eps = max |N1 - N2|_inf in [{self.witnessed:.6g}, {self.certified:.6g}]"
                   f"  (witnessed, certified; ratio {ratio:.3g}; engine {self.engine}, verifier "
-                  f"{self.verifier}, {self.seconds:.1f} s)",
+                  f"{self.verifier}, {self.seconds:.1f} s, {self._work()})",
                   f"witness x = [{shown}{more}]  (output {self.witness_output[0]}, sign "
                   f"{self.witness_output[1]:+d})"]
         if self.queries:
@@ -142,6 +149,8 @@ class AssureReport:
     seconds: float
     n2: str
     notes: tuple[str, ...] = field(default=())
+    max_boxes: int | None = None  # the work limit (None: none)
+    boxes: int = 0  # boxes the own engine bounded in all
 
     @property
     def route(self) -> str:
@@ -157,6 +166,7 @@ class AssureReport:
                 "counterexample": None if self.counterexample is None
                 else self.counterexample.tolist(),
                 "seconds": round(self.seconds, 3), "n2": self.n2,
+                "work": {"max_boxes": self.max_boxes, "boxes": self.boxes},
                 "eps_seconds": round(sum(p.eps_seconds for p in self.pieces), 3),
                 "n2_seconds": round(sum(p.n2_seconds for p in self.pieces), 3),
                 "direct_seconds": round(sum(p.direct_seconds for p in self.pieces), 3),

@@ -50,20 +50,23 @@ class Outcome:
 class Checker:
     """Decides a property on N1 (1) or N2 (2): the own engine (which can go on from the open
     boxes of an earlier own branch and bound, ``resume``), or a plug-in verifier asked one box
-    and unsafe polytope per query (which starts over)."""
+    and unsafe polytope per query (which starts over). ``boxes``: what the own engine bounded in
+    all its calls (a plug-in's work is not counted)."""
 
     def __init__(self, verifier: str, subjects: dict[int, Subject], paths: dict[int, Path],
                  work: Path) -> None:
         self.own = verifier == OWN_VERIFIER
         self.subjects, self.paths, self.work = subjects, paths, work
         self.tool = None if self.own else get_verifier(verifier)
-        self.asked = 0
+        self.asked, self.boxes = 0, 0
 
     def __call__(self, which: int, cases: list[SpecCase], seconds: float,
-                 resume: Sequence[OpenBoxes | None] | None = None
+                 resume: Sequence[OpenBoxes | None] | None = None, max_boxes: int | None = None
                  ) -> tuple[Status, np.ndarray | None]:
         if self.tool is None:
-            d = decide(self.subjects[which], cases, seconds, resume=resume)
+            d = decide(self.subjects[which], cases, seconds, resume=resume,
+                       max_boxes=max_boxes)
+            self.boxes += d.boxes
             return d.status, d.x
         sub = self.work / f"q{self.asked}"
         self.asked += 1
@@ -76,7 +79,8 @@ class Assurance:
     """One decision's shared state: the property's cases, both networks (as subjects, N1's file
     in onnxruntime), the options and checker, and what the routes recorded: pieces, the notes
     on boxes given up, the quick look's decision and the open boxes the route through N2 left
-    per case."""
+    per case. ``boxes``: what the routes' own searches bounded outside the checker (the quick
+    look, the branch and bound through N2, eps of the halves)."""
 
     n1_path: Path
     n2_path: Path
@@ -94,6 +98,19 @@ class Assurance:
     quick: Decision | None = None
     left_by: dict[int, OpenBoxes] = field(default_factory=dict)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    boxes: int = 0
+
+    @property
+    def used(self) -> int:
+        """Boxes bounded so far by every route (the work the limit counts)."""
+        return self.boxes + self.check.boxes
+
+    def work(self, share: float) -> int | None:
+        """With a work limit, a route's part: ``share`` of what the limit has left (None: no
+        limit)."""
+        if self.opts.max_boxes is None:
+            return None
+        return int(share * max(self.opts.max_boxes - self.used, 0))
 
     @property
     def refined(self) -> bool:
@@ -126,4 +143,5 @@ class Assurance:
     def report(self, out: Outcome) -> AssureReport:
         return AssureReport(out.verdict or Status.TIMEOUT, None if out.x is None
                             else np.asarray(out.x), tuple(self.pieces),
-                            time.perf_counter() - self.t0, str(self.n2_path), out.notes)
+                            time.perf_counter() - self.t0, str(self.n2_path), out.notes,
+                            self.opts.max_boxes, self.used)

@@ -40,15 +40,18 @@ def assure(n1_path: str | Path, cases: Sequence[SpecCase], n2_path: str | Path,
     with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as work:
         ctx = _context(Path(n1_path), list(cases), Path(n2_path), options, Path(work))
         ctx.say = progress or ctx.say
-        out = QuickLook(ctx).run(options.quick_direct * options.time_budget)
+        out = QuickLook(ctx).run(options.quick_direct * options.time_budget,
+                                 ctx.work(options.quick_direct))
         if out.verdict is not None:
             return ctx.report(out)
         deadline = ctx.t0 + options.time_budget
         route = ThroughN2(ctx) if ctx.refined else Halves(ctx)
-        out = route.run(options.compressed_share * (deadline - time.perf_counter()))
+        out = route.run(options.compressed_share * (deadline - time.perf_counter()),
+                        ctx.work(options.compressed_share))
         if out.verdict is not None:
             return ctx.report(out)
-        return ctx.report(Direct(ctx, out.left).run(deadline - time.perf_counter()))
+        return ctx.report(Direct(ctx, out.left).run(deadline - time.perf_counter(),
+                                                    ctx.work(1.0)))
 
 
 def _context(n1_path: Path, cases: list[SpecCase], n2_path: Path, options: AssureOptions,

@@ -23,14 +23,17 @@ from nnbisim.bounds.objectives import choose_engine, objective_bounds
 from nnbisim.core.reports import EpsilonReport, PieceResult, Route
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, Focus, decide
+from nnbisim.search.stop import work_part
 from nnbisim.search.subjects import through
 from nnbisim.specs.assurance import enlarge
 from nnbisim.specs.sets import Box, SpecCase
 from nnbisim.tasks.assurance import Assurance, Leftover, Outcome
 from nnbisim.tasks.enlarge import Sides, box_eps, eps_closed, objectives_of, used_interval
+from nnbisim.tasks.options import AssureOptions
 from nnbisim.tasks.outlook import Outlook, outlook
 
 MIN_SHARE = 0.5  # seconds: a box the route would give less goes to N1 directly
+MIN_BOXES = 10  # with a work limit: a box the route would give fewer goes to N1 directly
 # Focus only once a split stalls: through N2, optimising every kept half took about twice as
 # long on 6 of 7 ACAS Xu instances (1_1 properties 3, 6, 2_1 3, 3_3 9, 1_7 2, 5_5 1) and plain
 # CROWN without the stall rule timed out on 1_1 property 5 (ad-hoc runs, one at a time, not a
@@ -67,27 +70,35 @@ class ThroughN2:
         self.glance = objective_bounds(ctx.n1, ctx.n2, choose_engine(ctx.n1, ctx.n2),
                                        ctx.opts.device)  # once, for every box
 
-    def run(self, budget: float) -> Outcome:
+    def run(self, budget: float, boxes: int | None = None) -> Outcome:
+        """Each case gets the rest of ``budget`` (and of the work limit's ``boxes``) divided
+        by the cases still to go."""
         ctx, deadline, left = self.ctx, time.perf_counter() + budget, []
+        start = ctx.used
         for c, case in enumerate(ctx.cases):
             share = (deadline - time.perf_counter()) / (len(ctx.cases) - c)
+            work = work_part(boxes, ctx.used - start, len(ctx.cases) - c)
             opened = ctx.open_part(c, case.box)
-            if share < MIN_SHARE or (opened is not None and not len(opened)):
+            if (share < MIN_SHARE or (work is not None and work < MIN_BOXES)
+                    or (opened is not None and not len(opened))):
                 left.append(Leftover(c, case.box, 0))  # the tail settles it
                 continue
-            out = self._case(c, case, share, opened)
+            out = self._case(c, case, (share, work), opened)
             if out is not None and out.verdict is not None:
                 return out
             if out is not None:
                 left += out.left
         return Outcome(left=tuple(left))
 
-    def _case(self, c: int, case: SpecCase, share: float, opened) -> Outcome | None:
-        """One case's branch and bound through N2: None when it holds, else its outcome."""
+    def _case(self, c: int, case: SpecCase, share: tuple[float, int | None], opened
+              ) -> Outcome | None:
+        """One case's branch and bound through N2 (``share``: its seconds and boxes): None
+        when it holds, else its outcome."""
         ctx, via = self.ctx, self.via
         eps, eps_w, eps_s = eps_glance(ctx, self.glance, case.box, objectives_of(case.unsafe))
         t_eps, tn = via.clock["eps"], time.perf_counter()
-        d = decide(via, [case], share, THROUGH, resume=[opened])
+        d = decide(via, [case], share[0], THROUGH, resume=[opened], max_boxes=share[1])
+        ctx.boxes += d.boxes
         spent = time.perf_counter() - tn
         e_s = eps_s + via.clock["eps"] - t_eps  # certifying N1 - N2 on the pieces
         seconds = (e_s, spent - (via.clock["eps"] - t_eps), 0.0)  # N2's bounds, the search
@@ -134,6 +145,36 @@ class _Attempt:
     probed: bool = False  # a probe of N1 reached the unsafe set
 
 
+@dataclass
+class _Steps:
+    """The escalation of one box's eps, in seconds or (``boxes``) in boxes of a work limit:
+    the budget of the next eps bound, and what N2 gets after it."""
+
+    eps: float
+    opts: AssureOptions
+    boxes: bool = False
+
+    def next(self, room: float, closed: bool) -> tuple[float, bool, float]:
+        """``(next eps budget, last round?, N2's budget now)`` with ``room`` left: three times
+        the last eps budget within ``eps_share`` of the room; the last round when that is not
+        1.5 times more or eps is closed, and then N2 gets all the room."""
+        share = self.opts.eps_share
+        nxt = min(3 * self.eps, share * room)
+        last = nxt < 1.5 * self.eps or closed
+        quick = self.opts.quick_n2_boxes if self.boxes else self.opts.quick_n2
+        return nxt, last, room if last else min(quick, (1 - share) * room)
+
+    def limits(self, budget: float, seconds_left: float) -> tuple[float, int | None]:
+        """A call's ``(seconds, boxes)``: the budget itself in seconds; with a work limit its
+        boxes, and the box's seconds left as a safety net."""
+        if not self.boxes:
+            return budget, None
+        return max(seconds_left, 0.1), max(int(budget), 1)
+
+    def describe(self) -> str:
+        return f"{self.eps:.0f} {'boxes' if self.boxes else 's'} budget"
+
+
 class Halves:
     """The paper's argument box by box: eps, the enlarged property on N2, a box still open
     split in two, to depth ``max_depth``. A box goes to N1 at once when eps cannot fit N1's
@@ -148,8 +189,11 @@ class Halves:
                                 1e-300)
         self.root: dict[int, float] = {}  # the certified reach over each case's whole box
 
-    def run(self, budget: float) -> Outcome:
+    def run(self, budget: float, boxes: int | None = None) -> Outcome:
+        """Each box in the queue gets the rest of ``budget`` (and of the work limit's
+        ``boxes``) divided by the boxes queued."""
         ctx, deadline, left = self.ctx, time.perf_counter() + budget, []
+        start = ctx.used
         while self.queue:
             c, box, depth = self.queue.pop(0)
             opened = ctx.open_part(c, box)
@@ -157,10 +201,12 @@ class Halves:
                 ctx.record(c, box, depth, (Route.DIRECT, PieceResult.HOLDS))
                 continue
             share = (deadline - time.perf_counter()) / (len(self.queue) + 1)
-            if depth > ctx.opts.max_depth or share < MIN_SHARE:
+            work = work_part(boxes, ctx.used - start, len(self.queue) + 1)
+            if (depth > ctx.opts.max_depth or share < MIN_SHARE
+                    or (work is not None and work < MIN_BOXES)):
                 left.append(Leftover(c, box, depth))
                 continue
-            a = self._attempt(c, box, depth, share)
+            a = self._attempt(c, box, depth, (share, work))
             out = self._settle(c, box, depth, a)
             if out is not None and out.verdict is not None:
                 return out
@@ -193,39 +239,48 @@ class Halves:
         ctx.record(c, box, depth, (Route.OPEN, PieceResult.SPLIT), spent, a.eps)
         return None
 
-    def _attempt(self, c: int, box: Box, depth: int, share: float) -> _Attempt:
+    def _attempt(self, c: int, box: Box, depth: int, share: tuple[float, int | None]
+                 ) -> _Attempt:
         """eps escalated: a quick bound first (often enough for N2 to prove the enlarged
-        property), then budgets three times longer while N2 needs a tighter one, within the
-        box's share (``eps_share`` of what is left for the bound, the rest for N2)."""
+        property), then budgets three times larger while N2 needs a tighter one, within the
+        box's share (``eps_share`` of what is left for the bound, the rest for N2). The
+        budgets are seconds, or with a work limit boxes (the box's seconds then only a safety
+        net for each call)."""
         ctx, opts, needed = self.ctx, self.ctx.opts, self.needed[c]
         case = SpecCase(box, ctx.cases[c].unsafe)
-        box_deadline = time.perf_counter() + share
-        budget, a = min(opts.quick_eps, opts.eps_share * share), _Attempt()
+        (seconds, work), start = share, ctx.used
+        box_deadline = time.perf_counter() + seconds
+        steps = (_Steps(min(opts.quick_eps, opts.eps_share * seconds), opts) if work is None
+                 else _Steps(min(opts.quick_eps_boxes, opts.eps_share * work), opts, True))
+        a = _Attempt()
         while True:
             te = time.perf_counter()
-            rep = box_eps(ctx.n1_path, ctx.n2_path, case, needed, budget, opts.device)
+            eps_limits = steps.limits(steps.eps, box_deadline - te)
+            rep = box_eps(ctx.n1_path, ctx.n2_path, case, needed, eps_limits[0], opts.device,
+                          eps_limits[1])
+            ctx.boxes += rep.boxes
             a.eps_seconds += time.perf_counter() - te
             lo, hi = used_interval(rep, needed)
             a.eps = float(max(np.max(hi), -np.min(lo), 0.0))  # over the sides that matter
             if a.outlook is None and self._look(c, case, rep, depth, a):
                 return a
             tn = time.perf_counter()
-            room = max(box_deadline - tn, 0.1)
-            nxt = min(3 * budget, opts.eps_share * room)
-            last = nxt < 1.5 * budget or eps_closed(rep, needed, 0.05)
-            n2_budget = room if last else min(opts.quick_n2, (1 - opts.eps_share) * room)
+            room = (max(box_deadline - tn, 0.1) if work is None
+                    else max(work - (ctx.used - start), 0))
+            nxt, last, n2 = steps.next(room, eps_closed(rep, needed, 0.05))
             if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+                n2_s, n2_boxes = steps.limits(n2, box_deadline - tn)
                 a.status, a.x = ctx.check(2, [SpecCase(box, enlarge(case.unsafe, lo, hi))],
-                                          n2_budget)
+                                          n2_s, max_boxes=n2_boxes)
             else:  # no finite bound in that time: nothing to ask N2 yet
                 a.status, a.x = Status.TIMEOUT, None
             a.n2_seconds += time.perf_counter() - tn
-            ctx.say(f"box {c} depth {depth}: eps {a.eps:.4g} ({budget:.0f} s budget), "
+            ctx.say(f"box {c} depth {depth}: eps {a.eps:.4g} ({steps.describe()}), "
                     f"N2 {a.status.value}")
             a.real = a.status is Status.VIOLATED and ctx.violates(a.x, case.unsafe)
             if a.status is Status.HOLDS or a.real or last:
                 return a  # settled, or eps cannot get tighter in time (or at all)
-            budget = nxt
+            steps.eps = nxt
 
     def _look(self, c: int, case: SpecCase, rep: EpsilonReport, depth: int, a: _Attempt
               ) -> bool:

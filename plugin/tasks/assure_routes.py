@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from nnbisim.core.reports import PieceResult, Route
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, decide
+from nnbisim.search.stop import work_part
 from nnbisim.specs.sets import SpecCase
 from nnbisim.tasks.assurance import Assurance, Leftover, Outcome
 
@@ -21,10 +22,11 @@ class QuickLook:
     def __init__(self, ctx: Assurance) -> None:
         self.ctx = ctx
 
-    def run(self, budget: float) -> Outcome:
+    def run(self, budget: float, boxes: int | None = None) -> Outcome:
         ctx, tq = self.ctx, time.perf_counter()
         opts = DecideOptions(samples=ctx.opts.witness_samples)
-        d = ctx.quick = decide(ctx.s1, ctx.cases, budget, opts)
+        d = ctx.quick = decide(ctx.s1, ctx.cases, budget, opts, max_boxes=boxes)
+        ctx.boxes += d.boxes
         if d.status is Status.HOLDS:
             for c, case in enumerate(ctx.cases):
                 ctx.record(c, case.box, 0, (Route.DIRECT, PieceResult.HOLDS),
@@ -54,12 +56,16 @@ class Direct:
         self.todo = [d for d in left if d.case not in whole]
         self.todo += [Leftover(c, ctx.cases[c].box, 0) for c in sorted(whole)]
 
-    def run(self, budget: float) -> Outcome:
+    def run(self, budget: float, boxes: int | None = None) -> Outcome:
+        """Each box left gets the rest of ``budget`` (and of the work limit's ``boxes``)
+        divided by the boxes still to go."""
         ctx, deadline, verdict = self.ctx, time.perf_counter() + budget, Status.HOLDS
+        start = ctx.used
         for k, d in enumerate(self.todo):
             share = (deadline - time.perf_counter()) / (len(self.todo) - k)
+            work = work_part(boxes, ctx.used - start, len(self.todo) - k)
             spent = (d.eps_seconds, d.n2_seconds)
-            if share < MIN_DIRECT:
+            if share < MIN_DIRECT or (work is not None and work < 1):
                 ctx.record(d.case, d.box, d.depth, (Route.OPEN, PieceResult.UNKNOWN),
                            (*spent, 0.0), d.eps)
                 verdict = Status.TIMEOUT
@@ -68,7 +74,7 @@ class Direct:
             unsafe = ctx.cases[d.case].unsafe
             again = (ctx.left_by[d.case] if d.case in ctx.left_by
                      else ctx.open_part(d.case, d.box))
-            status, x = ctx.check(1, [SpecCase(d.box, unsafe)], share, resume=[again])
+            status, x = ctx.check(1, [SpecCase(d.box, unsafe)], share, [again], work)
             seconds = (*spent, time.perf_counter() - tn)
             if status is Status.VIOLATED and ctx.violates(x, unsafe):
                 ctx.record(d.case, d.box, d.depth, (Route.DIRECT, PieceResult.VIOLATED),

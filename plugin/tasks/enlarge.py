@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.core.reports import EpsilonReport
+from nnbisim.search.stop import work_part
 from nnbisim.specs.assurance import enlarge
 from nnbisim.specs.sets import InputSet, OutputConstraint, SpecCase
 from nnbisim.tasks.epsilon import compute_epsilon
@@ -65,11 +66,12 @@ def eps_closed(rep: EpsilonReport, needed: Sides, gap: float) -> bool:
 
 
 def box_eps(n1_path: Path, n2_path: Path, case: SpecCase, needed: Sides, budget: float,
-            device: str = "cpu") -> EpsilonReport:
-    """``N1 - N2`` certified over the case's box, on the sides its unsafe set uses."""
+            device: str = "cpu", max_boxes: int | None = None) -> EpsilonReport:
+    """``N1 - N2`` certified over the case's box, on the sides its unsafe set uses (within
+    ``budget`` seconds and the work limit ``max_boxes``, if given)."""
     return compute_epsilon(n1_path, n2_path, InputSet.of(case.box),
                            replace(BOX_EPS, time_budget=budget, device=device,
-                                   objectives=frozenset(needed)))
+                                   objectives=frozenset(needed), max_boxes=max_boxes))
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class EnlargedCase:
     upper: np.ndarray
     needed: frozenset[tuple[int, int]]
     seconds: float
+    boxes: int = 0  # bounded by the branch and bound that certified it
 
     def side(self, j: int, sign: int) -> float | None:
         """The certified bound of output ``j``'s minimum (-1) or maximum (+1), if used."""
@@ -93,10 +96,12 @@ class EnlargedCase:
 
 def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCase],
                    time_budget: float = 60.0, *, device: str = "cpu",
+                   max_boxes: int | None = None,
                    progress: Callable[[str], None] | None = None) -> list[EnlargedCase]:
     """Per box of ``cases``: certify ``N1 - N2`` over it (only the sides its unsafe set uses,
-    the budget shared evenly among the boxes) and enlarge the unsafe set by it, so that N2
-    never reaching the enlarged sets proves N1 never reaches the original ones."""
+    the budget, and the work limit ``max_boxes`` if given, shared evenly among the boxes) and
+    enlarge the unsafe set by it, so that N2 never reaching the enlarged sets proves N1 never
+    reaches the original ones."""
     say = progress or (lambda _m: None)
     out = []
     deadline = time.perf_counter() + time_budget
@@ -104,9 +109,11 @@ def enlarged_cases(n1_path: str | Path, n2_path: str | Path, cases: list[SpecCas
         t0 = time.perf_counter()
         needed = objectives_of(case.unsafe)
         budget = max((deadline - t0) / (len(cases) - k), MIN_BUDGET)
-        rep = box_eps(Path(n1_path), Path(n2_path), case, needed, budget, device)
+        boxes = work_part(max_boxes, sum(e.boxes for e in out), len(cases) - k)
+        rep = box_eps(Path(n1_path), Path(n2_path), case, needed, budget, device,
+                      None if boxes is None else max(boxes, 1))
         lo, hi = used_interval(rep, needed)
         out.append(EnlargedCase(SpecCase(case.box, enlarge(case.unsafe, lo, hi)), lo, hi,
-                                frozenset(needed), time.perf_counter() - t0))
+                                frozenset(needed), time.perf_counter() - t0, rep.boxes))
         say(f"box {k}: N1 - N2 certified in {time.perf_counter() - t0:.1f} s")
     return out

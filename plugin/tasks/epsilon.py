@@ -31,7 +31,7 @@ from nnbisim.search.bab_types import BabOptions, BabProblem
 from nnbisim.search.bisection import Bracket, ExactQueries, bisect
 from nnbisim.search.input_bab import input_bab
 from nnbisim.search.relu_bab import ReluBabOptions, relu_bab_max
-from nnbisim.search.stop import gap_closed
+from nnbisim.search.stop import gap_closed, work_part
 from nnbisim.search.witness import Replay, find_witnesses, onnx_replay, polisher
 from nnbisim.specs.sets import InputSet
 from nnbisim.tasks.options import AIMS, NO_VERIFIER, OWN_VERIFIER, EpsilonOptions
@@ -158,7 +158,8 @@ def _certify(run: _Run, engine: str, budget: float, skip: list[bool]) -> None:
                          bound, lambda x: full_value(x)[:, keep],
                          polish=polisher(run.n1, run.n2, run.inputs))
     opts = BabOptions(rel_gap=run.opts.rel_gap, time_budget=budget, joint=run.opts.aim == "eps",
-                      split=run.opts.split[0], choose=run.opts.split[1])
+                      split=run.opts.split[0], choose=run.opts.split[1],
+                      max_boxes=work_part(run.opts.max_boxes, _boxes_used(run), 1))
     res = input_bab(problem, np.array([b.witnessed for b in sub]),
                     np.array([b.witness_x for b in sub]), opts, progress=_every_second(run.say))
     run.searches.append({"method": "input-split", "aim": run.opts.aim,
@@ -167,6 +168,11 @@ def _certify(run: _Run, engine: str, budget: float, skip: list[bool]) -> None:
     _take_witnesses(run, sub, res.value, res.x)
     for k, br in enumerate(sub):
         br.certified = min(br.certified, float(res.upper[k]))
+
+
+def _boxes_used(run: _Run) -> int:
+    """Boxes (or ReLU sub-problems) bounded by the searches so far."""
+    return sum(s.get("boxes", s.get("nodes", 0)) for s in run.searches)
 
 
 def _every_second(say: Progress) -> Callable[[float, float, int], None]:
@@ -214,7 +220,10 @@ def _certify_relu(run: _Run, budget: float, skip: list[bool]) -> None:
         else:
             c = np.zeros(run.n1.out_size)
             c[br.index] = br.sign
-            opts = ReluBabOptions(rel_gap=run.opts.rel_gap, time_budget=share / len(lower))
+            nodes = work_part(run.opts.max_boxes, _boxes_used(run), len(run.brackets) - k)
+            opts = ReluBabOptions(rel_gap=run.opts.rel_gap, time_budget=share / len(lower),
+                                  **({} if nodes is None else
+                                     {"max_nodes": max(nodes // len(lower), 1)}))
             results = [relu_bab_max(merged, lower[b], upper[b], c, opts,
                                     witness_value=br.witnessed) for b in range(len(lower))]
             record.update(upper=min(max(float(r.upper) for r in results), single),
@@ -238,4 +247,15 @@ def _report(run: _Run, engine: str, queries: list[dict], notes: list[str], secon
         witness_x=np.asarray(best.witness_x, np.float64),
         witness_output=(best.index, best.sign),
         engine=engine, verifier=run.opts.verifier, queries=tuple(queries),
-        searches=tuple(run.searches), seconds=seconds, notes=tuple(notes))
+        searches=tuple(run.searches), seconds=seconds, notes=tuple(notes + _work_notes(run)),
+        max_boxes=run.opts.max_boxes, boxes=_boxes_used(run))
+
+
+def _work_notes(run: _Run) -> list[str]:
+    """A note where the time budget, not the work limit, stopped a search."""
+    if run.opts.max_boxes is None or not any("budget" in str(s.get("reason", ""))
+                                             for s in run.searches):
+        return []
+    return [f"the time budget ended a search before the work limit of {run.opts.max_boxes} "
+            "boxes: this bound depends on the machine's speed (a larger --time-budget makes "
+            "it reproducible)"]

@@ -28,6 +28,10 @@ class EpsilonOptions:
     float16 copies, same run and budget, "smart"/"gain" certified a 3.3x tighter median eps
     over property 1's box than "hybrid"/"worst", and about the same over the boxes where both
     close the gap). ``device``: where the bound engines run (``cpu``; ``cuda`` on a GPU).
+    ``max_boxes``: a work limit (None: none), the boxes the own engine's branch and bound may
+    bound in all, shared among its searches as the time budget is (docs/decisions.md, "Work
+    limits"); with it and a generous ``time_budget`` the certified bound is the same on any
+    machine (an exact verifier's bisection stays timed).
     """
 
     verifier: str = OWN_VERIFIER
@@ -41,6 +45,7 @@ class EpsilonOptions:
     device: str = "cpu"
     objectives: frozenset[tuple[int, int]] | None = None
     split: tuple[str, str] = ("smart", "gain")
+    max_boxes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,15 @@ class AssureOptions:
     only): one branch and bound whose every piece is bounded through N2 and its own certified
     eps; ``halves``: eps over the box, the enlarged property decided on N2, a box still open
     split in two (up to ``max_depth`` splits; ``eps_share`` of each box's time for eps, whose
-    first bound gets ``quick_eps`` seconds and N2 then ``quick_n2``). ``probes`` random points
-    measure N1's margin to the unsafe set (the halves route's outlook), ``eps_probes`` witness
-    the refined route's whole-box eps record.
+    first bound gets ``quick_eps`` seconds and N2 then ``quick_n2``). ``max_boxes``: a work
+    limit (None: none), the boxes the own engine may bound in all, shared among the routes as
+    the time budget is (``quick_direct`` of it, ``compressed_share`` of the rest, the rest)
+    and within a route among its boxes as their seconds are; the halves route then escalates
+    eps in boxes (``quick_eps_boxes`` first, N2 then ``quick_n2_boxes``). With it and a
+    generous ``time_budget`` the own engine's answer is the same on any machine (a plug-in
+    verifier's stays timed). ``probes`` random points measure N1's margin to the unsafe set
+    (the halves route's outlook), ``eps_probes`` witness the refined route's whole-box eps
+    record.
 
     ``witness_samples``: 10,000 per box, not decide's 200,000 for ACAS Xu: the branch and bound
     after it evaluates its points on N1 and finds what the search misses
@@ -78,6 +89,9 @@ class AssureOptions:
     max_depth: int = 8
     quick_eps: float = 3.0
     quick_n2: float = 10.0
+    max_boxes: int | None = None
+    quick_eps_boxes: int = 300  # about what quick_eps bounds on ACAS Xu (not benched)
+    quick_n2_boxes: int = 3000  # about what quick_n2 bounds on ACAS Xu (not benched)
     witness_samples: int = 10_000
     probes: int = 2048
     eps_probes: int = 1024
