@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# one torch thread, as the command line uses (docs/decisions.md, "Threads"): with one thread per
+# core, spare threads spin-wait whenever another process holds a core, and a test's search ran
+# ten times slower on a loaded machine (test_relu_bab: 30 s against 1.8 s for the same nodes)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,6 +15,10 @@ from nnbisim.core.errors import ShapeMismatchError
 from nnbisim.core.model import Network
 from nnbisim.search.relu_bab import ReluBabOptions, _Frontier, relu_bab_max
 
+# the searches stop on their gap or node limit (the same on any machine); the time budget is
+# only a safety net that a loaded machine never reaches
+SAFETY = 300.0
+
 
 def _grid_max(net: Network, c: np.ndarray, n: int = 801) -> float:
     g = np.linspace(-1, 1, n)
@@ -41,7 +45,8 @@ def test_converges_within_relative_gap(small_net: Network) -> None:
     c = np.array([1.0])
     true = _grid_max(small_net, c)
     res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], c,
-                       options=ReluBabOptions(rel_gap=0.01, time_budget=30.0), witness_value=true)
+                       options=ReluBabOptions(rel_gap=0.01, time_budget=SAFETY, max_nodes=5000),
+                       witness_value=true)
     assert res.reason == "gap" and res.complete
     assert true <= res.upper <= true + 0.01 * abs(true) + 1e-9
     assert res.nodes > 1
@@ -50,8 +55,8 @@ def test_converges_within_relative_gap(small_net: Network) -> None:
 def test_finds_its_own_witness_and_closes_tight_gap(small_net: Network) -> None:
     true = _grid_max(small_net, np.array([-1.0]))
     res = relu_bab_max(small_net, [-1.0, -1.0], [1.0, 1.0], [-1.0],
-                       options=ReluBabOptions(rel_gap=1e-3, abs_gap=1e-6, time_budget=30.0,
-                                              alpha=True))
+                       options=ReluBabOptions(rel_gap=1e-3, abs_gap=1e-6, time_budget=SAFETY,
+                                              max_nodes=5000, alpha=True))
     assert res.complete
     assert res.value <= true + 1e-9 <= res.upper + 2e-9
     assert res.upper <= true + 1e-3 * abs(true) + 0.02
@@ -86,10 +91,11 @@ def test_identical_networks_stay_sound_and_improve() -> None:
     net = random_network([2, 8, 8, 2], np.random.default_rng(3))
     merged = merge_networks(net, net).network
     box = ([-1.0, -1.0], [1.0, 1.0])
-    root = relu_bab_max(merged, *box, [1.0, 0.0], options=ReluBabOptions(time_budget=0.0),
+    root = relu_bab_max(merged, *box, [1.0, 0.0], options=ReluBabOptions(max_nodes=1),
                         witness_value=0.0)
-    res = relu_bab_max(merged, *box, [1.0, 0.0], options=ReluBabOptions(time_budget=1.0),
-                       witness_value=0.0)
+    res = relu_bab_max(merged, *box, [1.0, 0.0],
+                       options=ReluBabOptions(time_budget=SAFETY, max_nodes=64), witness_value=0.0)
+    assert root.nodes == 1 and res.reason == "max-nodes"
     assert 0.0 <= res.upper < root.upper
 
 

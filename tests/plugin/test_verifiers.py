@@ -95,11 +95,15 @@ def test_vnncomp_sat_with_a_wrong_counterexample_is_unknown(tmp_path, files):
 
 
 def test_vnncomp_overrun_is_killed_with_everything_it_started(tmp_path, files):
+    """A tool that would run 30 s (and then answer unsat) is stopped at its 0.1 s timeout:
+    the verdict is TIMEOUT, not the unsat it never wrote, and its child is gone. The elapsed
+    time is only checked against the 30 s the tool would have taken, a margin no load
+    reaches."""
     tool = fake_tool(tmp_path, "unsat", work="sleep 30 & echo $! > sleeper.txt\nwait")
     start = time.perf_counter()
     verdict = VnncompVerifier(tool, grace=0.5).check(*files, 0.1)
     assert verdict.status is Status.TIMEOUT
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 20.0
     stat = Path(f"/proc/{(tool / 'sleeper.txt').read_text().strip()}/stat")
     for _ in range(50):  # the orphaned sleep is reaped by init shortly after the kill
         if not stat.exists() or stat.read_text().split()[2] == "Z":
