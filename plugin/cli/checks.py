@@ -15,7 +15,7 @@ from pathlib import Path
 from nnbisim.adapters.onnx_peek import Peek, peek
 from nnbisim.cli.outputs import outputs, writable
 from nnbisim.core.errors import InputError, ShapeMismatchError, SpecError
-from nnbisim.core.limits import FLOAT_BYTES, MEMORY_ENV, memory_budget, size_text
+from nnbisim.core.limits import FLOAT_BYTES, MEMORY_ENV, check_dense, memory_budget, size_text
 from nnbisim.specs.io import read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
@@ -193,6 +193,8 @@ def common(args: argparse.Namespace) -> None:
             raise InputError(f"{out_dir}: exists and is not empty; pass --force to overwrite "
                              "or choose another --out")
     _engines(args)
+    if getattr(args, "hidden", None) is not None:
+        hidden_sizes(args.hidden)
     if getattr(args, "pairs", None) is not None:
         _pairs_fit(args.pairs)
     if hasattr(args, "region_required"):
@@ -252,6 +254,19 @@ def _pairs_fit(path: Path) -> None:
         if a.inputs[0] not in (None, dim):
             raise ShapeMismatchError(f"{path}:{k}: {region_file} has {dim} inputs per point "
                                      f"but {n1} takes {a.inputs[0]}; give a region of the pair")
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """``--hidden 10,10``: positive layer sizes within the memory budget."""
+    try:
+        sizes = tuple(int(h) for h in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"--hidden {text!r}: give positive layer sizes like 10,10")
+    for k, n in enumerate(sizes):
+        check_dense(n, n, f"--hidden {text!r}: layer {k + 1}")
+    return sizes
 
 
 def _samples_fit(args: argparse.Namespace, nets: dict[str, Peek]) -> None:

@@ -10,17 +10,10 @@ from nnbisim.adapters.compress import compress
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import CompressOptions, DistillOptions
+from nnbisim.cli.checks import hidden_sizes
 from nnbisim.core.errors import InputError
 
-
-def hidden_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(h) for h in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise InputError(f"--hidden {text!r}: give positive layer sizes like 10,10")
-    return sizes
+__all__ = ["cmd_compress", "hidden_sizes"]
 
 
 def cmd_compress(args: argparse.Namespace) -> int:

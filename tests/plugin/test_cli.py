@@ -294,6 +294,8 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
         "--samples -5": ["check", n1, n1, n1, "--samples", "-5"],
         "--samples 10000000000: the inputs and outputs replayed need 1.5 TiB": [
             "check", n1, n1, n1, "--samples", "10000000000"],
+        "--hidden '10,100000': layer 2 holds 100000 values": ["assure", n1, prop, "--hidden",
+                                                              "10,100000"],
         "--lambda 0": ["repair", n1, n1, "--lambda", "0", "-o", str(tmp_path / "r.onnx")],
         "NaN or infinite values in weight 'W'": ["merge", n1, nan, "-o", str(tmp_path / "m")],
         "huge.onnx: its input holds 100000000 values": ["epsilon", huge, huge, "--input", prop],
