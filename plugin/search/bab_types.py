@@ -105,6 +105,9 @@ class OpenBoxes:
     ub: np.ndarray
     slope: np.ndarray | None
     closed: np.ndarray
+    # what the search was about (set by the caller, e.g. :func:`~nnbisim.search.decide.decide`:
+    # the function and the unsafe polytopes); a search resumed from these boxes checks it
+    key: str = ""
 
     def __len__(self) -> int:
         return len(self.lo)
@@ -117,7 +120,7 @@ class OpenBoxes:
         flat = (upper - lower) <= 0
         keep = np.all((hi > lo) | ((hi == lo) & flat), axis=1)
         return OpenBoxes(lo[keep], hi[keep], self.ub[keep],
-                         None if self.slope is None else self.slope[keep], self.closed)
+                         None if self.slope is None else self.slope[keep], self.closed, self.key)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ network, a pair, or N1 through N2.
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -136,6 +137,36 @@ def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts
     return starts, None
 
 
+def resume_key(subject: Subject, case: SpecCase, options: DecideOptions) -> str:
+    """What a case's open boxes are about: the subject's function, the unsafe polytopes and
+    how their rows are combined (the objectives), but not the box (resuming takes a part of
+    it) nor how the outputs are bounded (a proof is a proof)."""
+    h = hashlib.sha256(f"{subject.function}|{subject.n_outputs}|{options.combine}".encode())
+    for poly in case.unsafe.disjuncts:
+        for a in (poly.mat, poly.rhs):
+            a = np.ascontiguousarray(a, np.float64)
+            h.update(repr(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _checked_resume(resume: Sequence[OpenBoxes | None] | None, keys: list[str]
+                    ) -> list[OpenBoxes | None]:
+    """The open boxes to resume per case, refused where they come from a search of another
+    function or unsafe set (an empty set of them would otherwise count as proved)."""
+    if resume is None:
+        return [None] * len(keys)
+    again = list(resume)
+    if len(again) != len(keys):
+        raise ValueError(f"resume has {len(again)} entries for {len(keys)} cases")
+    for c, opened in enumerate(again):
+        if opened is not None and opened.key != keys[c]:
+            raise ValueError(f"case {c}: the open boxes to resume come from a search of another "
+                             "function or unsafe set (their key does not match); search it "
+                             "afresh instead")
+    return again
+
+
 def _bab_options(subject: Subject, opts: DecideOptions, share: float, boxes: int | None
                  ) -> BabOptions:
     return replace(opts.bab, time_budget=share, split=opts.split or subject.split_rule[0],
@@ -163,7 +194,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
     deadline = t0 + time_budget
     say = progress or (lambda _m: None)
     margins = [Margins(subject, case.unsafe.disjuncts, options.combine) for case in cases]
-    again = list(resume) if resume is not None else [None] * len(cases)
+    keys = [resume_key(subject, case, options) for case in cases]
+    again = _checked_resume(resume, keys)
     starts, hit = _starts(cases, margins, again, options, np.random.default_rng(options.seed))
     if hit is not None:
         c, margin, x = hit
@@ -188,7 +220,7 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
                              case.box.upper - case.box.lower)
         res = input_bab(problem, g0, x0, _bab_options(subject, options, share, boxes),
                         resume=again[c])
-        left[c] = res.left
+        left[c] = None if res.left is None else replace(res.left, key=keys[c])
         notes.append(CaseRecord(c, How.BAB, res.reason, float(res.value.max()), res.boxes,
                                 round(res.seconds, 3), float(res.upper.max()),
                                 again[c] is not None,

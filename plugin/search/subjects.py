@@ -10,6 +10,7 @@ compression).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,23 @@ class Subject:
     focusable: bool = False  # does ``rows`` optimise the rows a focus picks (else ignores it)
     # seconds ``rows`` spent per part, where a subject keeps count (:func:`through`)
     clock: dict[str, float] | None = None
+    # a digest of the function the outputs are (not of how they are bounded): searches whose
+    # open boxes one decision hands another must agree on it (:func:`fingerprint`)
+    function: str = ""
+
+
+def fingerprint(*nets: Network, tag: str = "") -> str:
+    """A digest of networks' weights, biases and shapes (and ``tag``): equal for the same
+    function, different, but for a hash collision, for any other."""
+    h = hashlib.sha256(tag.encode())
+    for net in nets:
+        h.update(repr(net.input_shape).encode())
+        for layer in net.layers:
+            for a in (layer.weight, layer.bias):
+                a = np.ascontiguousarray(a, np.float64)
+                h.update(repr(a.shape).encode())
+                h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -69,7 +87,7 @@ def single(net: Network, device: str = "cpu") -> Subject:
         res = crown_bounds(tn, lo, hi, -a, opts, focus=pick)
         return -_host(res.hi), -_host(res.slopes)
     return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows,
-                   focusable=True)
+                   focusable=True, function=fingerprint(net))
 
 
 def _row_split(a: np.ndarray, m: int, layout: Layout
@@ -137,7 +155,8 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
     # pairs keep the rule the equivalence table was measured with (bench/vnncomp_acasxu.py);
     # "smart" lost there on some instances (more bounds per split, each costlier for a pair)
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward,
-                   _pair_rows(n1, n2, layout, device), ("hybrid", "worst"))
+                   _pair_rows(n1, n2, layout, device), ("hybrid", "worst"),
+                   function=fingerprint(n1, n2, tag=layout))
 
 
 def through(n1: Network, n2: Network, device: str = "cpu") -> Subject:
@@ -165,7 +184,8 @@ def through(n1: Network, n2: Network, device: str = "cpu") -> Subject:
     return Subject(f"{n1.name} through {n2.name}", n1.out_size, n1.forward,
                    lambda x: torch_forward(l1, x), rows,
                    # CROWN on the merged network optimises a focus; the differential engine not
-                   focusable=not same_architecture(n1, n2), clock=clock)
+                   focusable=not same_architecture(n1, n2), clock=clock,
+                   function=fingerprint(n1))  # N1's outputs, as single(n1)'s are
 
 
 def subject_of(path: str | Path, net: Network, device: str = "cpu") -> Subject:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -185,6 +186,11 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     finds, trusts that what lies outside them was proved (a quadrant left out is not looked
     at), and hands back what it leaves open."""
     from nnbisim.search.bab_types import OpenBoxes
+    from nnbisim.search.decide import DecideOptions, resume_key
+
+    def keyed(boxes: OpenBoxes, case: SpecCase) -> OpenBoxes:
+        """Hand-made open boxes (nothing proved) stamped for ``case``'s search."""
+        return replace(boxes, key=resume_key(subject, case, DecideOptions()))
 
     rng = np.random.default_rng(0)
     net = random_network([2, 10, 10, 1], rng)
@@ -195,12 +201,12 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     lo = np.array([[-1.0, -1.0], [0.0, -1.0], [-1.0, 0.0], [0.0, 0.0]])
     quads = OpenBoxes(lo, lo + 1.0, np.full((4, 1), np.inf), None, np.full(1, -np.inf))
     subject = single(net)
-    held = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], SAFETY, resume=[quads],
-                  max_boxes=WORK)
+    above = SpecCase(box, at_least(1, 0, top + 0.01))
+    held = decide(subject, [above], SAFETY, resume=[keyed(quads, above)], max_boxes=WORK)
     assert held.status is Status.HOLDS and held.problems[0].resumed
     assert len(held.left[0]) == 0
     hit_case = SpecCase(box, at_least(1, 0, top - 0.01))
-    hit = decide(subject, [hit_case], SAFETY, resume=[quads], max_boxes=WORK)
+    hit = decide(subject, [hit_case], SAFETY, resume=[keyed(quads, hit_case)], max_boxes=WORK)
     assert hit.status is Status.VIOLATED and float(net.forward(hit.x)[0]) >= top - 0.01
     # the quadrant holding the maximum left out: taken as proved, so the rest holds unless
     # another quadrant comes within 0.01 of the top
@@ -212,14 +218,21 @@ def test_a_decision_goes_on_from_where_an_earlier_one_stopped():
     assert others < top - 1e-3  # (seed 0: the peak stands out)
     between = SpecCase(box, at_least(1, 0, (others + top) / 2))
     assert decide(subject, [between], SAFETY, max_boxes=WORK).status is Status.VIOLATED
-    assert decide(subject, [between], SAFETY, resume=[rest],
+    assert decide(subject, [between], SAFETY, resume=[keyed(rest, between)],
                   max_boxes=WORK).status is Status.HOLDS
     # nothing open: proved at once, without a search; a part of the open set cut to a box
-    done = decide(subject, [SpecCase(box, at_least(1, 0, top + 0.01))], 0.0,
-                  resume=[held.left[0]])
+    done = decide(subject, [above], 0.0, resume=[held.left[0]])
     assert done.status is Status.HOLDS and done.problems[0].boxes == 0
     half = quads.within(np.array([0.0, -1.0]), np.array([1.0, 1.0]))
     assert len(half) == 2 and np.all(half.lo[:, 0] == 0.0)
+    # what was proved for one unsafe set, or one network, is no proof for another: refused
+    with pytest.raises(ValueError, match="another function or unsafe set"):
+        decide(subject, [hit_case], SAFETY, resume=[held.left[0]])  # proved at top + 0.01
+    other = single(random_network([2, 10, 10, 1], rng))
+    with pytest.raises(ValueError, match="another function or unsafe set"):
+        decide(other, [above], SAFETY, resume=[held.left[0]])
+    with pytest.raises(ValueError, match="another function or unsafe set"):
+        decide(subject, [above], SAFETY, resume=[quads])  # no key: made by hand, unstamped
 
 
 def _crossing() -> Network:
