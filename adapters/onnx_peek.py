@@ -69,6 +69,12 @@ def peek(path: str | Path) -> Peek:
     inits = {t.name for t in model.graph.initializer}
     found = Peek(tuple(_size(i) for i in model.graph.input if i.name not in inits),
                  tuple(_size(o) for o in model.graph.output))
+    for i in model.graph.input:
+        elem = i.type.tensor_type.elem_type
+        if i.name not in inits and elem not in (0, *_FLOAT_TYPES, 16):
+            raise InputError(f"{path}: its input '{i.name}' holds {_TYPE_NAMES.get(elem, elem)} "
+                             "values; nnbisim feeds real-valued inputs: give a network with a "
+                             "float input")
     for what, sizes in (("input", found.inputs), ("output", found.outputs)):
         for n in sizes:
             if n is not None:
@@ -79,6 +85,8 @@ def peek(path: str | Path) -> Peek:
 
 # FLOAT, FLOAT16, DOUBLE as stored (little-endian); BFLOAT16 (16) is the top half of a float32
 _FLOAT_TYPES = {1: "<f4", 10: "<f2", 11: "<f8"}
+_TYPE_NAMES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+               8: "string", 9: "bool", 12: "uint32", 13: "uint64"}
 
 
 def _values(t) -> np.ndarray | None:

@@ -161,7 +161,8 @@ class OnnxRunner:
         ref = np.stack([self.session.run(None, {io.name: r.reshape(io.sample)})[0]
                         for r in probe])
         got, ref = got.reshape(len(probe), -1), ref.reshape(len(probe), -1)
-        if np.allclose(got, ref, rtol=1e-5, atol=1e-6 * (1.0 + float(np.max(np.abs(ref))))):
+        scale = float(np.max(np.abs(ref), initial=0.0, where=np.isfinite(ref)))  # NaN-proof
+        if np.allclose(got, ref, rtol=1e-5, atol=1e-6 * (1.0 + scale), equal_nan=True):
             return sess
         log.debug("%s: the batched copy disagrees with one-row runs; looping", self.path)
         return False

@@ -10,6 +10,7 @@ import numpy as np
 from nnbisim.adapters.merged_onnx import merged_layout
 from nnbisim.adapters.onnx_load import read_model
 from nnbisim.adapters.replay import OnnxRunner
+from nnbisim.core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ def check_merged(
     y1 = OnnxRunner(n1).run(x)
     y2 = OnnxRunner(n2).run(x)
     ym = OnnxRunner(merged).run(x)
+    for path, y in ((n1, y1), (n2, y2), (merged, ym)):
+        if not np.isfinite(y).all():
+            raise InputError(f"{path}: gives NaN or infinite outputs on inputs of the box (a "
+                             "division by zero, an overflow); nnbisim compares networks whose "
+                             "outputs are finite: check the export")
     m = y1.shape[1]
     layout = merged_layout(read_model(merged))
     got = ym[:, 2 * m:] if (layout and layout[0] == "all") or ym.shape[1] == 3 * m else ym

@@ -265,6 +265,14 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=[weights]),
         opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     nan = str(save(nan_model, tmp_path / "nan.onnx"))
+    int_model = helper.make_model(helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializer=[numpy_helper.from_array(np.eye(5, dtype=np.float32), "W")]),
+        opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    int_input = str(tmp_path / "int.onnx")
+    onnx.save(int_model, int_input)  # onnx.checker would refuse it; a file can still hold it
     huge_model = network_to_model(random_network([5, 8, 5], np.random.default_rng(2)))
     huge_model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 100_000_000  # declared
     huge = str(tmp_path / "huge.onnx")
@@ -300,6 +308,7 @@ def test_outputs_counts_numbers_and_weights_are_refused_before_any_work(tmp_path
         "NaN or infinite values in weight 'W'": ["merge", n1, nan, "-o", str(tmp_path / "m")],
         "huge.onnx: its input holds 100000000 values": ["epsilon", huge, huge, "--input", prop],
         "pairs.csv:2: ": ["vnncomp", "benchmark", str(pairs), "-o", str(tmp_path / "b")],
+        "its input 'x' holds int64 values": ["merge", n1, int_input, "-o", str(tmp_path / "m")],
         "--device 'gpu0'": ["epsilon", n1, n1, "--input", prop, "--device", "gpu0"],
         "--verifier 'marabu'": ["assure", n1, prop, "--verifier", "marabu"],
         "has no run_instance.sh": ["epsilon", n1, n1, "--input", prop, "--verifier",
@@ -355,3 +364,20 @@ def test_the_light_verifier_check_knows_the_registry():
 
     assert set(checks.VERIFIERS) == set(registry.BUILTIN_VERIFIERS)
     assert checks.ENTRY_POINT_GROUP == registry.ENTRY_POINT_GROUP
+
+
+def test_check_refuses_networks_with_non_finite_outputs(tmp_path, capsys):
+    """A Div by a standard deviation of 0: finite weights, infinite outputs."""
+    nodes = [helper.make_node("Div", ["x", "std"], ["z"], name="normalise"),
+             helper.make_node("Gemm", ["z", "W"], ["y"], name="fc", transB=1)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        initializer=[numpy_helper.from_array(np.array([1, 0, 1], np.float32), "std"),
+                     numpy_helper.from_array(np.eye(3, dtype=np.float32), "W")])
+    z = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                               ir_version=8), tmp_path / "z.onnx")
+    ok = save(network_to_model(random_network([3, 4, 3], np.random.default_rng(0))),
+              tmp_path / "ok.onnx")
+    refused(capsys, "check", ok, ok, z, "--samples", "50",
+            match="z.onnx: gives NaN or infinite outputs")
