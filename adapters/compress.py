@@ -8,12 +8,14 @@ bound engine applies; distillation and physically smaller pruning do not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
+from nnbisim.core import interrupt
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
 
@@ -117,7 +119,10 @@ def _train(x: np.ndarray, y: np.ndarray, sizes: list[int], opts: DistillOptions
         xt, yt = torch.as_tensor(x), torch.as_tensor(y)
         opt = torch.optim.Adam(model.parameters(), lr=opts.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, opts.steps)
+        stop = None if opts.time_limit is None else time.perf_counter() + opts.time_limit
         for _ in range(opts.steps):
+            if interrupt.requested() or (stop is not None and time.perf_counter() > stop):
+                break
             idx = (torch.randint(len(xt), (opts.batch,), generator=gen)
                    if opts.batch < len(xt) else slice(None))
             opt.zero_grad()

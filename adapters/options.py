@@ -15,7 +15,8 @@ QPARAMS = ("keep", "calibrate")
 class DistillOptions:
     """How :func:`~nnbisim.adapters.compress.distill` trains: ``hidden`` layer sizes,
     ``samples`` uniform points of the region, ``steps`` Adam steps on batches of ``batch`` at
-    learning rate ``lr`` (cosine schedule), seeded."""
+    learning rate ``lr`` (cosine schedule), seeded. ``time_limit`` (or a Ctrl-C request) ends the
+    training early with the network as it is then."""
 
     hidden: tuple[int, ...] = (10, 10)
     samples: int = 20_000
@@ -23,6 +24,7 @@ class DistillOptions:
     batch: int = 2048
     lr: float = 1e-2
     seed: int = 0
+    time_limit: float | None = None  # seconds; training stops there (None: every step)
 
 
 @dataclass(frozen=True)

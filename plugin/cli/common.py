@@ -3,6 +3,7 @@ exit codes of verdicts."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -55,3 +56,10 @@ def verdict_exit(status: Status) -> int:
     if status is Status.HOLDS:
         return EXIT_HOLDS
     return EXIT_VIOLATED if status is Status.VIOLATED else EXIT_UNDECIDED
+
+
+def budget_left(args: argparse.Namespace, budget: float) -> float:
+    """What is left of ``budget`` seconds since the command started (``args.started``, set by
+    :func:`nnbisim.cli.main.main`): start-up, imports and loading count against it."""
+    started = getattr(args, "started", None)
+    return budget if started is None else budget - (time.perf_counter() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from nnbisim.cli.common import progress_to_stderr, write_json
+from nnbisim.cli.common import budget_left, progress_to_stderr, write_json
 from nnbisim.cli.device import resolve_device
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
@@ -13,7 +13,8 @@ from nnbisim.tasks.options import EpsilonOptions
 
 def cmd_epsilon(args: argparse.Namespace) -> int:
     opts = EpsilonOptions(verifier=args.verifier, engine=args.engine, aim=args.aim,
-                          rel_gap=args.rel_gap, time_budget=args.time_budget,
+                          rel_gap=args.rel_gap,
+                          time_budget=max(budget_left(args, args.time_budget), 0.0),
                           query_timeout=args.query_timeout, workdir=args.workdir,
                           seed=args.seed, device=resolve_device(args.device),
                           max_boxes=args.max_boxes)

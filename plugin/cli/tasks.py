@@ -14,7 +14,7 @@ from nnbisim.adapters.compress import compress
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import CompressOptions, DistillOptions
-from nnbisim.cli.common import progress_to_stderr, write_json
+from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit, write_json
 from nnbisim.cli.compress import hidden_sizes
 from nnbisim.cli.device import resolve_device
 from nnbisim.core.errors import InputError
@@ -29,15 +29,24 @@ from nnbisim.tasks.enlarge import EnlargedCase, enlarged_cases
 from nnbisim.tasks.options import AssureOptions
 
 DEFAULT_COMPRESSION = "distill"  # the first paper's compression (2x10 by default)
+DISTILL_SHARE = 0.25  # of assure's time budget, at most, for distilling N2
 
 
 def _compressed(args: argparse.Namespace, cases: list[SpecCase], folder: Path) -> Path:
-    """N2 made by ``--compress`` from N1, saved in ``--workdir`` (kept) or ``folder``."""
+    """N2 made by ``--compress`` from N1, saved in ``--workdir`` (kept) or ``folder``; a
+    distillation gets at most :data:`DISTILL_SHARE` of the time budget."""
     method = args.compress or DEFAULT_COMPRESSION
+    limit = DISTILL_SHARE * budget_left(args, args.time_budget)
     opts = CompressOptions(args.fraction, args.remove,
-                           DistillOptions(hidden_sizes(args.hidden), seed=args.seed))
+                           DistillOptions(hidden_sizes(args.hidden), seed=args.seed,
+                                          time_limit=limit))
+    t0 = time.perf_counter()
     n2 = compress(load_network(args.n1), method, np.array([c.box.lower for c in cases]),
                   np.array([c.box.upper for c in cases]), opts)
+    if method == "distill" and time.perf_counter() - t0 >= limit:
+        print(f"note: the distillation stopped at its share of the time budget ({limit:.1f} s), "
+              "before its last training step: N2 depends on this machine's speed (--compressed "
+              "N2.onnx, made once with nnbisim compress, does not)", file=sys.stderr)
     # kept only where asked (--workdir): a scratch file otherwise, so that a rerun neither
     # fails on it nor leaves files in the working directory
     out = args.workdir or folder
@@ -51,7 +60,8 @@ def _compressed(args: argparse.Namespace, cases: list[SpecCase], folder: Path) -
 
 def _print_assure(args: argparse.Namespace, rep: AssureReport, data: dict) -> None:
     print(f"{args.property.name} on {args.n1.name}: {rep.verdict.value.upper()} (route "
-          f"{rep.route}, {rep.seconds:.1f} s; eps {data['eps_seconds']:.1f} s, N2 "
+          f"{rep.route}, {data['total_seconds']:.1f} s in all, {data['setup_seconds']:.1f} s "
+          f"of them loading and making N2; eps {data['eps_seconds']:.1f} s, N2 "
           f"{data['n2_seconds']:.1f} s, N1 directly {data['direct_seconds']:.1f} s; "
           f"{rep.boxes} boxes bounded)")
     for p in rep.pieces:
@@ -65,22 +75,28 @@ def _print_assure(args: argparse.Namespace, rep: AssureReport, data: dict) -> No
 
 
 def cmd_assure(args: argparse.Namespace) -> int:
+    """Exit 0 holds, 1 violated, 3 timeout; the budget covers the whole run (the
+    distillation of N2 included)."""
     cases = read_spec_cases(args.property)
-    opts = AssureOptions(time_budget=args.time_budget, quick_direct=args.quick_direct,
-                         compressed_share=args.compressed_share, verifier=args.verifier,
-                         refine=args.refine, device=resolve_device(args.device),
-                         max_boxes=args.max_boxes)
     with tempfile.TemporaryDirectory(prefix="nnbisim-assure-") as scratch:
         n2_path = args.compressed or _compressed(args, cases, Path(scratch))
+        made = time.perf_counter()
+        opts = AssureOptions(time_budget=max(budget_left(args, args.time_budget), 0.0),
+                             quick_direct=args.quick_direct,
+                             compressed_share=args.compressed_share, verifier=args.verifier,
+                             refine=args.refine, device=resolve_device(args.device),
+                             max_boxes=args.max_boxes)
         rep = assure(args.n1, cases, n2_path, opts,
                      progress=progress_to_stderr(time.perf_counter(), args.quiet))
     data = rep.to_json()
+    data["total_seconds"] = round(args.time_budget - budget_left(args, args.time_budget), 3)
+    data["setup_seconds"] = round(data["total_seconds"] - (time.perf_counter() - made), 3)
     if args.compressed is None and args.workdir is None:
         data["n2"] = None  # a scratch file, gone
     _print_assure(args, rep, data)
     if args.json is not None:
         write_json(args.json, data)
-    return 0
+    return verdict_exit(rep.verdict)
 
 
 def _shown(v: float | None) -> str:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ACAS, acas_net
 from netbuild import random_network, save
 
 from nnbisim.adapters.onnx_load import load_network
@@ -326,3 +327,26 @@ def test_the_outlook_weighs_the_margin_against_the_spread_and_the_reach(pair):
     stuck = outlook(n1, SpecCase(box, at_least(top + 5 * eps + 0.01)), rep, {(0, 1)}, 3, wide.reach,
                     rng)
     assert stuck.rate == pytest.approx(1.0) and stuck.left == max_depth - 3
+
+
+def test_exit_codes_say_the_verdict_and_the_seconds_cover_the_whole_run(tmp_path, capsys,
+                                                                       pair):
+    """0 holds (above), 1 violated, 3 undecided; the reported seconds include loading and
+    making N2, which come out of the budget."""
+    p1, p2, _box, top, _eps = pair
+    head = ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+            "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= X_1 -1))\n"
+            "(assert (<= X_1 1))\n")
+    reached = tmp_path / "reached.vnnlib"
+    reached.write_text(head + f"(assert (>= Y_0 {top - 0.5!r}))\n")
+    out = tmp_path / "v.json"
+    assert main(["assure", str(p1), str(reached), "--compressed", str(p2), "--time-budget",
+                 "300", "--max-boxes", "2000", "--json", str(out), "--quiet"]) == 1
+    assert "VIOLATED" in capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rep["total_seconds"] >= rep["setup_seconds"] >= 0
+    # ACAS Xu property 1 takes thousands of boxes: none decided within 10
+    acas = acas_net(1, 1)
+    assert main(["assure", str(acas), str(ACAS / "prop_1.vnnlib"), "--compressed", str(acas),
+                 "--time-budget", "300", "--max-boxes", "10", "--quiet"]) == 3
+    assert "TIMEOUT" in capsys.readouterr().out
