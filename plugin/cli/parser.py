@@ -118,7 +118,11 @@ def _demo(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="nnbisim", description="Certified distance between an original and a "
-               "compressed ReLU network: merge, VNN-LIB, verify, assure, repair.")
+               "compressed ReLU network: merge, VNN-LIB, verify, assure, repair.",
+               epilog="exit codes: 0 done (a verdict: holds, unsat), 1 violated (sat, with a "
+               "replayed counterexample), 2 bad input (one line on stderr, before any work), 3 "
+               "undecided (timeout, unknown), 130 interrupted (the first Ctrl-C stops at the next "
+               "consistent state and writes what was computed; a second one stops at once)")
     p.add_argument("--version", action="version", version=f"nnbisim {__version__}")
     p.add_argument("--threads", metavar="N", default=None,
                    help=f"CPU threads of the bound engines (torch), given before the command "

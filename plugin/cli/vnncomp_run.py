@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from nnbisim.cli.common import progress_to_stderr, verdict_exit
+from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit
 from nnbisim.core.errors import InputError
 from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
@@ -19,7 +19,8 @@ def default_acasxu() -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    status = run_instance(args.network, args.vnnlib, args.result, args.timeout, base=args.base)
+    timeout = max(budget_left(args, args.timeout), 0.1)  # start-up counts against it too
+    status = run_instance(args.network, args.vnnlib, args.result, timeout, base=args.base)
     print(status.vnncomp)
     return verdict_exit(status)
 
