@@ -16,17 +16,13 @@ Measures everything each run: bench/results/cli_startup.jsonl and the table cli_
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, network_file
-from harness import ROOT, Results, parser
+from harness import Results, baseline_tree, cli_process, parser
 
 N1 = network_file("1_1")
 PROP = ACAS / "prop_1.vnnlib"
@@ -80,29 +76,10 @@ def cases(work: Path) -> list[tuple[str, list[str], int]]:
     return out
 
 
-def baseline_tree(commit: str, work: Path) -> Path:
-    """The package ``nnbisim`` of ``commit``, laid out for ``PYTHONPATH``."""
-    tree, pkg = work / "tree", work / "pkg" / "nnbisim"
-    tree.mkdir()
-    pkg.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "plugin", "adapters",
-                              "specs"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    for f in (tree / "plugin").iterdir():
-        (pkg / f.name).symlink_to(f)
-    for sub in ("adapters", "specs"):
-        (pkg / sub).symlink_to(tree / sub)
-    return pkg.parent
-
-
 def timed(args: list[str], cwd: Path, pythonpath: str | None) -> tuple[float, int, str]:
-    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nnbisim.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - t0
-    return seconds, proc.returncode, proc.stderr.strip().splitlines()[-1:][0] if \
-        proc.stderr.strip() else ""
+    """Seconds, exit code and the last line on stderr."""
+    seconds, code, _out, err = cli_process(args, cwd, pythonpath)
+    return seconds, code, err.strip().splitlines()[-1:][0] if err.strip() else ""
 
 
 def measure(res: Results, commit: str, repeat: int) -> None:

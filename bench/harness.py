@@ -173,3 +173,29 @@ def scatter(groups: dict[str, list[float]], path: Path, ylabel: str, title: str,
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def baseline_tree(commit: str, work: Path) -> Path:
+    """The package ``nnbisim`` of ``commit``, laid out for ``PYTHONPATH``."""
+    tree, pkg = work / "tree", work / "pkg" / "nnbisim"
+    tree.mkdir()
+    pkg.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "plugin", "adapters",
+                              "specs"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    for f in (tree / "plugin").iterdir():
+        (pkg / f.name).symlink_to(f)
+    for sub in ("adapters", "specs"):
+        (pkg / sub).symlink_to(tree / sub)
+    return pkg.parent
+
+
+def cli_process(args: list[str], cwd: Path, pythonpath: str | None, timeout: float = 600
+                ) -> tuple[float, int, str, str]:
+    """``python -m nnbisim.cli ARGS`` in a fresh process (the package on ``pythonpath`` if
+    given, e.g. :func:`baseline_tree`'s): wall seconds, exit code, stdout, stderr."""
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nnbisim.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return time.perf_counter() - t0, proc.returncode, proc.stdout, proc.stderr
