@@ -14,7 +14,7 @@ and bad options or output paths), ``--rounds`` times with other random choices, 
 ``python -m nnbisim.cli``: a clean refusal is exit 2 with one line on stderr; the others are
 tracebacks, inputs accepted silently (exit 0) and anything else.
 
-    python bench/fuzz.py [--pairs 200] [--max-boxes 2000] [--rel-gap 0.001] [--rounds 2]
+    python bench/fuzz.py [--pairs 200] [--max-boxes 2000] [--rel-gap 0.001] [--rounds 3]
         [--jobs 2]
 
 Rows go to bench/results/fuzz.jsonl as they finish (a rerun resumes), the table to fuzz.md.
@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--rel-gap", type=float, default=1e-3,
                     help="stop each eps computation at this gap (small: bounds near the exact "
                     "value test soundness hardest)")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--rounds", type=int, default=3,
                     help="inputs per maker of malformed inputs (other random choices)")
     args = ap.parse_args()
     res = Results(args.results, args.fresh, check=not args.summarise)
