@@ -718,9 +718,18 @@ def pth_shapes(w, rng):
 
 @maker("pth")
 def pth_odd_values(w, rng):
-    obj = _pick(rng, [{}, {"fc1.weight": "abc"}, {"fc1.bias": torch.zeros(4)},
+    obj = _pick(rng, [{}, {"fc1.bias": torch.zeros(4)},
                       {"fc1.weight": torch.zeros(4, 3, 2), "fc1.bias": torch.zeros(4)}])
     return _bad_pth(w, w.torch_bytes(obj), f"the dict {sorted(obj)} ({len(obj)} keys)")
+
+
+@maker("pth")
+def pth_not_tensors(w, rng):
+    value, key = _pick(rng, ["abc", 3, [1.0, 2.0], None]), _pick(rng, sorted(w.state))
+    if value is None:  # a bias of None reads as a layer without bias
+        key = key.replace(".bias", ".weight")
+    state = {**w.state, key: value}
+    return _bad_pth(w, w.torch_bytes(state), f"a state dict with {key} = {value!r}")
 
 
 @maker("pth")

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 # makers whose commands answer before torch loads: cheap enough to draw many times
-LIGHT = sorted(n for n in MAKERS if n.startswith(("vnnlib", "onnx_")) and n not in
+LIGHT = sorted(n for n in MAKERS if n.startswith(("vnnlib", "onnx_", "option_")) and n not in
                ("onnx_sigmoid", "onnx_int_input", "onnx_zero_std", "onnx_wide_layer"))
 
 
@@ -45,7 +45,7 @@ def test_every_kind_of_bad_input_is_one_line_and_exit_2(workshop, name):
 
 
 @seed(26)
-@settings(max_examples=12, derandomize=True, deadline=None, database=None,
+@settings(max_examples=20, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(LIGHT), rng_seed=st.integers(0, 2**32 - 1))
 def test_random_bad_files_are_one_line_and_exit_2(workshop, name, rng_seed):
