@@ -22,7 +22,6 @@ Rows go to bench/results/fuzz.jsonl as they finish (a rerun resumes), the table 
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import statistics
 import sys
@@ -47,6 +46,7 @@ from nnbisim.tasks.options import EpsilonOptions  # noqa: E402
 
 SIZES = [5, 8, 8, 2]
 SAFETY_BUDGET = 300.0  # seconds; the work limit ends the searches first
+SCRATCH = WORK / "fuzz"  # the workers' good and bad files
 
 
 def pair_row(k: int, max_boxes: int, rel_gap: float) -> dict:
@@ -83,11 +83,9 @@ def pair_row(k: int, max_boxes: int, rel_gap: float) -> dict:
 
 @cache
 def _work() -> Path:
-    """This process's scratch folder under bench/work, removed when it exits."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-", dir=WORK))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
+    """This process's scratch folder (under :data:`SCRATCH`, which the run removes)."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=SCRATCH))
 
 
 @cache
@@ -194,9 +192,12 @@ def main() -> None:
     res = Results(args.results, args.fresh, check=not args.summarise)
     if not args.summarise:
         inputs = {("input", n, r): (n, r) for r in range(args.rounds) for n in sorted(fz.MAKERS)}
-        run(inputs, input_row, res, lambda r: summarise(res), row_key=_key, jobs=args.jobs)
         pairs = {("pair", k): (k, args.max_boxes, args.rel_gap) for k in range(args.pairs)}
-        run(pairs, pair_row, res, lambda r: summarise(res), row_key=_key, jobs=args.jobs)
+        try:
+            run(inputs, input_row, res, lambda r: summarise(res), row_key=_key, jobs=args.jobs)
+            run(pairs, pair_row, res, lambda r: summarise(res), row_key=_key, jobs=args.jobs)
+        finally:
+            shutil.rmtree(SCRATCH, ignore_errors=True)
     summarise(res)
 
 
