@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from nnbisim.adapters.replay import OnnxRunner
+from nnbisim.core import interrupt
 from nnbisim.core.model import Network
 from nnbisim.specs.sets import Box, InputSet
 
@@ -71,17 +73,21 @@ def _starts(f1, f2, box: Box, objectives: torch.Tensor, n: int, top: int,
 
 
 def climb(evaluate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lo: torch.Tensor,
-          hi: torch.Tensor, steps: int) -> torch.Tensor:
+          hi: torch.Tensor, steps: int, deadline: float | None = None) -> torch.Tensor:
     """Hill climbing on ``evaluate`` (points (..., n_in) -> values (...), differentiable) from
     start points ``x``, each kept in its box ``[lo, hi]`` (broadcastable to x): each step moves
     ``alpha * width`` along the gradient scaled to unit largest component, and is kept only
     where it improves; ``alpha`` shrinks geometrically from 1/10 to 1e-6 (ReLU networks are
     piecewise linear with many small pieces, so long steps find the right piece and short ones
-    its best corner). Returns the end points (same shape as ``x``).
+    its best corner). Returns the end points (same shape as ``x``); past ``deadline`` (a
+    ``time.perf_counter()`` value) or on a Ctrl-C request, those reached so far.
     """
     width = (hi - lo).clamp_min(0)
     x = x.clone()
-    for alpha in np.geomspace(0.1, 1e-6, max(steps, 1)):
+    for k, alpha in enumerate(np.geomspace(0.1, 1e-6, max(steps, 1))):
+        if k and (interrupt.requested() or (deadline is not None
+                                            and time.perf_counter() > deadline)):
+            break
         xg = x.detach().requires_grad_(True)
         vals = evaluate(xg)
         (grad,) = torch.autograd.grad(vals.sum(), xg)
@@ -137,11 +143,13 @@ def find_witnesses(
     restarts: int = 64,
     steps: int = 100,
     seed: int = 0,
+    deadline: float | None = None,
 ) -> list[Witness]:
     """The best replayed witness per output and sign, ordered ``(0,+), (0,-), (1,+), ...``.
 
     ``replay`` evaluates ``N1 - N2`` on the original files (onnxruntime); without it the dense
-    float64 model's value is used (for networks that exist only in memory).
+    float64 model's value is used (for networks that exist only in memory). The climbs stop
+    at ``deadline`` (a ``time.perf_counter()`` value), each box's first step excepted.
     """
     m = n1.out_size
     rng = np.random.default_rng(seed)
@@ -152,7 +160,7 @@ def find_witnesses(
     for b, box in enumerate(inputs.boxes):
         starts = _starts(f1, f2, box, objectives, samples, restarts, rng)
         xs = climb(difference_objectives(f1, f2, objectives), starts, torch.tensor(box.lower),
-                   torch.tensor(box.upper), steps)
+                   torch.tensor(box.upper), steps, deadline)
         xs = xs.reshape(-1, xs.shape[-1]).numpy()
         cand_x.append(xs)
         cand_box += [b] * len(xs)

@@ -40,6 +40,7 @@ from nnbisim.verifiers.registry import get_verifier
 Progress = Callable[[str], None]
 INPUT_SPLIT_MAX_DIM = 16  # inputs up to this size are split; wider ones split ReLUs
 EXACT_SHARE = 0.5  # of the budget for the own engine when an exact verifier follows
+WITNESS_SHARE = 0.3  # of the budget, at most, for the witness climbs (2-3 s on ACAS Xu)
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _stages(run: _Run, t0: float) -> EpsilonReport:
     starts only if no stop was asked for."""
     options, n1, n2 = run.opts, run.n1, run.n2
     run.say("witnesses: sampling and hill climbs, replayed in onnxruntime")
-    wit = find_witnesses(n1, n2, run.inputs, run.replay, seed=options.seed)
+    wit = find_witnesses(n1, n2, run.inputs, run.replay, seed=options.seed,
+                         deadline=t0 + WITNESS_SHARE * options.time_budget)
     run.brackets = [Bracket(w.index, w.sign, w.value, np.inf, w.x) for w in wit]
     engine, notes, queries = "none", [], []
     exact = options.verifier not in (NO_VERIFIER, OWN_VERIFIER)
