@@ -89,6 +89,24 @@ def _linear_layers(path: Path) -> tuple[dict, list[str]]:
     return sd, prefixes
 
 
+def _tensor(value: object, key: str, path: Path) -> np.ndarray:
+    """A state dict entry as float64 numbers, refused by name where it is no tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{path}: '{key}' holds a {type(value).__name__}, not a tensor; save "
+                         "the model's state_dict() as torch.save makes it")
+    return value.detach().double().numpy()
+
+
+def _packed_pair(value: object, prefix: str, path: Path) -> tuple[torch.Tensor, object]:
+    """A quantized layer's packed ``(weight, bias)``, refused by name where it is not one."""
+    if (not isinstance(value, tuple | list) or len(value) != 2
+            or not isinstance(value[0], torch.Tensor) or not value[0].is_quantized):
+        raise InputError(f"{path}: '{prefix}._packed_params._packed_params' is not a packed "
+                         "(quantized weight, bias) pair; save the quantized model's "
+                         "state_dict() as torch.save makes it")
+    return value[0], value[1]
+
+
 def _dense(sd: dict, prefixes: list[str], path: Path, input_shape: tuple[int, ...]
            ) -> tuple[Network, list[ActivationQuant] | None]:
     layers: list[Layer] = []
@@ -96,14 +114,16 @@ def _dense(sd: dict, prefixes: list[str], path: Path, input_shape: tuple[int, ..
     for p in prefixes:
         packed = sd.get(f"{p}._packed_params._packed_params")
         if packed is not None:
-            w, b = packed
+            w, b = _packed_pair(packed, p, path)
             weight = w.dequantize().double().numpy()
-            bias = np.zeros(weight.shape[0]) if b is None else b.detach().double().numpy()
+            bias = (np.zeros(weight.shape[0]) if b is None
+                    else _tensor(b, f"{p} packed bias", path))
             quant.append(ActivationQuant(float(sd[f"{p}.scale"]), int(sd[f"{p}.zero_point"])))
         else:
-            weight = sd[f"{p}.weight"].detach().double().numpy()
+            weight = _tensor(sd[f"{p}.weight"], f"{p}.weight", path)
             b = sd.get(f"{p}.bias")
-            bias = np.zeros(weight.shape[0]) if b is None else b.detach().double().numpy()
+            bias = (np.zeros(weight.shape[0]) if b is None
+                    else _tensor(b, f"{p}.bias", path))
         if weight.ndim != 2:
             raise InputError(f"{path}: layer '{p}' has a {weight.ndim}-D weight; only fully "
                              "connected layers are supported")
@@ -155,7 +175,8 @@ def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
         raise InputError(f"{path}: mixes float and quantized linear layers; only all-float or "
                          "all-quantized stacks are supported")
     layers = []
-    for p, (w, b) in zip(prefixes, packed, strict=True):
+    for p, value in zip(prefixes, packed, strict=True):
+        w, b = _packed_pair(value, p, path)
         if w.dim() != 2:
             raise InputError(f"{path}: layer '{p}' has a {w.dim()}-D weight; only fully "
                              "connected layers are supported")
@@ -166,7 +187,7 @@ def _quantized(sd: dict, prefixes: list[str], packed: list, path: Path,
         else:
             scales = np.full(codes.shape[0], float(w.q_scale()))
             zeros = np.full(codes.shape[0], float(w.q_zero_point()))
-        bias = np.zeros(codes.shape[0]) if b is None else b.detach().double().numpy()
+        bias = np.zeros(codes.shape[0]) if b is None else _tensor(b, f"{p} packed bias", path)
         _finite(path, p, scales, zeros, bias)
         layers.append(QuantizedLayer(codes, scales, zeros, bias, _quantizer(sd, p, path)))
     stub = "quant" if "quant.scale" in sd else None
