@@ -133,15 +133,23 @@ def _objectives(m: int) -> torch.Tensor:
     return torch.as_tensor(np.array([s * np.eye(m)[i] for i in range(m) for s in (1, -1)]))
 
 
+@dataclass(frozen=True)
+class Climbs:
+    """How hard :func:`find_witnesses` looks: ``samples`` uniform points per box (fewer for
+    wide inputs), the best ``restarts`` of them per objective climbed for ``steps`` steps."""
+
+    samples: int = 200_000
+    restarts: int = 64
+    steps: int = 100
+
+
 def find_witnesses(
     n1: Network,
     n2: Network,
     inputs: InputSet,
     replay: Replay | None = None,
     *,
-    samples: int = 200_000,
-    restarts: int = 64,
-    steps: int = 100,
+    effort: Climbs = Climbs(),
     seed: int = 0,
     deadline: float | None = None,
 ) -> list[Witness]:
@@ -156,11 +164,11 @@ def find_witnesses(
     f1, f2 = torch_layers(n1), torch_layers(n2)
     objectives = _objectives(m)
     cand_x, cand_box = [], []
-    samples = max(1024, min(samples, 2_000_000 // max(inputs.dim, 1)))  # wide inputs: fewer
+    samples = max(1024, min(effort.samples, 2_000_000 // max(inputs.dim, 1)))  # wide: fewer
     for b, box in enumerate(inputs.boxes):
-        starts = _starts(f1, f2, box, objectives, samples, restarts, rng)
+        starts = _starts(f1, f2, box, objectives, samples, effort.restarts, rng)
         xs = climb(difference_objectives(f1, f2, objectives), starts, torch.tensor(box.lower),
-                   torch.tensor(box.upper), steps, deadline)
+                   torch.tensor(box.upper), effort.steps, deadline)
         xs = xs.reshape(-1, xs.shape[-1]).numpy()
         cand_x.append(xs)
         cand_box += [b] * len(xs)
