@@ -49,8 +49,11 @@ def _stop(s: BoxSearch, opts: BabOptions, elapsed: float) -> StopReason | None:
 
 
 def _resized(k: int, took: float, left: float, opts: BabOptions) -> int:
-    """The next auto-sized batch: aim at ``step_seconds`` per step, never past the budget."""
-    aim = min(opts.step_seconds, max(left, 0.0) / 2 + 1e-3)
+    """The next auto-sized batch: aim at ``step_seconds`` per step, a third of the time left at
+    most."""
+    # a third of what is left: a step costs more per box as the boxes shrink (tighter
+    # sharpening), and a half overran a 3 s budget by 1.1 s (bench/results/budgets.md)
+    aim = min(opts.step_seconds, max(left, 0.0) / 3 + 1e-3)
     return int(np.clip(k * aim / max(took, 1e-4), 4, opts.max_batch))
 
 
@@ -70,12 +73,14 @@ def _work_batch(s: BoxSearch, opts: BabOptions) -> int:
     return int(max(1, min(size, (opts.max_boxes - s.bounded) // per_box)))
 
 
-def _polish_due(s: BoxSearch, opts: BabOptions, last: tuple[float, int]) -> bool:
-    """Time for a polish: ``polish_every`` seconds since the last one, or with a work limit
-    ``polish_every_boxes`` boxes bounded (``last``: the clock and box count then)."""
+def _polish_due(s: BoxSearch, opts: BabOptions, last: tuple[float, int], start: float) -> bool:
+    """Time for a polish: ``polish_every`` seconds since the last one (and as many left in the
+    budget, which started at ``start``), or with a work limit ``polish_every_boxes`` boxes
+    bounded (``last``: the clock and box count then)."""
     if opts.max_boxes is not None:
         return s.bounded - last[1] >= opts.polish_every_boxes
-    return time.perf_counter() - last[0] > opts.polish_every
+    return (time.perf_counter() - last[0] > opts.polish_every
+            and time.perf_counter() - start < opts.time_budget - opts.polish_every)
 
 
 def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray,
@@ -111,7 +116,7 @@ def input_bab(problem: BabProblem, start_values: np.ndarray, start_x: np.ndarray
             if stop is not None:
                 reason = stop
                 break
-            if problem.polish is not None and _polish_due(s, options, polished):
+            if problem.polish is not None and _polish_due(s, options, polished, t0):
                 s.polish(problem.polish, rng)
                 polished = (time.perf_counter(), s.bounded)
             if options.max_boxes is not None:
