@@ -96,7 +96,7 @@ def _main(argv: Sequence[str], started: float) -> int:
         print(f"nnbisim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("nnbisim: interrupted (second Ctrl-C): results not written", file=sys.stderr)
+        print("nnbisim: interrupted before any result was written", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
