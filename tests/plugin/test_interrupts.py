@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,21 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@contextmanager
+def _epsilon(n2: Path, acas_dir: Path, *options: str) -> Iterator[subprocess.Popen]:
+    """``nnbisim epsilon`` of ACAS Xu 1_1 against ``n2`` over property 1 with Marabou, in its
+    own process group, killed whole if the test leaves it running."""
+    proc = subprocess.Popen(
+        [*NNBISIM, "epsilon", str(acas_net(1, 1)), str(n2), "--input",
+         str(acas_dir / "prop_1.vnnlib"), "--verifier", "marabou", *options],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _wait_for(proc: subprocess.Popen, text: str, seconds: float = 120.0) -> str:
     """Stderr lines of ``proc`` up to the first holding ``text``."""
     seen = []
@@ -59,12 +76,8 @@ def test_ctrl_c_during_bisection_writes_the_json_and_leaves_no_marabou(tmp_path,
     n2 = _float16_copy(tmp_path)
     out = tmp_path / "eps.json"
     out.write_text('{"certified": 0.0, "from": "an earlier run"}')
-    proc = subprocess.Popen(
-        [*NNBISIM, "epsilon", str(acas_net(1, 1)), str(n2), "--input",
-         str(acas_dir / "prop_1.vnnlib"), "--verifier", "marabou", "--time-budget", "40",
-         "--query-timeout", "300", "--json", str(out), "--force"],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
+    with _epsilon(n2, acas_dir, "--time-budget", "40", "--query-timeout", "300", "--json",
+                  str(out), "--force") as proc:
         _wait_for(proc, "marabou: bisecting")
         before = json.loads(out.read_text())
         time.sleep(1.0)  # a Marabou query under way
@@ -72,9 +85,6 @@ def test_ctrl_c_during_bisection_writes_the_json_and_leaves_no_marabou(tmp_path,
         assert workers, "a Marabou query should be running"
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert code == 130
     assert before.get("from") != "an earlier run"  # replaced when the run started
     rep = json.loads(out.read_text())
@@ -93,18 +103,10 @@ def _is_zombie(pid: int) -> bool:
 def test_ctrl_c_during_branch_and_bound_starts_no_further_stage(tmp_path, acas_dir):
     n2 = _float16_copy(tmp_path)
     out = tmp_path / "eps.json"
-    proc = subprocess.Popen(
-        [*NNBISIM, "epsilon", str(acas_net(1, 1)), str(n2), "--input",
-         str(acas_dir / "prop_1.vnnlib"), "--verifier", "marabou", "--time-budget", "600",
-         "--json", str(out)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
+    with _epsilon(n2, acas_dir, "--time-budget", "600", "--json", str(out)) as proc:
         _wait_for(proc, "boxes bounded")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert code == 130
     rep = json.loads(out.read_text())
     assert rep["queries"] == []  # Marabou's bisection never started
@@ -115,13 +117,13 @@ def test_ctrl_c_during_branch_and_bound_starts_no_further_stage(tmp_path, acas_d
 TOOL = Path(__file__).resolve().parents[2] / "vnncomp"
 
 
-def _instance(tmp_path: Path, acas_dir: Path) -> tuple[Path, Path]:
+def _instance(acas_dir: Path) -> tuple[Path, Path]:
     """ACAS Xu 1_1 with property 3's box and its unsafe set: unsat, decided in seconds."""
     return acas_net(1, 1), acas_dir / "prop_3.vnnlib"
 
 
 def test_vnncomp_run_exit_codes_say_the_answer(tmp_path, acas_dir):
-    net, prop = _instance(tmp_path, acas_dir)
+    net, prop = _instance(acas_dir)
     result = tmp_path / "r.txt"
     assert main(["vnncomp", "run", str(net), str(prop), str(result), "30"]) == 0
     assert result.read_text().split()[0] == "unsat"
@@ -135,7 +137,7 @@ def test_vnncomp_run_exit_codes_say_the_answer(tmp_path, acas_dir):
 def test_a_killed_run_never_leaves_an_earlier_answer(tmp_path, acas_dir):
     """run_instance.sh removes the result file first; nnbisim marks it unknown as soon as the
     instance is read: kill -9 of the whole group at any moment leaves no stale sat."""
-    net, prop = _instance(tmp_path, acas_dir)
+    net, prop = _instance(acas_dir)
     result = tmp_path / "r.txt"
     for wait in (0.2, 3.0):
         result.write_text("sat\n(X_0 1.0)\n")  # an earlier run's answer
