@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from nnbisim.core.allocator import keep_freed_memory
+
 sys.path.insert(0, str(Path(__file__).parent))
 # one torch thread, as the command line uses (docs/decisions.md, "Threads"): with one thread per
 # core, spare threads spin-wait whenever another process holds a core, and a test's search ran
 # ten times slower on a loaded machine (test_relu_bab: 30 s against 1.8 s for the same nodes)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+keep_freed_memory()  # as the command line does (nnbisim.core.allocator)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

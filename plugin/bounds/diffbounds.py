@@ -53,12 +53,14 @@ from nnbisim.bounds.diffsteps import (
     relax_errors,
     tighten,
 )
+from nnbisim.bounds.diffzono import SYMBOLS_PER_LAYER, zonotope_rows
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
 
 FORMS_MAX_INPUTS = 32  # inputs up to this size get forward linear forms
 ELEMENTS_PER_CHUNK = 2**21  # float64 elements of the largest back-substitution tensor
 BOXES_PER_CHUNK = 512
+METHODS = ("backsub", "zonotope")  # see DiffEngine
 
 Array = np.ndarray | torch.Tensor
 T = torch.Tensor
@@ -145,16 +147,24 @@ def _bounds_chunk(layers: list[Joint], lo: T, hi: T, rows: Rows, want_slopes: bo
 
 class DiffEngine:
     """Differential bounds for one pair of networks of the same layer sizes, their weights
-    prepared once on ``device`` (for branch and bound, which bounds many batches)."""
+    prepared once on ``device`` (for branch and bound, which bounds many batches).
+
+    ``method``: ``backsub`` (this module: back-substitution of every unstable neuron, tight) or
+    ``zonotope`` (:mod:`nnbisim.bounds.diffzono`: differential zonotopes, a few matrix products
+    per layer; on small ACAS Xu boxes 2-8x cheaper per box and within 1.2x as tight, on wide
+    ones far looser: ``bench/results/diff_throughput.md``)."""
 
     def __init__(self, n1: Network, n2: Network, device: torch.device | str = "cpu",
-                 chunk_elements: int = ELEMENTS_PER_CHUNK):
+                 chunk_elements: int = ELEMENTS_PER_CHUNK, method: str = "backsub"):
         if not same_architecture(n1, n2):
             raise ShapeMismatchError(
                 f"differential bounds need the same layer sizes, but {n1.name} is "
                 f"{n1.describe()} and {n2.name} is {n2.describe()}; bound the merged network "
                 "instead")
-        self.n_in, self.n_out, self.device = n1.in_size, n1.out_size, device
+        if method not in METHODS:
+            raise InputError(f"unknown differential method {method!r}; use one of "
+                             f"{', '.join(METHODS)}")
+        self.n_in, self.n_out, self.device, self.method = n1.in_size, n1.out_size, device, method
         self.chunk_elements = chunk_elements
         self.layers = [joint_layer(l1, l2, device) for l1, l2 in zip(n1.layers, n2.layers,
                                                                  strict=True)]
@@ -200,9 +210,15 @@ class DiffEngine:
             return empty, (lo.new_zeros(0, count, self.n_in) if slopes else None)
         widest = max(self.n_in, *(a.n_out for a in self.layers))
         elements = self.chunk_elements
-        chunk = max(1, min(BOXES_PER_CHUNK, elements // (6 * count * widest)))
-        parts = [_bounds_chunk(self.layers, lo[i:i + chunk], hi[i:i + chunk], rows, slopes,
-                               elements) for i in range(0, lo.shape[0], chunk)]
+        if self.method == "zonotope":  # 3 streams of (n, symbols, boxes), and the rows
+            symbols = self.n_in + SYMBOLS_PER_LAYER * (len(self.layers) - 1)
+            chunk = max(1, elements // (4 * symbols * max(widest, 2 * count)))
+            parts = [zonotope_rows(self.layers, lo[i:i + chunk], hi[i:i + chunk], rows, slopes)
+                     for i in range(0, lo.shape[0], chunk)]
+        else:
+            chunk = max(1, min(BOXES_PER_CHUNK, elements // (6 * count * widest)))
+            parts = [_bounds_chunk(self.layers, lo[i:i + chunk], hi[i:i + chunk], rows, slopes,
+                                   elements) for i in range(0, lo.shape[0], chunk)]
         low = torch.cat([p[0] for p in parts])
         return low, (torch.cat([p[1] for p in parts]) if slopes else None)
 

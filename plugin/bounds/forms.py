@@ -74,7 +74,9 @@ def input_forms(lo: T, hi: T) -> T:
 
 def affine(f: T, layer: FormLayer) -> T:
     """Forms of ``W h + b`` for both networks; a coefficient is a sum of ``n + 1`` products."""
-    out = torch.matmul(layer.m, f)
+    boxes, rows, k = f.shape  # one matrix product for all boxes, not one per box
+    out = (f.transpose(1, 2).reshape(boxes * k, rows) @ layer.m.T).reshape(boxes, k, -1)
+    out = out.transpose(1, 2).contiguous()
     out[..., -1] += layer.bias
     m = gamma2(2 * layer.n_in + 2) * (_mass(f) @ layer.m_abs.T + layer.bias.abs()) + TINY
     return _shift(out, m, layer.upper)

@@ -26,9 +26,9 @@ def choose_engine(n1: Network, n2: Network, engine: str = "auto") -> str:
     """``auto``: differential where the layer sizes agree, else CROWN on the merged network."""
     if engine == "auto":
         return "differential" if same_architecture(n1, n2) else "crown"
-    if engine == "differential" and not same_architecture(n1, n2):
+    if engine in ("differential", "zonotope") and not same_architecture(n1, n2):
         raise ShapeMismatchError(
-            f"differential bounds need the same layer sizes, but N1 is {n1.describe()} and N2 "
+            f"{engine} bounds need the same layer sizes, but N1 is {n1.describe()} and N2 "
             f"is {n2.describe()}; use --engine crown")
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; use auto or one of {', '.join(ENGINES)}")
@@ -55,8 +55,8 @@ def _slopes(up_slope: torch.Tensor, lo_slope: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _differential(n1: Network, n2: Network, device: str) -> BoundFn:
-    diff = DiffEngine(n1, n2, device)
+def _differential(n1: Network, n2: Network, device: str, method: str = "backsub") -> BoundFn:
+    diff = DiffEngine(n1, n2, device, method=method)
 
     def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
         res = diff.bounds(lo, hi, slopes=True)
@@ -96,8 +96,8 @@ def objective_bounds(n1: Network, n2: Network, engine: str, device: str = "cpu")
     ``+(N1 - N2)_0, -(N1 - N2)_0, +(N1 - N2)_1, ...`` per box, by the chosen engine, with the
     slopes of the linear bounds behind them (for splitting and witness candidates).
     The engines run on ``device`` (``cpu``, ``cuda``, ...)."""
-    if engine == "differential":
-        return _differential(n1, n2, device)
+    if engine in ("differential", "zonotope"):
+        return _differential(n1, n2, device, "zonotope" if engine == "zonotope" else "backsub")
     if engine == "separate":
         return _separate(n1, n2, device)
     return _merged(n1, n2, engine, device)

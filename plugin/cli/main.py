@@ -20,6 +20,7 @@ from nnbisim.cli.args import EXIT_BAD_INPUT, glue_vectors
 from nnbisim.cli.common import mark_unfinished
 from nnbisim.cli.parser import THREADS_ENV, build_parser
 from nnbisim.core import interrupt
+from nnbisim.core.allocator import keep_freed_memory
 from nnbisim.core.errors import InputError, NnbisimError, OverwriteError
 
 EXIT_INTERRUPTED = 130
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line on ``argv`` (default: ``sys.argv[1:]``, as the console script: the
     budget then counts from the process's start, and the process ends as soon as the results
     are written, without the second or more that tearing torch and onnxruntime down takes)."""
+    keep_freed_memory()
     if argv is not None:
         return _main(argv, time.perf_counter())
     code = _main(sys.argv[1:], time.perf_counter() - process_age())

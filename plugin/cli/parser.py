@@ -88,7 +88,8 @@ def _epsilon(sub) -> None:
                    "none (witnesses only), vnncomp:DIR, or a registered plug-in")
     e.add_argument("--engine", default=EPS.engine, choices=ENGINE_CHOICES,
                    help="bound engine (auto: differential when the layer sizes agree, else "
-                   "crown on the merged network; separate bounds each network on its own)")
+                   "crown on the merged network; zonotope: differential zonotopes, cheaper "
+                   "per box and looser on wide boxes; separate bounds each network on its own)")
     device(e)
     e.add_argument("--aim", default=EPS.aim, choices=AIMS,
                    help="eps: close the gap of eps itself; outputs: of every output's min and "

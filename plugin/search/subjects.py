@@ -106,12 +106,14 @@ def _row_split(a: np.ndarray, m: int, layout: Layout
     return tuple(None if not p.any() else p for p in (a1, a2, ad))  # type: ignore[return-value]
 
 
-def _pair_rows(n1: Network, n2: Network, layout: Layout, device: str) -> RowBounds:
-    """Bounds of rows over the pair's outputs: the differential engine where the layer sizes
-    agree, CROWN on the merged network (outputs ``[y1; y2; y1 - y2]``) otherwise."""
+def _pair_rows(n1: Network, n2: Network, layout: Layout, device: str, method: str
+               ) -> RowBounds:
+    """Bounds of rows over the pair's outputs: the differential engine (by ``method``) where
+    the layer sizes agree, CROWN on the merged network (outputs ``[y1; y2; y1 - y2]``)
+    otherwise."""
     m = n1.out_size
     if same_architecture(n1, n2):
-        engine = DiffEngine(n1, n2, device)
+        engine = DiffEngine(n1, n2, device, method=method)
 
         def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:  # focus: not for pairs (yet)
@@ -132,10 +134,12 @@ def _pair_rows(n1: Network, n2: Network, layout: Layout, device: str) -> RowBoun
     return merged_rows
 
 
-def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") -> Subject:
+def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu",
+         method: str = "backsub") -> Subject:
     """The outputs of two networks fed the same input: ``[y1; y2; y1 - y2]`` (``all``, as the
     merged network with all outputs gives them), ``[y1; y2]`` (``stacked``, as a two-network
-    query states them) or ``y1 - y2`` (``diff``)."""
+    query states them) or ``y1 - y2`` (``diff``). ``method``: the differential engine's
+    (:class:`~nnbisim.bounds.diffbounds.DiffEngine`)."""
     m = n1.out_size
     l1, l2 = torch_layers(n1), torch_layers(n2)
 
@@ -155,7 +159,7 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu") 
     # pairs keep the rule the equivalence table was measured with (bench/vnncomp_acasxu.py);
     # "smart" lost there on some instances (more bounds per split, each costlier for a pair)
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward,
-                   _pair_rows(n1, n2, layout, device), ("hybrid", "worst"),
+                   _pair_rows(n1, n2, layout, device, method), ("hybrid", "worst"),
                    function=fingerprint(n1, n2, tag=layout))
 
 
