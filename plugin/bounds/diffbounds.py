@@ -151,8 +151,9 @@ class DiffEngine:
 
     ``method``: ``backsub`` (this module: back-substitution of every unstable neuron, tight) or
     ``zonotope`` (:mod:`nnbisim.bounds.diffzono`: differential zonotopes, a few matrix products
-    per layer; on small ACAS Xu boxes 2-8x cheaper per box and within 1.2x as tight, on wide
-    ones far looser: ``bench/results/diff_throughput.md``)."""
+    per layer; on ACAS Xu boxes of 1/4-1/16 of property 1's side 4-9x cheaper per box but
+    7-47x looser, on 1/64-1/256 1.0-2.4x cheaper and within 1.34x as tight:
+    ``bench/results/diff_throughput.md``)."""
 
     def __init__(self, n1: Network, n2: Network, device: torch.device | str = "cpu",
                  chunk_elements: int = ELEMENTS_PER_CHUNK, method: str = "backsub"):
