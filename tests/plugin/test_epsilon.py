@@ -129,9 +129,9 @@ def test_known_kink_is_certified_exactly(tmp_path):
     assert -0.25 - 1e-6 <= out.min_certified <= -0.25
 
 
-@pytest.mark.parametrize("engine", ["differential", "crown", "separate"])
+@pytest.mark.parametrize("engine", ["differential", "zonotope", "crown", "separate"])
 def test_every_engine_certifies_above_the_dense_maximum(tmp_path, engine):
-    """Same layer sizes (a float16 copy), so all three engines apply."""
+    """Same layer sizes (a float16 copy), so every engine applies."""
     rng = np.random.default_rng(11)
     n1 = random_network([2, 16, 16, 2], rng)
     n2 = Network.from_weights([layer.weight.astype(np.float16).astype(np.float64) * 1.01
