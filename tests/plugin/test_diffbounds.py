@@ -12,7 +12,12 @@ from conftest import acas_net
 from netbuild import random_network
 
 from nnbisim.adapters.onnx_load import load_network
-from nnbisim.bounds.diffbounds import DiffEngine, differential_bounds, same_architecture
+from nnbisim.bounds.diffbounds import (
+    METHODS,
+    DiffEngine,
+    differential_bounds,
+    same_architecture,
+)
 from nnbisim.bounds.diffrelax import relaxation
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
@@ -309,7 +314,8 @@ def _exact_forward(net: Network, x: np.ndarray) -> list[Fraction]:
     return h
 
 
-def test_rounding_is_covered_for_one_ulp_apart_networks():
+@pytest.mark.parametrize("method", METHODS)
+def test_rounding_is_covered_for_one_ulp_apart_networks(method):
     """N2 differs from N1 by one ulp in some weights: the true difference (exact rationals) is
     of the order of float64 rounding itself, and must still lie within the bounds."""
     rng = np.random.default_rng(10)
@@ -318,8 +324,9 @@ def test_rounding_is_covered_for_one_ulp_apart_networks():
                         np.nextafter(layer.weight, np.inf), layer.weight) for layer in n1.layers]
     n2 = Network.from_weights(weights, [layer.bias for layer in n1.layers])
     points = rng.uniform(-1, 1, (6, 3))
-    res = differential_bounds(n1, n2, points, points)  # point boxes
-    tiny = differential_bounds(n1, n2, points - 1e-9, points + 1e-9)
+    engine = DiffEngine(n1, n2, method=method)
+    res = engine.bounds(points, points)  # point boxes
+    tiny = engine.bounds(points - 1e-9, points + 1e-9)
     for row, x in enumerate(points):
         exact = [a - b for a, b in zip(_exact_forward(n1, x), _exact_forward(n2, x), strict=True)]
         for i, value in enumerate(exact):
@@ -328,11 +335,12 @@ def test_rounding_is_covered_for_one_ulp_apart_networks():
         assert (res.hi[row] - res.lo[row]).max() < 1e-12
 
 
-def test_row_bounds_cover_any_linear_function_of_both_outputs():
+@pytest.mark.parametrize("method", METHODS)
+def test_row_bounds_cover_any_linear_function_of_both_outputs(method):
     rng = np.random.default_rng(12)
     n1 = random_network([3, 12, 12, 3], rng)
     n2 = float16_copy(n1)
-    engine = DiffEngine(n1, n2)
+    engine = DiffEngine(n1, n2, method=method)
     a1, a2, ad = (rng.normal(size=(4, 3)) for _ in range(3))
     lo = rng.uniform(-1, 0, (5, 3))
     hi = lo + rng.uniform(0.01, 0.5, (5, 3))

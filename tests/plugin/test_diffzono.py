@@ -1,6 +1,7 @@
-"""Differential zonotopes (nnbisim.bounds.diffzono): containment of dense samples and of exact
-rational values, the dh lines checked exactly at every vertex of the pieces, and their
-tightness against the back-substituting engine on small ACAS Xu boxes."""
+"""Differential zonotopes (nnbisim.bounds.diffzono): containment of dense samples, the dh lines
+checked exactly at every vertex of the pieces, and their tightness against the
+back-substituting engine on small ACAS Xu boxes. Exact rationals for one-ulp-apart networks and
+any linear row of both outputs: tests/plugin/test_diffbounds.py, for both methods."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 import torch
 from netbuild import random_network
 from test_diffbounds import (
-    _exact_forward,
     _random_neuron_bounds,
     acas,  # noqa: F401 - a fixture
     assert_contains,
@@ -99,40 +99,6 @@ def test_batches_agree_with_single_boxes():
                                        atol=1e-15)
             np.testing.assert_allclose(res.hi[i].numpy(), single.hi[0].numpy(), rtol=1e-9,
                                        atol=1e-15)
-
-
-def test_rounding_is_covered_for_one_ulp_apart_networks():
-    rng = np.random.default_rng(10)
-    n1 = random_network([3, 8, 8, 2], rng, scale=2.0)
-    weights = [np.where(rng.random(layer.weight.shape) < 0.3,
-                        np.nextafter(layer.weight, np.inf), layer.weight) for layer in n1.layers]
-    n2 = Network.from_weights(weights, [layer.bias for layer in n1.layers])
-    points = rng.uniform(-1, 1, (6, 3))
-    engine = zono(n1, n2)
-    res, tiny = engine.bounds(points, points), engine.bounds(points - 1e-9, points + 1e-9)
-    for row, x in enumerate(points):
-        exact = [a - b for a, b in zip(_exact_forward(n1, x), _exact_forward(n2, x), strict=True)]
-        for i, value in enumerate(exact):
-            for r in (res, tiny):
-                assert Fraction(float(r.lo[row, i])) <= value <= Fraction(float(r.hi[row, i]))
-        assert (res.hi[row] - res.lo[row]).max() < 1e-12
-
-
-def test_row_bounds_cover_any_linear_function_of_both_outputs():
-    rng = np.random.default_rng(12)
-    n1 = random_network([3, 12, 12, 3], rng)
-    n2 = float16_copy(n1)
-    engine = zono(n1, n2)
-    a1, a2, ad = (rng.normal(size=(4, 3)) for _ in range(3))
-    lo = rng.uniform(-1, 0, (5, 3))
-    hi = lo + rng.uniform(0.01, 0.5, (5, 3))
-    low, slope = engine.row_bounds(lo, hi, a1, a2, ad, slopes=True)
-    assert low.shape == (5, 4) and slope.shape == (5, 4, 3)
-    for b in range(5):
-        x = lo[b] + (hi[b] - lo[b]) * rng.random((5000, 3))
-        y1, y2 = n1.forward(x), n2.forward(x)
-        vals = y1 @ a1.T + y2 @ a2.T + (y1 - y2) @ ad.T
-        assert np.all(low[b].numpy() <= vals.min(0) + 1e-11)
 
 
 def test_dh_lines_hold_at_every_vertex():
