@@ -33,6 +33,7 @@ from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCa
 from nnbisim.tasks.assure import assure
 from nnbisim.tasks.check import check_merged
 from nnbisim.tasks.enlarge import enlarged_cases
+from nnbisim.tasks.eps_decision import EpsDecision, decide_epsilon
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import AssureOptions, EpsilonOptions, RepairOptions
 from nnbisim.tasks.repair import Region, repair
@@ -41,11 +42,11 @@ from nnbisim.verifiers.registry import available_verifiers, get_verifier
 __all__ = [
     "AssureOptions", "AssureReport", "BabOptions", "Box", "CompressOptions", "CrownOptions",
     "DecideOptions", "Decision", "DiffEngine", "DiscrepancyOptions", "DistillOptions",
-    "EpsilonOptions", "EpsilonReport", "InputError", "InputSet", "Layer", "Network",
+    "EpsDecision", "EpsilonOptions", "EpsilonReport", "InputError", "InputSet", "Layer", "Network",
     "NnbisimError", "OutputBounds", "OutputConstraint", "Piece", "Polytope", "QuantizedNetwork",
     "Region", "RepairOptions", "SpecCase", "Status", "Verdict", "Verifier", "VerifierError",
     "assure", "available_verifiers", "check_merged", "compress", "compute_epsilon",
-    "crown_bounds", "decide", "differential_bounds", "discrepancy", "distill",
+    "crown_bounds", "decide", "decide_epsilon", "differential_bounds", "discrepancy", "distill",
     "enlarged_cases", "get_verifier", "interval_bounds", "load_network", "merge_files",
     "merge_networks", "merged_network", "network_to_model", "pair", "read_spec",
     "read_spec_cases", "repair", "save_model", "single", "through",

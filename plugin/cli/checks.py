@@ -202,6 +202,27 @@ def common(args: argparse.Namespace) -> None:
     nets = _networks(args)
     _sizes_agree(args, nets)
     _samples_fit(args, nets)
+    _decision_outputs(args, nets)
+
+
+def _decision_outputs(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
+    """``--outputs 0,2`` (with ``--eps``): distinct indices of N1's outputs, parsed in place."""
+    text = getattr(args, "eps_outputs", None)
+    if text is None:
+        return
+    if getattr(args, "eps", None) is None:
+        raise InputError("--outputs needs --eps E: it picks the outputs a decision asks about")
+    first = nets.get("n1")
+    m = first.outputs[0] if first is not None else None
+    try:
+        idx = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        idx = ()
+    if (not idx or len(set(idx)) != len(idx) or min(idx) < 0
+            or (m is not None and max(idx) >= m)):
+        top = f" from 0 to {m - 1}" if m is not None else ""
+        raise InputError(f"--outputs {text!r}: give distinct output indices{top}, like 0,2")
+    args.eps_outputs = idx
 
 
 def _engines(args: argparse.Namespace) -> None:

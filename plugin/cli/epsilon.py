@@ -1,12 +1,13 @@
-"""``nnbisim epsilon``: eps witnessed and certified."""
+"""``nnbisim epsilon``: eps witnessed and certified, or with ``--eps`` a decision."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from nnbisim.cli.common import budget_left, progress_to_stderr, write_json
+from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit, write_json
 from nnbisim.cli.device import resolve_device
+from nnbisim.tasks.eps_decision import decide_epsilon
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
 
@@ -18,8 +19,15 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
                           query_timeout=args.query_timeout, workdir=args.workdir,
                           seed=args.seed, device=resolve_device(args.device),
                           max_boxes=args.max_boxes)
-    rep = compute_epsilon(args.n1, args.n2, args.inputs, opts,
-                          progress=progress_to_stderr(time.perf_counter(), args.quiet))
+    progress = progress_to_stderr(time.perf_counter(), args.quiet)
+    if args.eps is not None:
+        answer = decide_epsilon(args.n1, args.n2, args.inputs, args.eps, args.eps_outputs,
+                                opts, progress=progress)
+        print(answer.table())
+        if args.json is not None:
+            write_json(args.json, answer.to_json())
+        return verdict_exit(answer.status)
+    rep = compute_epsilon(args.n1, args.n2, args.inputs, opts, progress=progress)
     print(rep.table())
     if args.json is not None:
         write_json(args.json, rep.to_json())

@@ -105,6 +105,12 @@ def _epsilon(sub) -> None:
                    help="time limit of one exact-verifier query")
     e.add_argument("--seed", type=int, default=EPS.seed, help="seed of the witness search")
     e.add_argument("--workdir", type=Path, help="keep the merged ONNX and queries here")
+    e.add_argument("--eps", type=float, metavar="E",
+                   help="decide instead: is |N1 - N2|_i <= E everywhere in X? holds (exit 0), "
+                   "violated with a replayed input (exit 1) or unknown (exit 3); the own "
+                   "engine answers (--verifier, --aim and --rel-gap are not used)")
+    e.add_argument("--outputs", dest="eps_outputs", metavar="I,J",
+                   help="with --eps: only these outputs (0-based; default all)")
     finish(e)
 
 

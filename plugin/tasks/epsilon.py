@@ -58,8 +58,9 @@ class _Run:
     searches: list[dict] = field(default_factory=list)
 
 
-def _check(n1: Network, n2: Network, inputs: InputSet, paths: tuple, opts: EpsilonOptions
-           ) -> None:
+def check_pair(n1: Network, n2: Network, inputs: InputSet, paths: tuple, opts: EpsilonOptions
+               ) -> None:
+    """Refuse options and networks that do not fit: sizes, the input set's dimension."""
     if opts.aim not in AIMS:
         raise InputError(f"unknown aim {opts.aim!r}; use eps or outputs")
     if opts.objectives is not None and opts.aim != "outputs":
@@ -79,7 +80,7 @@ def compute_epsilon(n1_path: str | Path, n2_path: str | Path, inputs: InputSet,
     :class:`~nnbisim.tasks.options.EpsilonOptions`)."""
     t0 = time.perf_counter()
     n1, n2 = load_network(n1_path), load_network(n2_path)
-    _check(n1, n2, inputs, (n1_path, n2_path), options)
+    check_pair(n1, n2, inputs, (n1_path, n2_path), options)
     run = _Run(n1, n2, inputs, options, onnx_replay(n1_path, n2_path),
                progress or (lambda _msg: None))
     with interrupt.deferred():  # Ctrl-C: no further stage, the bounds reached so far
