@@ -114,17 +114,11 @@ def add_terms(*xs: T | None) -> T | None:
 def _mm(g: T | None, w: T) -> T | None:
     return None if g is None else g @ w
 
-def _mul(g: T | None, c: T) -> T | None:
-    return None if g is None else g * c.unsqueeze(-2)
-
 def _dot(g: T | None, v: T) -> T | None:
     """``g @ v`` per box for a shared vector (n,) or per-box vectors (B, n)."""
     if g is None:
         return None
     return g @ v if v.ndim == 1 else _bmv(g, v)
-
-def _split(g: T | None) -> tuple[T | None, T | None]:
-    return (None, None) if g is None else (g.clamp(min=0), g.clamp(max=0))
 
 def _abs_dot(g: T | None, v: T) -> T | None:
     return None if g is None else _bmv(g.abs(), v)
@@ -134,6 +128,32 @@ def _bmv(g: T, v: T) -> T:
     if g.ndim == 2:
         return v @ g.T
     return (g @ v.unsqueeze(-1)).squeeze(-1)
+
+def _line(h: T | None, pos: T | None, lower: T, upper: T) -> T | None:
+    """``h`` times the slope of the lower line where h > 0, of the upper one elsewhere (lines
+    per box: ``lower``, ``upper`` of shape (B, n))."""
+    if h is None:
+        return None
+    return h * torch.where(pos, lower.unsqueeze(-2), upper.unsqueeze(-2))
+
+
+def _through_relu(h1: T | None, h2: T | None, hd: T | None, r: Relax
+                  ) -> tuple[T | None, T | None, T | None, tuple]:
+    """Coefficients ``h`` on ``(h1, h2, dh)`` of a layer moved onto ``(z1, z2, dz)`` through
+    its relaxation (lower lines for positive coefficients, upper ones for the others), and the
+    constants the lines' intercepts add (per box and row). One comparison per stream picks
+    every line, instead of splitting each coefficient into its two signs."""
+    p1, p2, pd = (None if h is None else h > 0 for h in (h1, h2, hd))
+    zero = torch.zeros_like(r.beta1)
+    g1 = add_terms(_line(h1, p1, r.mu1, r.lam1), _line(hd, pd, r.dl[0], r.du[0]))
+    g2 = add_terms(_line(h2, p2, r.mu2, r.lam2),
+                   _line(hd, pd, r.dl[1], r.du[1]) if r.uses_z2 else None)
+    gd = _line(hd, pd, r.dl[2], r.du[2])
+    incs = (None if h is None else _line(h, p, low, high).sum(-1)
+            for h, p, low, high in ((h1, p1, zero, r.beta1), (h2, p2, zero, r.beta2),
+                                    (hd, pd, r.dl0, r.du0)))
+    return g1, g2, gd, tuple(incs)
+
 
 def backsub(rows: Rows, k: int, st: State, want_slopes: bool = False) -> tuple[T, T | None]:
     """Sound lower bounds ``(B, R)`` of ``g1 . z1_k + g2 . z2_k + gd . dz_k`` over each box, for
@@ -167,12 +187,8 @@ def backsub(rows: Rows, k: int, st: State, want_slopes: bool = False) -> tuple[T
         hd = _mm(gd, a.w2)
         r, (e1, e2, ed) = st.relax[j - 1], st.errs[j - 1]
         err = add_terms(err, _abs_dot(h1, e1), _abs_dot(h2, e2), _abs_dot(hd, ed)) + 3 * TINY
-        (p1, q1), (p2, q2), (pd, qd) = _split(h1), _split(h2), _split(hd)
-        g1 = add_terms(_mul(p1, r.mu1), _mul(q1, r.lam1), _mul(pd, r.dl[0]), _mul(qd, r.du[0]))
-        g2 = add_terms(_mul(p2, r.mu2), _mul(q2, r.lam2),
-                  *((_mul(pd, r.dl[1]), _mul(qd, r.du[1])) if r.uses_z2 else ()))
-        gd = add_terms(_mul(pd, r.dl[2]), _mul(qd, r.du[2]))
-        for inc in (_dot(q1, r.beta1), _dot(q2, r.beta2), _dot(pd, r.dl0), _dot(qd, r.du0)):
+        g1, g2, gd, incs = _through_relu(h1, h2, hd, r)
+        for inc in incs:
             if inc is not None:
                 const, cabs, count = add_terms(const, inc), add_terms(cabs, inc.abs()), count + 1
     val = _bmv(gx.clamp(min=0), lo) + _bmv(gx.clamp(max=0), hi) + const
