@@ -1,0 +1,114 @@
+"""The split rule of two-network decisions: ``hybrid:worst`` (the pair subject's rule until
+now, kept from the 810-instance equivalence table) against ``smart:gain`` (bound both halves
+of every input dimension, keep the split that settles most), same run, same instances.
+
+Instances, all on property 1's box of ACAS Xu (the wide box where decisions are hard):
+
+- ``float16``: N2 = N1 with every weight and bias rounded to float16, unsafe
+  ``|N1 - N2|_j >= 0.01`` for some output j (NeuroDiff's question at its middle eps);
+- ``isomorphic``: N2 = N1 + N(0, 0.001^2) on every weight and bias (own seeds, as VNN-COMP
+  2026's isomorphic_acasxu_2026 builds them), unsafe ``|N1 - N2|_j >= 0.05``.
+
+Each is decided by the pair subject (``decide``: witness search, then branch and bound on the
+margins of the 10 one-row polytopes), ``--timeout`` seconds each (default 100, the 2026
+category's), one thread per process; a ``violated`` is replayed in float64 on both networks.
+
+    python bench/pair_rules.py [--jobs 2] [--timeout 100] [--fresh]
+"""
+
+from __future__ import annotations
+
+import _threads  # noqa: F401 - first: one thread per process
+import numpy as np
+from acas import ACAS, network_file
+from harness import Results, parser, run
+
+FLOAT16 = ("1_1", "2_1", "2_4", "2_6", "3_1", "3_5", "4_1", "5_3")
+ISOMORPHIC = ("1_6", "2_4", "3_3", "4_5", "5_9")
+RULES = {"hybrid:worst": ("hybrid", "worst"), "smart:gain": ("smart", "gain")}
+EPS = {"float16": 0.01, "isomorphic": 0.05}
+
+
+def _copy(net, kind: str, seed: int):
+    from nnbisim.core.model import Network
+    if kind == "float16":
+        return Network.from_weights(
+            [layer.weight.astype(np.float16).astype(np.float64) for layer in net.layers],
+            [layer.bias.astype(np.float16).astype(np.float64) for layer in net.layers])
+    rng = np.random.default_rng(seed)
+    return Network.from_weights(
+        [layer.weight + rng.normal(0, 1e-3, layer.weight.shape) for layer in net.layers],
+        [layer.bias + rng.normal(0, 1e-3, layer.bias.shape) for layer in net.layers])
+
+
+def decide_one(kind: str, net: str, rule: str, timeout: float) -> dict:
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.search.decide import DecideOptions, decide
+    from nnbisim.search.subjects import pair
+    from nnbisim.specs.io import read_spec_cases
+    from nnbisim.specs.sets import OutputConstraint, Polytope, SpecCase
+    n1 = load_network(network_file(net))
+    n2 = _copy(n1, kind, seed=1000 + int(net.replace("_", "")))
+    eps, polys = EPS[kind], []
+    for j in range(5):
+        for s in (1.0, -1.0):  # s (y1 - y2)_j >= eps as -s y1 + s y2 <= -eps
+            row = np.zeros(10)
+            row[j], row[5 + j] = -s, s
+            polys.append(Polytope(row[None], [-eps]))
+    box = read_spec_cases(ACAS / "prop_1.vnnlib")[0].box
+    split, choose = RULES[rule]
+    d = decide(pair(n1, n2, "stacked"), [SpecCase(box, OutputConstraint(tuple(polys)))],
+               timeout, DecideOptions(split=split, choose=choose))
+    verdict = d.status.value
+    if d.x is not None:  # replayed on both networks in float64
+        diff = np.abs(n1.forward(d.x[None]) - n2.forward(d.x[None])).max()
+        verdict = "violated" if diff >= eps else "not replayed"
+    return {"kind": kind, "net": net, "rule": rule, "eps": eps, "verdict": verdict,
+            "boxes": d.boxes, "seconds": round(d.seconds, 2), "timeout": timeout}
+
+
+def summarise(results: Results) -> None:
+    rows = results.rows
+    lines = results.header("Split rules of two-network decisions",
+                           "Made by bench/pair_rules.py (see its docstring): property 1's box "
+                           "of ACAS Xu, float16 copies at eps 0.01 and noisy copies (sigma "
+                           "0.001) at eps 0.05, per rule the verdict, boxes and seconds.",
+                           2 * (len(FLOAT16) + len(ISOMORPHIC)))
+    lines += ["| rule | instances | decided | timeouts | total s (timeouts at the timeout) |",
+              "|---|---:|---:|---:|---:|"]
+    for rule in RULES:
+        mine = [r for r in rows if r["rule"] == rule]
+        done = [r for r in mine if r["verdict"] in ("holds", "violated")]
+        total = sum(r["seconds"] if r in done else r["timeout"] for r in mine)
+        lines.append(f"| {rule} | {len(mine)} | {len(done)} | {len(mine) - len(done)} | "
+                     f"{total:.0f} |")
+    lines += ["", "| kind | net | eps | " + " | ".join(RULES) + " |",
+              "|---|---|---:|" + "---|" * len(RULES)]
+    keyed = {(r["kind"], r["net"], r["rule"]): r for r in rows}
+    for kind, nets in (("float16", FLOAT16), ("isomorphic", ISOMORPHIC)):
+        for net in nets:
+            cells = []
+            for rule in RULES:
+                r = keyed.get((kind, net, rule))
+                cells.append("-" if r is None else
+                             f"{r['verdict']}, {r['seconds']:.1f} s, {r['boxes']} boxes")
+            lines.append(f"| {kind} | {net} | {EPS[kind]} | " + " | ".join(cells) + " |")
+    results.md.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = parser(__doc__, "pair_rules")
+    ap.add_argument("--timeout", type=float, default=100.0)
+    opts = ap.parse_args()
+    results = Results(opts.results, opts.fresh)
+    if not opts.summarise:
+        units = {(kind, net, rule): (kind, net, rule, opts.timeout)
+                 for kind, nets in (("float16", FLOAT16), ("isomorphic", ISOMORPHIC))
+                 for net in nets for rule in RULES}
+        run(units, decide_one, results, lambda _row: summarise(results),
+            row_key=lambda r: (r["kind"], r["net"], r["rule"]), jobs=opts.jobs)
+    summarise(results)
+
+
+if __name__ == "__main__":
+    main()
