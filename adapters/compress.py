@@ -29,6 +29,17 @@ def round_weights(net: Network, dtype: str = "float16") -> Network:
         net.input_shape, name=f"{net.name}-{dtype}")
 
 
+def perturb_weights(net: Network, sigma: float, seed: int = 0) -> Network:
+    """Every weight and bias plus independent N(0, sigma^2) noise (seeded)."""
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise InputError(f"--sigma {sigma}: give a standard deviation >= 0")
+    rng = np.random.default_rng(seed)
+    return Network.from_weights(
+        [layer.weight + rng.normal(0.0, sigma, layer.weight.shape) for layer in net.layers],
+        [layer.bias + rng.normal(0.0, sigma, layer.bias.shape) for layer in net.layers],
+        net.input_shape, name=f"{net.name}-perturbed{sigma:g}")
+
+
 def quantize_weights(net: Network, bits: int = 8, per_channel: bool = False) -> Network:
     """Symmetric integer quantization of the weights: ``W = s * q`` with ``q`` integers in
     ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` and ``s = max |W| / (2^(b-1) - 1)`` per tensor or per
@@ -173,7 +184,7 @@ def compress(net: Network, method: str, lower: np.ndarray | None = None,
              ) -> Network:
     """N1 compressed by ``method`` (:data:`~nnbisim.adapters.options.COMPRESSIONS`):
     ``distill`` (on the boxes ``lower``/``upper``, (B, n)), ``prune``, ``float16``, ``int8``
-    or ``int8-channel`` (per-channel scales)."""
+    or ``int8-channel`` (per-channel scales), ``perturb`` (noise of ``options.sigma``)."""
     if method == "distill":
         if lower is None or upper is None:
             raise InputError("distillation needs the region: give its boxes")
@@ -184,4 +195,6 @@ def compress(net: Network, method: str, lower: np.ndarray | None = None,
         return round_weights(net)
     if method in ("int8", "int8-channel"):
         return quantize_weights(net, 8, per_channel=method == "int8-channel")
+    if method == "perturb":
+        return perturb_weights(net, options.sigma, options.distill.seed)
     raise InputError(f"unknown compression {method!r}; use one of {', '.join(COMPRESSIONS)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # how a compressed copy N2 is made from N1 (nnbisim.adapters.compress.compress)
-COMPRESSIONS = ("distill", "prune", "float16", "int8", "int8-channel")
+COMPRESSIONS = ("distill", "prune", "float16", "int8", "int8-channel", "perturb")
 # the repair loop's activation quantization: calibrate before retraining, or keep N2's
 QPARAMS = ("keep", "calibrate")
 
@@ -31,8 +31,11 @@ class DistillOptions:
 class CompressOptions:
     """How :func:`~nnbisim.adapters.compress.compress` makes N2: ``prune`` zeroes (or, with
     ``remove``, removes) ``fraction`` of the hidden neurons by magnitude; ``distill`` trains a
-    small network (``distill``'s options) on N1's outputs over the region."""
+    small network (``distill``'s options) on N1's outputs over the region; ``perturb`` adds
+    N(0, ``sigma``^2) noise to every weight and bias (seeded by ``distill.seed``), as VNN-COMP
+    2026's isomorphic_acasxu_2026 makes its second networks (sigma 0.001)."""
 
     fraction: float = 0.1
     remove: bool = False
     distill: DistillOptions = field(default_factory=DistillOptions)
+    sigma: float = 1e-3

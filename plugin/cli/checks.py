@@ -27,7 +27,8 @@ POSITIVE = {"time_budget": "--time-budget", "query_timeout": "--query-timeout",
             "timeout": "--timeout", "eps_budget": "--eps-budget", "samples": "--samples",
             "delta": "--delta", "target_ratio": "--target-ratio", "lam": "--lambda",
             "rounds": "--rounds", "epochs": "--epochs", "n_outputs": "--n-outputs"}
-NON_NEGATIVE = {"eps": "--eps", "rel_tol": "--rel-tol", "seed": "--seed", "output": "--output"}
+NON_NEGATIVE = {"eps": "--eps", "rel_tol": "--rel-tol", "seed": "--seed", "output": "--output",
+                "sigma": "--sigma"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # the verifiers known without importing them (nnbisim.verifiers.registry loads onnxruntime);
 # a test keeps this in step with registry.BUILTIN_VERIFIERS and ENTRY_POINT_GROUP

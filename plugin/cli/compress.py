@@ -25,7 +25,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     lower = np.array([b.lower for b in boxes]) if boxes else None
     upper = np.array([b.upper for b in boxes]) if boxes else None
     opts = CompressOptions(args.fraction, args.remove,
-                           DistillOptions(hidden_sizes(args.hidden), seed=args.seed))
+                           DistillOptions(hidden_sizes(args.hidden), seed=args.seed),
+                           sigma=args.sigma)
     n2 = compress(n1, args.method, lower, upper, opts)
     path = save_model(network_to_model(n2), args.out_file, force=args.force)
     print(f"wrote {path}: {n2.describe()} ({args.method} of {args.n1.name}, "

@@ -42,7 +42,10 @@ def _assure(sub) -> None:
                    help="prune: fraction of the hidden neurons")
     a.add_argument("--remove", action="store_true", help="prune: make the network smaller "
                    "(default: zero the neurons, same layer sizes)")
-    a.add_argument("--seed", type=int, default=DISTILL.seed, help="distill: training seed")
+    a.add_argument("--sigma", type=float, default=COMPRESS.sigma,
+                   help="perturb: standard deviation of the noise on every weight and bias")
+    a.add_argument("--seed", type=int, default=DISTILL.seed,
+                   help="distill: training seed; perturb: noise seed")
     a.add_argument("--time-budget", type=float, default=ASSURE.time_budget, metavar="S",
                    help="seconds for the decision (making N2 with --compress comes before it)")
     max_boxes(a, "in all, shared among the routes as the time budget is (--quick-direct of it, "
@@ -95,8 +98,9 @@ def _compress(sub) -> None:
     out_file(c, "the compressed network to write")
     c.add_argument("--method", choices=COMPRESSIONS, default="float16",
                    help="float16/int8/int8-channel: weights rounded; prune: hidden neurons "
-                   "zeroed by magnitude; distill: a small network trained on N1's outputs over "
-                   "the input set (give one)")
+                   "zeroed by magnitude; perturb: Gaussian noise on every weight and bias; "
+                   "distill: a small network trained on N1's outputs over the input set (give "
+                   "one)")
     region(c, required=False)
     c.add_argument("--fraction", type=float, default=COMPRESS.fraction,
                    help="prune: fraction of the hidden neurons")
@@ -104,7 +108,10 @@ def _compress(sub) -> None:
                    "(default: zero the neurons, same layer sizes)")
     c.add_argument("--hidden", default=",".join(map(str, DISTILL.hidden)),
                    help="distill: hidden layer sizes")
-    c.add_argument("--seed", type=int, default=DISTILL.seed, help="distill: training seed")
+    c.add_argument("--sigma", type=float, default=COMPRESS.sigma,
+                   help="perturb: standard deviation of the noise on every weight and bias")
+    c.add_argument("--seed", type=int, default=DISTILL.seed,
+                   help="distill: training seed; perturb: noise seed")
     force(c)
 
 

@@ -39,7 +39,7 @@ def _compressed(args: argparse.Namespace, cases: list[SpecCase], folder: Path) -
     limit = DISTILL_SHARE * budget_left(args, args.time_budget)
     opts = CompressOptions(args.fraction, args.remove,
                            DistillOptions(hidden_sizes(args.hidden), seed=args.seed,
-                                          time_limit=limit))
+                                          time_limit=limit), sigma=args.sigma)
     t0 = time.perf_counter()
     n2 = compress(load_network(args.n1), method, np.array([c.box.lower for c in cases]),
                   np.array([c.box.upper for c in cases]), opts)

@@ -29,7 +29,7 @@ import csv
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +155,13 @@ def regenerate(folder: str | Path, seed: int) -> None:
     generator.regenerate(folder, seed)
 
 
-TAGS = {"float16": "float16", "prune": "pruned10", "int8": "int8", "int8-channel": "int8ch"}
+def _index(net: str) -> int:
+    """``1_1`` -> 11, ..., ``5_9`` -> 59: a seed offset per ACAS Xu network."""
+    return int(net.replace("_", ""))
+
+
+TAGS = {"float16": "float16", "prune": "pruned10", "int8": "int8", "int8-channel": "int8ch",
+        "perturb": "perturbed"}
 
 
 def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
@@ -165,7 +171,9 @@ def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
     to ``work`` (:func:`~nnbisim.adapters.compress.compress`): ``float16`` rounds every weight,
     ``prune`` zeroes the 10% of hidden neurons of smallest magnitude (same layer sizes),
     ``distill`` trains a 5-10-10-5 network on the original's outputs over the property's region
-    (50,000 samples, seeded), ``int8``/``int8-channel`` quantize the weights."""
+    (50,000 samples, seeded), ``int8``/``int8-channel`` quantize the weights, ``perturb`` adds
+    N(0, 0.001^2) to every weight and bias (seeded per network, as VNN-COMP 2026's
+    isomorphic_acasxu_2026)."""
     if compression not in COMPRESSIONS:
         raise InputError(f"unknown compression {compression!r}; use one of "
                          f"{', '.join(COMPRESSIONS)}")
@@ -187,6 +195,8 @@ def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
             tag = TAGS.get(compression, f"distilled_p{prop}")
             dst = work / f"ACASXU_run2a_{net}_{tag}.onnx"
             if not dst.exists():
+                if compression == "perturb":  # its own noise per network, reproducible
+                    opts = replace(opts, distill=replace(opts.distill, seed=seed + _index(net)))
                 copy = compress(original, compression, np.array([b.lower for b in boxes]),
                                 np.array([b.upper for b in boxes]), opts)
                 save_model(network_to_model(copy), dst, force=True)

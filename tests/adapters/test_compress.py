@@ -7,13 +7,14 @@ import pytest
 from netbuild import random_network
 
 from nnbisim.adapters.compress import (
+    compress,
     distill,
     prune_neurons,
     prune_weights,
     quantize_weights,
     round_weights,
 )
-from nnbisim.adapters.options import DistillOptions
+from nnbisim.adapters.options import CompressOptions, DistillOptions
 from nnbisim.core.errors import InputError
 
 
@@ -76,3 +77,23 @@ def test_distillation_imitates_the_original_and_is_seeded():
                                                                   strict=True))
     with pytest.raises(InputError, match="boxes"):
         distill(big, hi, lo)
+
+
+def test_perturbation_is_seeded_gaussian_noise_of_sigma(net):
+    a = compress(net, "perturb", options=CompressOptions(sigma=1e-3))
+    b = compress(net, "perturb", options=CompressOptions(sigma=1e-3))
+    other = compress(net, "perturb", options=CompressOptions(
+        sigma=1e-3, distill=DistillOptions(seed=1)))
+    noise = np.concatenate([np.concatenate([(la.weight - l0.weight).ravel(),
+                                            la.bias - l0.bias])
+                            for la, l0 in zip(a.layers, net.layers, strict=True)])
+    assert [la.weight.shape for la in a.layers] == [l0.weight.shape for l0 in net.layers]
+    assert np.std(noise) == pytest.approx(1e-3, rel=0.2) and abs(np.mean(noise)) < 3e-4
+    assert all(np.array_equal(x.weight, y.weight) for x, y in zip(a.layers, b.layers,
+                                                                 strict=True))
+    assert not np.array_equal(a.layers[0].weight, other.layers[0].weight)
+    same = compress(net, "perturb", options=CompressOptions(sigma=0.0))
+    assert all(np.array_equal(x.weight, y.weight) for x, y in zip(same.layers, net.layers,
+                                                                 strict=True))
+    with pytest.raises(InputError, match="--sigma"):
+        compress(net, "perturb", options=CompressOptions(sigma=-1.0))
