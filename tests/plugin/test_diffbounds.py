@@ -268,6 +268,24 @@ def _random_neuron_bounds(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     return [a1, b1, a2, b2, dlo, dhi]
 
 
+def piece_vertices(bounds: list[np.ndarray], i: int) -> list[tuple[Fraction, Fraction]]:
+    """The points ``(z1, z2)`` (exact) where two of {z1, z2, z1 - z2 at their bounds, z1 = 0,
+    z2 = 0} meet within neuron ``i``'s bounds: the vertices of the pieces on which
+    relu(z1) - relu(z2) is linear, where a line above or below it is tightest."""
+    a1, b1, a2, b2, dlo, dhi = (Fraction(float(b[i])) for b in bounds)
+    lines = [(1, 0, a1), (1, 0, b1), (0, 1, a2), (0, 1, b2), (1, -1, dlo), (1, -1, dhi),
+             (1, 0, Fraction(0)), (0, 1, Fraction(0))]  # p z1 + q z2 = c
+    out = []
+    for (p1, q1, c1), (p2, q2, c2) in itertools.combinations(lines, 2):
+        det = p1 * q2 - p2 * q1
+        if det == 0:
+            continue
+        z1, z2 = (c1 * q2 - c2 * q1) / det, (p1 * c2 - p2 * c1) / det
+        if a1 <= z1 <= b1 and a2 <= z2 <= b2 and dlo <= z1 - z2 <= dhi:
+            out.append((z1, z2))
+    return out
+
+
 def test_relaxations_hold_at_every_vertex():
     """Exact check (fractions) of every line at every vertex of the pieces on which
     relu(z1) - relu(z2) is linear: {z1, z2, z1 - z2 at their bounds, z1 = 0, z2 = 0}."""
@@ -279,16 +297,7 @@ def test_relaxations_hold_at_every_vertex():
     dl, du = (np.stack([x[0].numpy() for x in side]) for side in (r.dl, r.du))
     checked = 0
     for i in range(400):
-        a1, b1, a2, b2, dlo, dhi = (Fraction(float(b[i])) for b in bounds)
-        lines = [(1, 0, a1), (1, 0, b1), (0, 1, a2), (0, 1, b2), (1, -1, dlo), (1, -1, dhi),
-                 (1, 0, Fraction(0)), (0, 1, Fraction(0))]  # p z1 + q z2 = c
-        for (p1, q1, c1), (p2, q2, c2) in itertools.combinations(lines, 2):
-            det = p1 * q2 - p2 * q1
-            if det == 0:
-                continue
-            z1, z2 = (c1 * q2 - c2 * q1) / det, (p1 * c2 - p2 * c1) / det
-            if not (a1 <= z1 <= b1 and a2 <= z2 <= b2 and dlo <= z1 - z2 <= dhi):
-                continue
+        for z1, z2 in piece_vertices(bounds, i):
             checked += 1
             h1, h2 = max(z1, 0), max(z2, 0)
             f = Fraction(coef["mu1"][i])

@@ -5,7 +5,6 @@ any linear row of both outputs: tests/plugin/test_diffbounds.py, for both method
 
 from __future__ import annotations
 
-import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +17,7 @@ from test_diffbounds import (
     assert_contains,
     float16_copy,
     int8_copy,
+    piece_vertices,
     pruned_copy,
     sampled_range,
 )
@@ -109,16 +109,7 @@ def test_dh_lines_hold_at_every_vertex():
     s, t, w = (v.numpy() for v in _dh_line(tuple(torch.tensor(b) for b in bounds)))
     checked = 0
     for i in range(400):
-        a1, b1, a2, b2, dlo, dhi = (Fraction(float(b[i])) for b in bounds)
-        lines = [(1, 0, a1), (1, 0, b1), (0, 1, a2), (0, 1, b2), (1, -1, dlo), (1, -1, dhi),
-                 (1, 0, Fraction(0)), (0, 1, Fraction(0))]  # p z1 + q z2 = c
-        for (p1, q1, c1), (p2, q2, c2) in itertools.combinations(lines, 2):
-            det = p1 * q2 - p2 * q1
-            if det == 0:
-                continue
-            z1, z2 = (c1 * q2 - c2 * q1) / det, (p1 * c2 - p2 * c1) / det
-            if not (a1 <= z1 <= b1 and a2 <= z2 <= b2 and dlo <= z1 - z2 <= dhi):
-                continue
+        for z1, z2 in piece_vertices(bounds, i):
             checked += 1
             gap = max(z1, 0) - max(z2, 0) - Fraction(float(s[i])) * (z1 - z2)
             assert Fraction(float(t[i])) - Fraction(float(w[i])) <= gap
