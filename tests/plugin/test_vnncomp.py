@@ -209,3 +209,12 @@ def test_the_own_engine_gets_the_time_marabou_could_not_use():
     assert own_budget(20.0, int(rest // MIN_QUERY)) == pytest.approx(OWN_SHARE * 20.0)
     assert own_budget(20.0, int(rest // MIN_QUERY) + 1) == pytest.approx(20.0 - WRITE_MARGIN)
     assert own_budget(0.5, 1) == 0.0
+
+
+def test_a_two_network_query_leaves_marabou_a_tenth_at_most():
+    """At VNN-COMP 2026's 100 s, a pair query's 10 disjuncts would get 9 s from a 10% share,
+    under 1.5 s each: the own engine gets all but the writing margin; with 2 disjuncts 90%."""
+    from nnbisim.vnncomp.run import PAIR_OWN_SHARE, WRITE_MARGIN, own_budget
+
+    assert own_budget(100.0, 10, PAIR_OWN_SHARE) == pytest.approx(100.0 - WRITE_MARGIN)
+    assert own_budget(100.0, 2, PAIR_OWN_SHARE) == pytest.approx(PAIR_OWN_SHARE * 100.0)
