@@ -69,7 +69,7 @@ def main() -> None:
     done = {r["net"] for r in results.rows}
     with tempfile.TemporaryDirectory(prefix="nnbisim-pairs-") as tmp:
         work = Path(tmp)
-        old = str(baseline_tree(opts.baseline, work / "baseline"))
+        old = str(baseline_tree(opts.baseline, work))
         for net in opts.networks.split(","):
             if net in done or opts.summarise:
                 continue
