@@ -202,22 +202,24 @@ def test_objective_matrix_contains_samples():
     np.testing.assert_allclose(plain.hi.numpy(), direct.hi.numpy(), rtol=1e-12, atol=1e-15)
 
 
-def test_batches_and_chunks_agree_with_single_boxes():
+@pytest.mark.parametrize("method", METHODS)
+def test_batches_and_chunks_agree_with_single_boxes(method):
     rng = np.random.default_rng(6)
     n1 = random_network([4, 12, 12, 12, 2], rng)
     n2 = float16_copy(n1)
     lo = rng.uniform(-1, 0.5, (7, 4))
     hi = lo + rng.uniform(0.01, 1.0, (7, 4))
-    batch = differential_bounds(n1, n2, torch.tensor(lo), torch.tensor(hi), device="cpu")
-    chunked = DiffEngine(n1, n2, chunk_elements=1).bounds(lo, hi)  # one box per chunk
+    engine = DiffEngine(n1, n2, "cpu", method=method)
+    batch = engine.bounds(torch.tensor(lo), torch.tensor(hi))
+    chunked = DiffEngine(n1, n2, chunk_elements=1, method=method).bounds(lo, hi)  # a box each
     for i in range(7):
-        single = differential_bounds(n1, n2, lo[i], hi[i])
+        single = engine.bounds(lo[i], hi[i])
         for res in (batch, chunked):
             np.testing.assert_allclose(res.lo[i].numpy(), single.lo[0].numpy(), rtol=1e-9,
                                        atol=1e-15)
             np.testing.assert_allclose(res.hi[i].numpy(), single.hi[0].numpy(), rtol=1e-9,
                                        atol=1e-15)
-    assert differential_bounds(n1, n2, lo[:0], hi[:0]).lo.shape == (0, 2)
+    assert engine.bounds(lo[:0], hi[:0]).lo.shape == (0, 2)
 
 
 @pytest.mark.parametrize("compress", ["float16", "int8", "pruned"])

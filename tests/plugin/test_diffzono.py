@@ -1,8 +1,8 @@
 """Differential zonotopes (nnbisim.bounds.diffzono): containment of dense samples, the dh lines
 checked exactly at every vertex of the pieces, and their tightness against the
-back-substituting engine on small ACAS Xu boxes. Random networks' containment, exact rationals
-for one-ulp-apart networks and any linear row of both outputs: tests/plugin/test_diffbounds.py,
-for both methods."""
+back-substituting engine on small ACAS Xu boxes. Random networks' containment, batches against
+single boxes, exact rationals for one-ulp-apart networks and any linear row of both outputs:
+tests/plugin/test_diffbounds.py, for both methods."""
 
 from __future__ import annotations
 
@@ -67,23 +67,6 @@ def test_few_symbols_stay_sound():
         smin, smax = sampled_range(n1, n2, lo[b], hi[b], rng)
         assert np.all(low[b, :2].numpy() <= smin + 1e-11)
         assert np.all(-low[b, 2:].numpy() >= smax - 1e-11)
-
-
-def test_batches_agree_with_single_boxes():
-    rng = np.random.default_rng(6)
-    n1 = random_network([4, 12, 12, 12, 2], rng)
-    n2 = float16_copy(n1)
-    lo = rng.uniform(-1, 0.5, (7, 4))
-    hi = lo + rng.uniform(0.01, 1.0, (7, 4))
-    batch = zono(n1, n2).bounds(lo, hi)
-    chunked = zono(n1, n2, chunk_elements=1).bounds(lo, hi)
-    for i in range(7):
-        single = zono(n1, n2).bounds(lo[i], hi[i])
-        for res in (batch, chunked):
-            np.testing.assert_allclose(res.lo[i].numpy(), single.lo[0].numpy(), rtol=1e-9,
-                                       atol=1e-15)
-            np.testing.assert_allclose(res.hi[i].numpy(), single.hi[0].numpy(), rtol=1e-9,
-                                       atol=1e-15)
 
 
 def test_dh_lines_hold_at_every_vertex():
