@@ -26,10 +26,11 @@ boxes, so one layer is one matrix product per stream for all boxes. Through the 
 
 Concrete bounds of a neuron are its zonotope's range, tightened through ``z1 = z2 + dz``. Each
 hidden layer has :data:`SYMBOLS_PER_LAYER` columns per box: the heaviest new symbols of the
-box's layer take them, the others go into the slack (on ACAS Xu 1/64-boxes 8 per layer are
-within 1.2x of all of them, at a fraction of the cost). The forward symbolic intervals tried
-first (a lower and an upper linear form per neuron) were 1,000x looser than back-substitution
-on 1/16 of property 1's box of ACAS Xu 5_3, against 12x here.
+box's layer take them, the others go into the slack (in ad-hoc runs on ACAS Xu 1/64-boxes, 8
+per layer came within 1.2x of keeping all of them, at a fraction of the cost). Forward symbolic
+intervals (a lower and an upper linear form per neuron), tried first in an ad-hoc run, were
+about 1,000x looser than back-substitution on 1/16 of property 1's box of ACAS Xu 5_3, against
+17x here (``bench/results/diff_throughput.md``).
 
 Guarantee (as :mod:`nnbisim.bounds.diffbounds`): for every real ``x`` in the box, the
 real-arithmetic value of each row with the given float64 weights is at least the bound. Each
