@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,12 +20,16 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable" and the like
     from maraboupy import Marabou, MarabouCore
 
+from nnbisim.adapters.onnx_peek import gunzipped  # light: stdlib, numpy, protobuf on demand
+
 
 def solve(model: str, prop: str, seconds: int) -> dict:
-    """Solve one query; the counterexample in VNN-LIB order (X_i, Y_i), values as floats."""
-    net = Marabou.read_onnx(model)
-    query = net.getInputQuery()
-    MarabouCore.loadProperty(query, prop)
+    """Solve one query; the counterexample in VNN-LIB order (X_i, Y_i), values as floats.
+    Marabou reads plain files only: gzip'd ones are decompressed into a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="nnbisim-marabou-") as tmp:
+        net = Marabou.read_onnx(str(gunzipped(model, tmp)))
+        query = net.getInputQuery()
+        MarabouCore.loadProperty(query, str(gunzipped(prop, tmp)))
     options = Marabou.createOptions(verbosity=0, timeoutInSeconds=seconds)
     exit_word, values, _ = Marabou.solve_query(query, options=options, verbose=False)
     answer: dict = {"exit": exit_word}

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from nnbisim.adapters.onnx_peek import check_finite
+from nnbisim.adapters.onnx_peek import check_finite, is_gzip, onnx_bytes
 from nnbisim.core.errors import InputError, UnsupportedModelError
 from nnbisim.core.limits import check_dense
 from nnbisim.core.model import Layer, Network
@@ -37,12 +37,15 @@ SUPPORTED = (
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
-    """Load an ONNX file, turning every failure into one :class:`InputError` line."""
+    """Load an ONNX file (plain or gzip'd), turning every failure into one :class:`InputError`
+    line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of an .onnx model")
+    # a plain file through onnx.load, which also reads weights kept in external files
+    data = onnx_bytes(path) if is_gzip(path) else None
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path)) if data is None else onnx.load_model_from_string(data)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on bad bytes
         raise InputError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}); export it with "
@@ -270,6 +273,8 @@ class _ChainReader:
                 raise self.refuse(node, f"cannot multiply a value of shape {shape} by a "
                                   f"{c.shape} matrix as a dense layer")
             return affine.then(alpha * c.T, np.zeros(c.shape[1]), shape[:-1] + (c.shape[1],))
+        if len(shape) == 1 and shape[0] == n and c.shape[1] == n:  # W @ x for a 1-D x
+            return affine.then(alpha * c, np.zeros(c.shape[0]), (c.shape[0],))
         if len(shape) < 2 or shape[-2] != n or shape[-1] != 1 or c.shape[1] != n:
             raise self.refuse(node, f"cannot multiply a {c.shape} matrix by a value of shape "
                               f"{shape} as a dense layer")

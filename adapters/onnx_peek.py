@@ -9,8 +9,10 @@ under a private name; where that file is missing, onnx itself is imported instea
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import importlib.util
+import zlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,15 +55,66 @@ def _size(info) -> int | None:
     return int(np.prod([d.dim_value if d.dim_value > 0 else 1 for d in dims]))
 
 
+MAX_ONNX_BYTES = 4 * 2**30  # a model's bytes after decompression (protobuf's own limit: 2 GiB)
+
+
+def onnx_bytes(path: str | Path) -> bytes:
+    """The bytes of an ONNX file, decompressed when it is gzip'd (``.onnx.gz``, as VNN-COMP
+    2026 ships its benchmarks); :class:`InputError` naming the file otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; give the path of an .onnx model") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory; give the path of an .onnx model") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflate.decompress(raw, MAX_ONNX_BYTES + 1)
+    except zlib.error as exc:
+        raise InputError(f"{path}: is not a readable gzip file ({exc}); decompress it and "
+                         "check the content") from None
+    if len(out) > MAX_ONNX_BYTES or not inflate.eof:
+        why = "over 4 GiB decompressed" if len(out) > MAX_ONNX_BYTES else "it is truncated"
+        raise InputError(f"{path}: cannot be decompressed ({why}); give the .onnx file")
+    return out
+
+
+def is_gzip(path: str | Path) -> bool:
+    """Does the file start as gzip data does (False for a file that cannot be read)?"""
+    try:
+        with Path(path).open("rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def gunzipped(path: str | Path, folder: str | Path) -> Path:
+    """``path`` itself, or for a gzip'd file its decompressed copy in ``folder`` (for tools
+    that read plain files only, e.g. Marabou)."""
+    path = Path(path)
+    if not is_gzip(path):
+        return path
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name + ".plain"
+    out = Path(folder) / name
+    with gzip.open(path, "rb") as src, out.open("wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    return out
+
+
 def peek(path: str | Path) -> Peek:
     """The file's real inputs and outputs; :class:`InputError` for a file that is not an ONNX
     model."""
     path = Path(path)
     model = _protos().ModelProto()
+    data = onnx_bytes(path)
     try:
-        model.ParseFromString(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+        model.ParseFromString(data)
     except Exception as exc:  # protobuf's DecodeError and the like: not a model
         raise InputError(NOT_ONNX.format(path=path, why=type(exc).__name__)) from None
     if not model.graph.node or not model.graph.output:

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from nnbisim.adapters.onnx_peek import is_gzip, onnx_bytes
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.verdict import Status, Verdict
 from nnbisim.specs.io import read_spec_cases
@@ -74,7 +75,8 @@ class OnnxRunner:
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file; check the path")
         try:
-            sess = self._new_session(str(self.path))
+            sess = self._new_session(onnx_bytes(self.path) if is_gzip(self.path)
+                                     else str(self.path))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InputError(
                 f"{self.path}: onnxruntime cannot load it ({exc}); give a valid ONNX model"
@@ -146,7 +148,7 @@ class OnnxRunner:
         return self._batched or None
 
     def _try_batched(self, probe: np.ndarray, io: _Io) -> Any:
-        model = onnx.load(str(self.path))
+        model = onnx.load_model_from_string(onnx_bytes(self.path))
         for info in model.graph.input:
             if info.name == io.name:
                 info.type.tensor_type.shape.dim[0].dim_param = "batch"

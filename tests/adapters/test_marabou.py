@@ -150,3 +150,19 @@ def test_a_model_marabou_cannot_read_is_an_error_verdict(tmp_path):
 def test_missing_files_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="no.onnx"):
         MarabouVerifier().check(tmp_path / "no.onnx", tmp_path / "no.vnnlib", 1)
+
+
+def test_gzip_model_and_property_are_read(tmp_path):
+    # VNN-COMP 2026 ships .onnx.gz and .vnnlib.gz: Marabou reads plain files, so they are
+    # decompressed for it; the replay reads the .gz model itself
+    import gzip
+
+    model = tiny_onnx(tmp_path / "m.onnx")
+    packed = tmp_path / "m.onnx.gz"
+    packed.write_bytes(gzip.compress(model.read_bytes()))
+    for threshold, status in ((TRUE_MAX - 0.5, Status.VIOLATED), (TRUE_MAX + 0.5, Status.HOLDS)):
+        prop, _ = y_at_least(tmp_path / "p.vnnlib", threshold)
+        prop_gz = tmp_path / "p.vnnlib.gz"
+        prop_gz.write_bytes(gzip.compress(prop.read_bytes()))
+        verdict = MarabouVerifier().check(packed, prop_gz, 20)
+        assert verdict.status is status, verdict.message

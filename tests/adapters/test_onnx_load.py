@@ -236,3 +236,28 @@ def test_refusals_of_other_graphs_say_what_works(tmp_path):
     with pytest.raises(UnsupportedModelError) as err:
         load_network(path)
     assert "nnbisim merge --form graph" in str(err.value) and "(use --form" not in str(err.value)
+
+
+def test_weight_first_matmul_on_a_1d_input_and_gzip_files(acas_dir, tmp_path):
+    # VNN-COMP 2026's pruned ACAS Xu form: input [5], MatMul(W[50,5], x[5]), shipped .onnx.gz
+    from nnbisim.adapters.onnx_write import network_to_model, save_model
+    from nnbisim.adapters.replay import OnnxRunner
+
+    net = load_network(acas_net(1, 1))
+    model = network_to_model(net, form="matmul-1d")
+    assert [n.op_type for n in model.graph.node[:3]] == ["MatMul", "Add", "Relu"]
+    assert model.graph.node[0].input[0] == "layer1_W"  # the weight first
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [5]
+    plain = save_model(model, tmp_path / "n.onnx")
+    packed = save_model(model, tmp_path / "n.onnx.gz")
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, size=(20, 5))
+    for path in (plain, packed):
+        back = load_network(path)
+        assert back.input_shape == (5,) and back.describe() == net.describe()
+        np.testing.assert_allclose(back.forward(x), net.forward(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(OnnxRunner(path).run(x), net.forward(x), atol=1e-5)
+    truncated = tmp_path / "cut.onnx.gz"
+    truncated.write_bytes(packed.read_bytes()[:40])
+    with pytest.raises(InputError, match="cut.onnx.gz"):
+        load_network(truncated)
