@@ -27,14 +27,17 @@ class Atom:
 
     coefs: tuple[tuple[Key, float], ...]
     const: float
+    strict: bool = False  # ``< 0`` instead of ``<= 0``
 
     @classmethod
-    def le(cls, lhs: tuple[dict[Key, float], float], rhs: tuple[dict[Key, float], float]) -> Atom:
-        """``lhs <= rhs`` for two linear expressions ``(coefficients, constant)``."""
+    def le(cls, lhs: tuple[dict[Key, float], float], rhs: tuple[dict[Key, float], float],
+           strict: bool = False) -> Atom:
+        """``lhs <= rhs`` (``lhs < rhs`` when ``strict``) for two linear expressions
+        ``(coefficients, constant)``."""
         coefs = dict(lhs[0])
         for k, c in rhs[0].items():
             coefs[k] = coefs.get(k, 0.0) - c
-        return cls(tuple((k, c) for k, c in coefs.items() if c != 0.0), lhs[1] - rhs[1])
+        return cls(tuple((k, c) for k, c in coefs.items() if c != 0.0), lhs[1] - rhs[1], strict)
 
 
 def dnf_product(parts: Iterable[list[list[Atom]]], source: str) -> list[list[Atom]]:
@@ -62,6 +65,7 @@ def case_from_atoms(atoms: Sequence[Atom], n_in: int, n_out: int, name: Namer,
     hi = np.full(n_in, np.inf)
     rows: list[np.ndarray] = []
     rhs: list[float] = []
+    strict: list[bool] = []
     for atom in atoms:
         xs = [(k, c) for k, c in atom.coefs if k[0] == "X"]
         ys = [(k, c) for k, c in atom.coefs if k[0] == "Y"]
@@ -86,7 +90,8 @@ def case_from_atoms(atoms: Sequence[Atom], n_in: int, n_out: int, name: Namer,
                 row[j] += c
             rows.append(row)
             rhs.append(-atom.const + 0.0)
-        elif atom.const > 0:
+            strict.append(atom.strict)
+        elif atom.const > 0 or (atom.strict and atom.const == 0):
             return None  # a false constant comparison: this disjunct is empty
     for i in range(n_in):
         for value, side in ((lo[i], "lower"), (hi[i], "upper")):
@@ -97,12 +102,12 @@ def case_from_atoms(atoms: Sequence[Atom], n_in: int, n_out: int, name: Namer,
             raise SpecError(f"{where}: input {name(('X', i))} has lower bound "
                             f"{float(lo[i])!r} above upper bound {float(hi[i])!r}, so the input "
                             "set is empty; fix the bounds")
-    poly = Polytope(np.array(rows).reshape(len(rows), n_out), np.array(rhs))
+    poly = Polytope(np.array(rows).reshape(len(rows), n_out), np.array(rhs), tuple(strict))
     return SpecCase(Box(lo, hi), OutputConstraint((poly,)))
 
 
-def _poly_key(p: Polytope) -> tuple[tuple[int, ...], bytes, bytes]:
-    return p.mat.shape, p.mat.tobytes(), p.rhs.tobytes()
+def poly_key(p: Polytope) -> tuple[tuple[int, ...], bytes, bytes, tuple[bool, ...]]:
+    return p.mat.shape, p.mat.tobytes(), p.rhs.tobytes(), p.strict
 
 
 def group_cases(cases: Sequence[SpecCase | None], source: str) -> list[SpecCase]:
@@ -114,7 +119,7 @@ def group_cases(cases: Sequence[SpecCase | None], source: str) -> list[SpecCase]
         key = case.box.lower.tobytes() + case.box.upper.tobytes()
         box, polys = groups.setdefault(key, (case.box, {}))
         for p in case.unsafe.disjuncts:
-            polys.setdefault(_poly_key(p), p)
+            polys.setdefault(poly_key(p), p)
     if not groups:
         raise SpecError(f"{source}: every disjunct contradicts itself, so nothing can be "
                         "checked; fix the constraints")
@@ -124,9 +129,9 @@ def group_cases(cases: Sequence[SpecCase | None], source: str) -> list[SpecCase]
 
 def split_cases(cases: Sequence[SpecCase], source: str) -> tuple[InputSet, OutputConstraint]:
     """One input set and one unsafe set, when every box has the same unsafe set."""
-    first = {_poly_key(p) for p in cases[0].unsafe.disjuncts}
+    first = {poly_key(p) for p in cases[0].unsafe.disjuncts}
     for k, case in enumerate(cases[1:], start=2):
-        if {_poly_key(p) for p in case.unsafe.disjuncts} != first:
+        if {poly_key(p) for p in case.unsafe.disjuncts} != first:
             raise SpecError(f"{source}: input box {k} has other output constraints than box 1, "
                             "so the file is not one input set with one unsafe set; read it as "
                             "a list of cases (read_cases)")
@@ -205,17 +210,29 @@ def format_row(row: np.ndarray, rhs: float, var: Callable[[int], str],
     return f"(<= (+ {terms}) {num(rhs)})"
 
 
+def _strictly(text: str) -> str:
+    """A comparison written by :func:`format_row` with its operator made strict."""
+    return "(<" + text[3:] if text.startswith("(<=") else "(>" + text[3:]
+
+
 def format_unsafe(unsafe: OutputConstraint, var: Callable[[int], str],
-                  num: Callable[[float], str], var_first: bool = False) -> list[str]:
-    """The ``assert`` lines stating the unsafe set (none when every output is unsafe)."""
+                  num: Callable[[float], str], var_first: bool = False,
+                  strict: bool = False) -> list[str]:
+    """The ``assert`` lines stating the unsafe set (none when every output is unsafe); with
+    ``strict``, a polytope's strict rows are written with ``<``/``>`` (VNN-LIB 2.0), else all
+    rows closed (1.0, as VNN-COMP's tools read ``<`` anyway)."""
     disjuncts = []
     for p in unsafe.disjuncts:
+        flags = p.strict or (False,) * len(p.rhs)
         rows = clean_rows(p)
         if rows is None:
             continue
         if not rows:
             return []  # an unconstrained disjunct: the whole output space is unsafe
-        disjuncts.append([format_row(r, v, var, num, var_first) for r, v in rows])
+        kept = [f for f, row in zip(flags, p.mat, strict=True) if np.any(row != 0)]
+        disjuncts.append([_strictly(format_row(r, v, var, num, var_first)) if strict and f
+                          else format_row(r, v, var, num, var_first)
+                          for (r, v), f in zip(rows, kept, strict=True)])
     if not disjuncts:
         raise SpecError("every disjunct of the unsafe set is empty, so the property holds "
                         "trivially; give a satisfiable output constraint")

@@ -118,10 +118,13 @@ class InputSet:
 
 @dataclass(frozen=True)
 class Polytope:
-    """A conjunction of linear inequalities ``mat @ y <= rhs``."""
+    """A conjunction of linear inequalities ``mat @ y <= rhs``; rows flagged in ``strict`` (a
+    VNN-LIB ``<`` or ``>``) are ``mat @ y < rhs``. Bounds and proofs use the closed set (a
+    superset); a point is checked against the strict one (:meth:`satisfied_by`)."""
 
     mat: np.ndarray
     rhs: np.ndarray
+    strict: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         m = np.array(self.mat, dtype=np.float64)
@@ -134,10 +137,24 @@ class Polytope:
             )
         object.__setattr__(self, "mat", _frozen(m))
         object.__setattr__(self, "rhs", _frozen(r))
+        strict = tuple(bool(b) for b in self.strict)
+        if strict and len(strict) != r.size:
+            raise SpecError(f"{len(strict)} strictness flags for {r.size} constraint rows")
+        object.__setattr__(self, "strict", strict if any(strict) else ())
 
     def satisfied_by(self, y: np.ndarray, tol: float = 0.0) -> bool:
+        """``mat @ y <= rhs + tol`` on every row, and ``< rhs - tol`` on the strict ones (a
+        point on the boundary does not violate a strict relation: the margin must be clear)."""
         y = np.asarray(y, dtype=np.float64).reshape(-1)
-        return bool(np.all(self.mat @ y <= self.rhs + tol))
+        lhs = self.mat @ y
+        if not self.strict:
+            return bool(np.all(lhs <= self.rhs + tol))
+        strict = np.array(self.strict)
+        return bool(np.all(np.where(strict, lhs < self.rhs - tol, lhs <= self.rhs + tol)))
+
+    def closed(self) -> Polytope:
+        """The same rows, none strict."""
+        return Polytope(self.mat, self.rhs)
 
 
 @dataclass(frozen=True)

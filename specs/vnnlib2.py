@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import partial
 
 import numpy as np
 import vnnlib
@@ -30,6 +31,7 @@ from nnbisim.core.errors import SpecError
 from nnbisim.core.limits import check_dense
 from nnbisim.specs import _constraints as cst
 from nnbisim.specs._text import PathLike, read_text, write_text
+from nnbisim.specs.coupled import CoupledQuery, coupled_from_atoms
 from nnbisim.specs.sets import Property, SpecCase, TwoNetworkQuery
 
 __all__ = ["TwoNetworkQuery", "parse_cases", "parse_query", "read_query", "write_two_network_query",
@@ -43,7 +45,7 @@ MAX_DEPTH = 10_000  # nesting of a 2.0 file; the package's recursive parser fail
 # Element types the writers use. Not "Real": vnnlib 1.0.2 types a product by its first factor
 # and then refuses e.g. (+ (* Y[0] 2.0) Y[1]) over Real tensors.
 WRITABLE_DTYPES = ("float32", "float64", "float16", "bfloat16")
-Query = Property | TwoNetworkQuery
+Query = Property | TwoNetworkQuery | CoupledQuery
 
 
 def _condense(err: Exception) -> str:
@@ -61,8 +63,10 @@ def _condense(err: Exception) -> str:
 class _Vars:
     """Maps the package's variables to flat keys: ("X", i) and ("Y", column)."""
 
-    def __init__(self, networks: Sequence[vnnlib.Network], source: str) -> None:
+    def __init__(self, networks: Sequence[vnnlib.Network], source: str,
+                 separate: bool = False) -> None:
         self.source = source
+        self.separate = separate  # the second network's inputs get keys of their own (n + i)
         self.inputs: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.outputs: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.in_names = [net.inputs[0].name for net in networks if net.inputs]
@@ -90,16 +94,18 @@ class _Vars:
         """The element's name as the file writes it, e.g. ``X[0,3]`` or ``Y_g[1]``."""
         kind, i = key
         if kind == "X":
-            return _element(self.in_names[0], self.in_shape)(i)
+            return _element(self.in_names[i // self.n_in], self.in_shape)(i % self.n_in)
         return _element(self.out_names[i // self.n_out], self.out_shape)(i % self.n_out)
 
     def key(self, var: vnnlib.Var) -> tuple[int, cst.Key]:
-        """(network index, key); inputs of every network share the keys of the first."""
+        """(network index, key); inputs of every network share the keys of the first unless
+        ``separate``."""
         for table, kind in ((self.inputs, "X"), (self.outputs, "Y")):
             if var.name in table:
                 net, shape = table[var.name]
                 flat = int(np.ravel_multi_index(var.indices, shape)) if shape else 0
-                return net, (kind, flat + net * self.n_out if kind == "Y" else flat)
+                step = self.n_out if kind == "Y" else self.n_in if self.separate else 0
+                return net, (kind, flat + net * step)
         raise SpecError(f"{self.source}: constraint on {var.name}, which is a hidden tensor; "
                         "nnbisim reads constraints on inputs and outputs only")
 
@@ -122,10 +128,11 @@ class _Vars:
             raise SpecError(f"{self.source}: {cmp} uses '!=', which is not a convex constraint; "
                             "rewrite it with <= and >=")
         lhs, rhs = self.linear(cmp.lhs)[:2], self.linear(cmp.rhs)[:2]
+        strict = isinstance(cmp, vnnlib.LessThan | vnnlib.GreaterThan)
         if isinstance(cmp, vnnlib.LessEqual | vnnlib.LessThan):
-            return [cst.Atom.le(lhs, rhs)]
+            return [cst.Atom.le(lhs, rhs, strict)]
         if isinstance(cmp, vnnlib.GreaterEqual | vnnlib.GreaterThan):
-            return [cst.Atom.le(rhs, lhs)]
+            return [cst.Atom.le(rhs, lhs, strict)]
         return [cst.Atom.le(lhs, rhs), cst.Atom.le(rhs, lhs)]
 
     def coupling(self, cmp: vnnlib.Comparison) -> int | None:
@@ -137,14 +144,8 @@ class _Vars:
                    and next(iter(c))[0] == "X" for c, k, _ in sides):
             return None
         (a,), (b,) = sides[0][2], sides[1][2]
-        if a == b:
-            return None
         (ka,), (kb,) = sides[0][0], sides[1][0]
-        if ka != kb:
-            raise SpecError(f"{self.source}: inputs not coupled by equality: {cmp} ties "
-                            "different elements; a two-network query needs (== X_f[i] X_g[i]) "
-                            "for the same i")
-        return ka[1]
+        return ka[1] if a != b and ka == kb else None
 
 
 def _index(indices: Sequence[int]) -> str:
@@ -190,13 +191,12 @@ def _parse(text: str, source: str) -> tuple[vnnlib.Query, _Vars, list[list[cst.A
             ties = [(c, vars_.coupling(c)) for c in dnf[0]]
             coupled |= {i for _, i in ties if i is not None}
             dnf = [[c for c, i in ties if i is None]]
-        parts.append([[a for c in conj for a in vars_.atoms(c)] for conj in dnf])
-    if len(nets) == 2 and len(coupled) != vars_.n_in:
-        i = min(set(range(vars_.n_in)) - coupled)
-        raise SpecError(f"{source}: inputs not coupled by equality: input {i} of "
-                        f"{nets[1].name} is not tied to input {i} of {nets[0].name}; add "
-                        "(assert (== X_f[..] X_g[..])) for every input element")
-    return query, vars_, cst.dnf_product(parts, source)
+        parts.append(dnf)
+    if len(nets) == 2 and len(coupled) != vars_.n_in:  # inputs related otherwise: z = [x_f; x_g]
+        vars_ = _Vars(nets, source, separate=True)
+        parts = [[list(conj) for conj in a.expr.to_dnf()] for a in query.assertions]
+    atoms = [[[a for c in conj for a in vars_.atoms(c)] for conj in dnf] for dnf in parts]
+    return query, vars_, cst.dnf_product(atoms, source)
 
 
 def _cases(vars_: _Vars, n_cols: int, conjunctions: list[list[cst.Atom]],
@@ -217,17 +217,27 @@ def parse_cases(text: str, source: str = "<string>") -> list[SpecCase]:
 
 
 def parse_query(text: str, source: str = "<string>") -> Query:
-    """A :class:`Property` (one network) or :class:`TwoNetworkQuery` (two) from 2.0 text."""
+    """A :class:`Property` (one network), :class:`TwoNetworkQuery` (two fed the same input)
+    or :class:`~nnbisim.specs.coupled.CoupledQuery` (two whose inputs are otherwise related)
+    from 2.0 text."""
     query, vars_, conj = _parse(text, source)
     nets = query.networks
+    if vars_.separate:
+        f, g = nets
+        return coupled_from_atoms(conj, vars_.n_in, vars_.n_out, vars_.display, source, partial(
+            CoupledQuery, n_outputs=vars_.n_out, first=f.name, second=g.name,
+            relation=_relation(f, g), input_shape=vars_.in_shape, output_shape=vars_.out_shape))
     inputs, unsafe = cst.split_cases(_cases(vars_, vars_.n_out * len(nets), conj, source), source)
     if len(nets) == 1:
         return Property(inputs, unsafe, vars_.n_out, vars_.in_shape, vars_.out_shape)
     f, g = nets
-    relation = ("isomorphic-to" if g.isometric_to == f.name
-                else "equal-to" if g.equal_to == f.name else None)
-    return TwoNetworkQuery(inputs, unsafe, vars_.n_out, f.name, g.name, relation,
+    return TwoNetworkQuery(inputs, unsafe, vars_.n_out, f.name, g.name, _relation(f, g),
                            vars_.in_shape, vars_.out_shape)
+
+
+def _relation(f: vnnlib.Network, g: vnnlib.Network) -> str | None:
+    return ("isomorphic-to" if g.isometric_to == f.name
+            else "equal-to" if g.equal_to == f.name else None)
 
 
 def read_query(path: PathLike) -> Query:
@@ -296,7 +306,8 @@ def write_vnnlib2(prop: Property, input_shape: Sequence[int] | None = None,
     lines = ["(vnnlib-version <2.0>)", "",
              *_declare(network_name, "X", "Y", ins, outs, dtype), "", "; input set",
              *cst.format_boxes(prop.inputs.boxes, _element("X", ins), _num), "",
-             "; unsafe outputs", *cst.format_unsafe(prop.unsafe, _element("Y", outs), _num, True)]
+             "; unsafe outputs",
+             *cst.format_unsafe(prop.unsafe, _element("Y", outs), _num, True, strict=True)]
     return _finish(lines, path)
 
 
@@ -321,7 +332,7 @@ def write_two_network_query(q: TwoNetworkQuery, input_shape: Sequence[int] | Non
              *(f"(assert (== {xf(i)} {xg(i)}))" for i in range(q.n_inputs)), "",
              "; input set", *cst.format_boxes(q.inputs.boxes, xf, _num), "",
              f"; unsafe outputs over [Y_{f} ; Y_{g}]",
-             *cst.format_unsafe(q.unsafe, y, _num, True)]
+             *cst.format_unsafe(q.unsafe, y, _num, True, strict=True)]
     return _finish(lines, path)
 
 

@@ -16,7 +16,7 @@ from nnbisim.adapters.onnx_peek import Peek, peek
 from nnbisim.cli.outputs import outputs, writable
 from nnbisim.core.errors import InputError, ShapeMismatchError, SpecError
 from nnbisim.core.limits import FLOAT_BYTES, MEMORY_ENV, check_dense, memory_budget, size_text
-from nnbisim.specs.io import read_spec, read_spec_cases, write_text
+from nnbisim.specs.io import read_input_set, read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.vnncomp.formats import find_base, parse_network_field
@@ -85,7 +85,7 @@ def region(args: argparse.Namespace, required: bool) -> InputSet | None:
     if sum(given) > 1:
         raise InputError("give one input set: --input, or --lower/--upper, or --center/--radius")
     if args.input is not None:
-        return read_spec(args.input).inputs
+        return read_input_set(args.input)
     if given[1]:
         if args.lower is None or args.upper is None:
             raise InputError("--lower and --upper go together; give both")
@@ -272,7 +272,7 @@ def _pairs_fit(path: Path) -> None:
             raise ShapeMismatchError(f"{path}:{k}: {n1} takes {a.inputs[0]} inputs and gives "
                                      f"{a.outputs[0]} outputs but {n2} takes {b.inputs[0]} and "
                                      f"gives {b.outputs[0]}; pair networks of the same sizes")
-        dim = read_spec(region_file).inputs.dim
+        dim = read_input_set(region_file).dim
         if a.inputs[0] not in (None, dim):
             raise ShapeMismatchError(f"{path}:{k}: {region_file} has {dim} inputs per point "
                                      f"but {n1} takes {a.inputs[0]}; give a region of the pair")
@@ -311,8 +311,8 @@ def _instance_fits(nets: tuple[tuple[str, Path], ...], vnnlib: Path) -> None:
         if p.outputs[0] not in (None, spec.n_outputs):
             raise ShapeMismatchError(f"{vnnlib} is about {spec.n_outputs} outputs but {path} "
                                      f"gives {p.outputs[0]}; give the network's property")
-        if p.inputs[0] not in (None, spec.inputs.dim):
-            raise ShapeMismatchError(f"{vnnlib} has {spec.inputs.dim} inputs per point but "
+        if p.inputs[0] not in (None, spec.n_inputs):
+            raise ShapeMismatchError(f"{vnnlib} has {spec.n_inputs} inputs per point but "
                                      f"{path} takes {p.inputs[0]}; give the network's property")
 
 

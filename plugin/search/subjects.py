@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -162,6 +162,33 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu",
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward,
                    _pair_rows(n1, n2, layout, device, method), ("smart", "gain"),
                    function=fingerprint(n1, n2, tag=layout))
+
+
+def with_inputs(subject: Subject, n_in: int) -> Subject:
+    """``subject``'s outputs followed by the input itself, ``[y ; x]``: rows over the input
+    are bounded exactly over a box (its corner), so constraints that relate several input
+    elements (the couplings of two networks' inputs) join an unsafe polytope as rows, and a
+    box where they cannot hold is closed like any other."""
+    m = subject.n_outputs
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([subject.forward(x), np.asarray(x, np.float64)], axis=-1)
+
+    def tforward(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([subject.torch_forward(x), x.to(torch.float64)], -1)
+
+    def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        a_y, a_x = a[:, :m], a[:, m:]
+        low, slope = subject.rows(lo, hi, a_y, focus)
+        terms = np.minimum(a_x[None] * lo[:, None], a_x[None] * hi[:, None])  # (B, R, n)
+        exact = terms.sum(axis=2)
+        # float64 sums are off by at most n ulps of the sum of magnitudes: pad by more
+        pad = (np.abs(terms).sum(axis=2) + np.abs(low)) * (n_in + 2) * np.finfo(float).eps
+        return np.nextafter(low + exact - pad, -np.inf), slope + a_x[None]
+    return replace(subject, name=f"{subject.name} with its input", n_outputs=m + n_in,
+                   forward=forward, torch_forward=tforward, rows=rows, focusable=False,
+                   function=fingerprint(tag=f"{subject.function}|input {n_in}"))
 
 
 def through(n1: Network, n2: Network, device: str = "cpu") -> Subject:

@@ -42,7 +42,7 @@ from nnbisim.bounds.qbounds import Discrepancy, DiscrepancyOptions, discrepancy
 from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
 from nnbisim.core.quant import QuantizedNetwork
-from nnbisim.specs.io import read_spec
+from nnbisim.specs.io import read_input_set
 from nnbisim.tasks.options import RepairOptions
 
 Progress = Callable[[str], None]
@@ -263,5 +263,5 @@ def regions_from(spec: str, data: Path | None = None, delta: float = 0.05) -> li
     if not path.is_file():
         raise InputError(f"--regions {spec!r}: give paper, ball:RADIUS:I,J,... or a VNN-LIB "
                          "file whose input boxes are the regions")
-    boxes = read_spec(path).inputs.boxes
+    boxes = read_input_set(path).boxes
     return [Region(f"{path.stem}[{k}]", b.lower, b.upper) for k, b in enumerate(boxes)]

@@ -37,12 +37,12 @@ import onnx
 
 from nnbisim.adapters.compress import compress
 from nnbisim.adapters.merged_onnx import merge_files
-from nnbisim.adapters.onnx_load import load_network
+from nnbisim.adapters.onnx_load import load_network, read_model
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
 from nnbisim.bounds.diffbounds import same_architecture
 from nnbisim.core.errors import InputError, OverwriteError
-from nnbisim.specs.io import read_spec
+from nnbisim.specs.io import read_input_set
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
 from nnbisim.vnncomp import generate_properties as generator
@@ -81,7 +81,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
 
 
 def _onnx_shape(path: Path) -> list[int]:
-    model = onnx.load(str(path))
+    model = read_model(path)
     inits = {i.name for i in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits][0]
     dims = [d.dim_value if d.dim_value > 0 else 1 for d in real.type.tensor_type.shape.dim]
@@ -91,7 +91,7 @@ def _onnx_shape(path: Path) -> list[int]:
 def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
     """Bracket eps of one pair, copy its networks and write its merged network: the pair's
     record in ``benchmark.json``."""
-    inputs = read_spec(pair.region).inputs
+    inputs = read_input_set(pair.region)
     rep = compute_epsilon(pair.n1, pair.n2, inputs,
                           EpsilonOptions(rel_gap=0.01, time_budget=eps_budget))
     if not rep.witnessed > 0:
@@ -191,7 +191,7 @@ def acasxu_pairs(data: str | Path, work: str | Path, networks: list[str],
             region = data / f"prop_{prop}.vnnlib"
             if not region.is_file():
                 raise InputError(f"{region}: no such property file in --data")
-            boxes = read_spec(region).inputs.boxes
+            boxes = read_input_set(region).boxes
             tag = TAGS.get(compression, f"distilled_p{prop}")
             dst = work / f"ACASXU_run2a_{net}_{tag}.onnx"
             if not dst.exists():

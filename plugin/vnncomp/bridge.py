@@ -20,6 +20,7 @@ import onnx
 from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.replay import OnnxRunner, output_tolerance
 from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.io import read_spec
 from nnbisim.specs.results import assignment_2_0
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property, TwoNetworkQuery
@@ -66,6 +67,10 @@ def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
     query_path = Path(query_path)
     pairs = dict(parse_network_field(field, base))
     query = read_spec(query_path)
+    if isinstance(query, CoupledQuery):
+        raise InputError(f"{query_path}: gives the two networks inputs of their own (coupled "
+                         "by constraints other than equality); translate writes queries whose "
+                         "networks share one input; `nnbisim vnncomp run` decides this one")
     if not isinstance(query, TwoNetworkQuery):
         raise InputError(f"{query_path}: is a single-network property; translate takes a "
                          "two-network VNN-LIB 2.0 query (declare-network f ... g)")
@@ -101,12 +106,15 @@ def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
         "vnnlib1": v1.name, "vnnlib2": v2.name}, indent=2))
     return Translation(merged, v1, v2, manifest, query)
 
-def two_network_assignment(query: TwoNetworkQuery, x: np.ndarray, y_f: np.ndarray,
-                           y_g: np.ndarray, dtype: str = "float32") -> str:
-    """The 2.0 assignment of a two-network query: ``X_f``, ``X_g``, ``Y_f``, ``Y_g``."""
+def two_network_assignment(query: TwoNetworkQuery | CoupledQuery, x: np.ndarray,
+                           y_f: np.ndarray, y_g: np.ndarray, dtype: str = "float32",
+                           x_g: np.ndarray | None = None) -> str:
+    """The 2.0 assignment of a two-network query: ``X_f``, ``X_g`` (``x`` too unless given),
+    ``Y_f``, ``Y_g``."""
     f, g = query.first, query.second
     ins, outs = query.input_shape, query.output_shape
-    return assignment_2_0([(f"X_{f}", dtype, ins, x), (f"X_{g}", dtype, ins, x),
+    return assignment_2_0([(f"X_{f}", dtype, ins, x),
+                           (f"X_{g}", dtype, ins, x if x_g is None else x_g),
                            (f"Y_{f}", dtype, outs, y_f), (f"Y_{g}", dtype, outs, y_g)])
 
 def replay_pair(query: TwoNetworkQuery, p_f: Path, p_g: Path, x: np.ndarray,

@@ -27,9 +27,11 @@ from nnbisim.core.verdict import Status, Verdict
 from nnbisim.search.decide import decide
 from nnbisim.search.subjects import pair, subject_of
 from nnbisim.specs._text import read_text, write_text
+from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.io import detect_version, read_spec, read_spec_cases
 from nnbisim.specs.results import assignment_2_0, counterexample_1_0, write_result
 from nnbisim.specs.sets import SpecCase, TwoNetworkQuery
+from nnbisim.tasks.coupled import decide_coupled
 from nnbisim.verifiers.queries import MIN_QUERY, marabou_per_disjunct
 from nnbisim.vnncomp.bridge import replay_pair, translate, two_network_assignment
 from nnbisim.vnncomp.formats import find_base, parse_network_field
@@ -107,6 +109,24 @@ def _decide_two(field: str, vnnlib_path: Path, query: TwoNetworkQuery, timeout: 
     return _undecided(status)
 
 
+def _decide_coupled(field: str, query: CoupledQuery, timeout: float, base: Path | None
+                    ) -> Answer:
+    """A query whose inputs are coupled otherwise than by equality: the own engine on the
+    whole timeout (:mod:`nnbisim.tasks.coupled`; Marabou has no merged form of it here)."""
+    t0 = time.perf_counter()
+    nets = dict(parse_network_field(field, base))
+    p_f, p_g = nets[query.first], nets[query.second]
+    net_f = load_network(p_f)
+    net_g = net_f if p_g == p_f else load_network(p_g)
+    left = timeout - (time.perf_counter() - t0) - WRITE_MARGIN
+    a = decide_coupled(query, net_f, net_g, p_f, p_g, max(left, 0.1))
+    if a.status is Status.VIOLATED:
+        return Status.VIOLATED, two_network_assignment(query, a.x_f, a.y_f, a.y_g, x_g=a.x_g)
+    if a.status is Status.HOLDS:
+        return Status.HOLDS, ""
+    return _undecided(a.status)
+
+
 def _own_then_marabou(model: Path, cases: list[SpecCase], timeout: float
                       ) -> tuple[Status, np.ndarray | None]:
     """The own engine, then Marabou on what it leaves (one disjunct per query)."""
@@ -161,8 +181,10 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
         spec = read_spec(vnnlib_path)
         # an earlier run's answer must not survive this run being killed: unknown until decided
         write_result(Path(result), Status.UNKNOWN.vnncomp)
-        two = isinstance(spec, TwoNetworkQuery)
-        if len(nets) == 2 and two:
+        two = isinstance(spec, TwoNetworkQuery | CoupledQuery)
+        if len(nets) == 2 and isinstance(spec, CoupledQuery):
+            status, cex = _decide_coupled(field, spec, timeout, base_path)
+        elif len(nets) == 2 and two:
             status, cex = _decide_two(field, vnnlib_path, spec, timeout, base_path)
         elif len(nets) == 1 and not two:
             status, cex = _decide_one(nets[0][1], vnnlib_path, timeout)

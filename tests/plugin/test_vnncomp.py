@@ -23,7 +23,7 @@ from nnbisim.specs.io import read_spec
 from nnbisim.specs.results import assignment_2_0, counterexample_1_0, parse_vnncomp_result
 from nnbisim.specs.sets import Box, InputSet
 from nnbisim.specs.vnnlib1 import write_vnnlib1
-from nnbisim.specs.vnnlib2 import parse_query, write_two_network_query
+from nnbisim.specs.vnnlib2 import write_two_network_query
 from nnbisim.verifiers.registry import get_verifier
 from nnbisim.vnncomp.bridge import back_translate, translate
 from nnbisim.vnncomp.formats import format_network_field, parse_network_field, read_instances
@@ -150,9 +150,11 @@ def test_translate_refuses_what_it_cannot_express(folder, tmp_path):
     with pytest.raises(InputError, match="names"):
         translate("[('a', 'onnx/a.onnx'), ('b', 'onnx/b.onnx')]", query, tmp_path / "o2",
                   base=base)
-    loose = query.read_text().replace("(assert (== X_f[0,1] X_g[0,1]))", "")
-    with pytest.raises(SpecError, match="not coupled"):
-        parse_query(loose)
+    loose = query.read_text().replace("(assert (== X_f[0,1] X_g[0,1]))",
+                                      "(assert (<= X_f[0,1] X_g[0,1]))")
+    (tmp_path / "loose.vnnlib").write_text(loose)
+    with pytest.raises(InputError, match="inputs of their own"):
+        translate(FIELD, tmp_path / "loose.vnnlib", tmp_path / "o3", base=base)
 
 
 @pytest.mark.parametrize("side", ["sat", "unsat"])

@@ -10,6 +10,7 @@ import vnnlib
 
 from nnbisim.core.errors import SpecError
 from nnbisim.specs import discrepancy
+from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, Property, TwoNetworkQuery
 from nnbisim.specs.vnnlib1 import read_property
 from nnbisim.specs.vnnlib2 import (
@@ -19,6 +20,7 @@ from nnbisim.specs.vnnlib2 import (
     write_two_network_query,
     write_vnnlib2,
 )
+from nnbisim.tasks.coupled import reduce_query
 
 
 def same_sets(a, b) -> None:
@@ -144,15 +146,63 @@ PAIR = """(vnnlib-version <2.0>)
 """
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("(assert (== X_f[0] X_g[0]))", "inputs not coupled by equality: input 1"),
-    ("(assert (== X_f[0] X_g[1]))\n(assert (== X_f[1] X_g[0]))", "inputs not coupled by equality"),
-    ("(assert (or (== X_f[0] X_g[0]) (== X_f[1] X_g[1])))", "inputs not coupled by equality"),
-])
-def test_uncoupled_inputs_are_refused(extra, message):
-    with pytest.raises(SpecError, match=message) as err:
-        parse_query(PAIR + extra, "pair.vnnlib")
+def test_inputs_related_otherwise_read_as_a_coupled_query():
+    # X_g[1] tied to nothing: a coupled query, refused (naming the element) only when reduced
+    q = parse_query(PAIR + "(assert (== X_f[0] X_g[0]))", "pair.vnnlib")
+    assert isinstance(q, CoupledQuery) and q.relation == "isomorphic-to"
+    np.testing.assert_array_equal(q.lower[:2], [0.0, 0.0])
+    assert np.isinf(q.lower[2:]).all() and len(q.rhs) == 2
+    with pytest.raises(SpecError, match=r"X_g\[1\] is not bounded"):
+        reduce_query(q)
+    # crossed elements are a coupling like any other: X_g = (X_f[1], X_f[0])
+    crossed = parse_query(PAIR + "(assert (== X_f[0] X_g[1]))\n(assert (== X_f[1] X_g[0]))")
+    red = reduce_query(crossed)
+    # propagated bounds are padded outward (never cut a feasible point off), by 1e-9 relative
+    lo, hi = red.box.lower, red.box.upper
+    assert np.all(lo <= [0.0, 0.0, -1.0, -1.0]) and np.all(lo > [-1e-8, -1e-8, -1.01, -1.01])
+    assert np.all(hi >= [1.0, 1.0, 1.0, 1.0]) and np.all(hi < [1.01, 1.01, 1.01, 1.01])
+    assert len(red.rhs) == 4  # x_f[i] + d_i = x_f[1 - i]: rows the box does not imply
+
+
+def test_disjunctions_over_coupled_inputs_are_refused():
+    with pytest.raises(SpecError, match="different input constraints") as err:
+        parse_query(PAIR + "(assert (or (== X_f[0] X_g[0]) (== X_f[1] X_g[1])))", "pair.vnnlib")
     assert "pair.vnnlib" in str(err.value)
+
+
+MONOTONE = """(vnnlib-version <2.0>)
+(declare-network f (declare-input X_f real [3]) (declare-output Y_f real [2]))
+(declare-network g (equal-to f) (declare-input X_g real [3]) (declare-output Y_g real [2]))
+(assert (and (<= X_f[0] 0.5) (>= X_f[0] -0.5)))
+(assert (and (<= X_f[1] 1.0) (>= X_f[1] 0.0)))
+(assert (== X_f[2] 0.25))
+(assert (<= X_f[0] X_g[0]))
+(assert (and (<= X_g[0] 0.5) (>= X_g[0] -0.5)))
+(assert (== X_f[1] X_g[1]))
+(assert (== X_f[2] X_g[2]))
+(assert (< Y_f[1] Y_g[1]))
+"""
+
+
+def test_monotonicity_query_reads_with_its_strict_relation():
+    q = parse_query(MONOTONE, "mono.vnnlib")
+    assert isinstance(q, CoupledQuery) and q.relation == "equal-to"
+    assert q.n_inputs == 3 and q.n_outputs == 2 and q.input_shape == (3,)
+    np.testing.assert_array_equal(q.lower, [-0.5, 0.0, 0.25, -0.5, -np.inf, -np.inf])
+    (poly,) = q.unsafe.disjuncts
+    np.testing.assert_array_equal(poly.mat, [[0.0, 1.0, 0.0, -1.0]])
+    assert poly.strict == (True,)
+    # the diagonal meets the closed relation but not the strict one
+    assert poly.closed().satisfied_by([0.0, 1.0, 0.0, 1.0])
+    assert not poly.satisfied_by([0.0, 1.0, 0.0, 1.0])
+    assert poly.satisfied_by([0.0, 1.0, 0.0, 1.5])
+    red = reduce_query(q)
+    # u = [x_f ; d_0]: d_0 = X_g[0] - X_f[0] in [0, 1]; X_g[0] <= 0.5 stays a row
+    np.testing.assert_array_equal(red.box.lower, [-0.5, 0.0, 0.25, 0.0])
+    assert red.box.upper[3] >= 1.0 and red.box.upper[3] < 1.0 + 1e-6
+    np.testing.assert_array_equal(red.mat, [[1.0, 0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(red.z(np.array([0.1, 0.5, 0.25, 0.2])),
+                                  [0.1, 0.5, 0.25, 0.1 + 0.2, 0.5, 0.25])
 
 
 @pytest.mark.parametrize("text, message", [
