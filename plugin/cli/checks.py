@@ -28,7 +28,7 @@ POSITIVE = {"time_budget": "--time-budget", "query_timeout": "--query-timeout",
             "delta": "--delta", "target_ratio": "--target-ratio", "lam": "--lambda",
             "rounds": "--rounds", "epochs": "--epochs", "n_outputs": "--n-outputs"}
 NON_NEGATIVE = {"eps": "--eps", "rel_tol": "--rel-tol", "seed": "--seed", "output": "--output",
-                "sigma": "--sigma"}
+                "sigma": "--sigma", "top1_delta": "--delta", "agree_delta": "--agree"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # the verifiers known without importing them (nnbisim.verifiers.registry loads onnxruntime);
 # a test keeps this in step with registry.BUILTIN_VERIFIERS and ENTRY_POINT_GROUP
@@ -166,6 +166,10 @@ def _sizes_agree(args: argparse.Namespace, nets: dict[str, Peek]) -> None:
 def common(args: argparse.Namespace) -> None:
     """The checks every command shares: its input files exist, its outputs are new (or
     ``--force``), budgets and counts are positive, and its input set (``args.inputs``)."""
+    if getattr(args, "command", None) == "spec" and (args.eps is None) == (
+            args.agree_delta is None):
+        raise InputError("spec: give --eps E (a discrepancy property) or --agree D (top-1 "
+                         "disagreement), one of them")
     for name in ("n1", "n2", "merged", "model", "property", "compressed", "manifest", "pairs",
                  "query", "result_in"):
         existing(getattr(args, name, None))

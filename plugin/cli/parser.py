@@ -47,7 +47,12 @@ def _spec(sub) -> None:
     s = command(sub, "spec", "write VNN-LIB discrepancy properties |y1 - y2|_i >= eps",
                  "spec:cmd_spec")
     region(s, required=True)
-    s.add_argument("--eps", type=float, required=True, help="the threshold to ask about")
+    s.add_argument("--eps", type=float, help="the threshold to ask about (required unless "
+                   "--agree)")
+    s.add_argument("--agree", type=float, metavar="D", dest="agree_delta",
+                   help="write top-1 disagreement instead (one file): N1 ranks c first by more "
+                   "than D (0: at all), N2 ranks another class above c; with --pair (2.0) or a "
+                   "--model merged with --outputs all")
     s.add_argument("--output", type=int, metavar="I",
                    help="one output index (with --sign); without it, a folder of every output "
                    "and sign plus the infinity-norm disjunction")
@@ -114,6 +119,22 @@ def _epsilon(sub) -> None:
     finish(e)
 
 
+def _agree(sub) -> None:
+    a = command(sub, "agree", "top-1 agreement: does N2 classify like N1 everywhere in X?",
+                "agree:cmd_agree")
+    networks(a, suffix="")
+    region(a, required=True)
+    a.add_argument("--delta", dest="top1_delta", type=float, default=0.0, metavar="D",
+                   help="ask only where N1's top logit leads its runner-up by more than D "
+                   "(delta-top-1); 0: everywhere")
+    a.add_argument("--time-budget", type=float, default=60.0, metavar="S",
+                   help="seconds for the decision; holds (exit 0), violated with an input "
+                   "replayed in onnxruntime (exit 1), else unknown (exit 3)")
+    max_boxes(a, "in all", what="input boxes")
+    a.add_argument("--seed", type=int, default=0, help="seed of the witness search")
+    finish(a)
+
+
 def _demo(sub) -> None:
     d = command(sub, "demo", "the built-in example (the first paper's Example 1), end to end",
                 "demo:cmd_demo")
@@ -138,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "a core)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser,
                            metavar="COMMAND")
-    for add in (_merge, _spec, _check, _epsilon, add_assure, add_quant, add_vnncomp, _demo):
+    for add in (_merge, _spec, _check, _epsilon, _agree, add_assure, add_quant, add_vnncomp,
+                _demo):
         add(sub)
     return p

@@ -13,9 +13,10 @@ from nnbisim.adapters.onnx_write import check_writable
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.specs import discrepancy
 from nnbisim.specs.io import read_spec
-from nnbisim.specs.sets import InputSet
+from nnbisim.specs.sets import InputSet, OutputConstraint, Polytope, Property, TwoNetworkQuery
 from nnbisim.specs.vnnlib1 import write_vnnlib1
 from nnbisim.specs.vnnlib2 import write_two_network_query, write_vnnlib2
+from nnbisim.tasks.agree import disagreement
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class SpecRequest:
     n_outputs: int | None = None
     source: Path | None = None
     force: bool = False
+    agree: float | None = None  # top-1 agreement (where N1 leads by more than this) instead
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,35 @@ def _write(req: SpecRequest, target: _Target, path: Path, index: int | None, sig
     return path
 
 
+def _write_agreement(req: SpecRequest, target: _Target) -> Path:
+    """The top-1 disagreement (:func:`~nnbisim.tasks.agree.disagreement`) as one file: a
+    two-network 2.0 query on the pair, or a property of a merged network with outputs
+    ``[y1; y2; y1 - y2]``."""
+    k = target.n_outputs
+    unsafe = disagreement(k, req.agree or 0.0)
+    path = check_writable(req.out, req.force)
+    if req.pair is not None:
+        write_two_network_query(TwoNetworkQuery(req.inputs, unsafe, k), target.input_shape,
+                                target.output_shape, path)
+        return path
+    if target.n_merged != 3 * k or target.offset != 2 * k:
+        raise InputError(f"{req.model}: top-1 agreement needs both networks' outputs; merge "
+                         "the pair with --outputs all (or give --pair N1 N2 for VNN-LIB 2.0)")
+    cols = np.zeros((2 * k, 3 * k))
+    cols[:, :2 * k] = np.eye(2 * k)
+    polys = tuple(Polytope(p.mat @ cols, p.rhs, p.strict) for p in unsafe.disjuncts)
+    prop = Property(req.inputs, OutputConstraint(polys), 3 * k)
+    if req.version == "1.0":
+        write_vnnlib1(prop, path, comment="top-1 disagreement: Y_0..Y_k-1 = N1, Y_k..Y_2k-1 "
+                      "= N2; strict relations written closed (VNN-LIB 1.0)")
+    else:
+        write_vnnlib2(prop, target.input_shape, target.output_shape, path)
+    return path
+
+
 def write_spec_files(req: SpecRequest) -> list[Path]:
-    """Write one property file (``index`` given) or a folder of them; return the paths."""
+    """Write one property file (``index`` given, or ``agree``) or a folder of them; return the
+    paths."""
     if req.pair is not None and req.version != "2.0":
         raise InputError("two-network queries exist only in VNN-LIB 2.0; add "
                          "--vnnlib-version 2.0 (or merge the pair and use --model)")
@@ -110,6 +139,8 @@ def write_spec_files(req: SpecRequest) -> list[Path]:
     if req.inputs.dim != in_size:
         raise ShapeMismatchError(f"the input set has {req.inputs.dim} values but the network "
                                  f"takes {in_size}; give one bound per input")
+    if req.agree is not None:
+        return [_write_agreement(req, target)]
     sign = {"+": 1, "-": -1}[req.sign]
     if req.index is not None:
         if not 0 <= req.index < target.n_outputs:

@@ -121,3 +121,23 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_monotonic_benchmark_files_read_back(acas_dir, tmp_path):
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.specs.coupled import CoupledQuery
+    from nnbisim.vnncomp.formats import parse_network_field, read_instances
+    from nnbisim.vnncomp.monotonic import write_monotonic
+
+    rows = write_monotonic(acas_dir, tmp_path / "b", 4, seed=7, gzip=True, form="matmul-1d")
+    again = write_monotonic(acas_dir, tmp_path / "c", 4, seed=7, gzip=True, form="matmul-1d")
+    assert rows == again  # the seed decides everything
+    assert len(read_instances(tmp_path / "b" / "instances.csv")) == 4  # files exist
+    for field, spec, timeout in rows:
+        (f, p_f), (g, p_g) = parse_network_field(field, tmp_path / "b")
+        assert p_f == p_g and p_f.name.endswith(".onnx.gz") and timeout == "100"
+        assert load_network(p_f).input_shape == (5,)
+        q = read_spec(tmp_path / "b" / spec)
+        assert isinstance(q, CoupledQuery) and q.relation == "equal-to"
+        (poly,) = q.unsafe.disjuncts
+        assert poly.strict == (True,) and np.count_nonzero(poly.mat) == 2
