@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from nnbisim.adapters.options import FORMS
 from nnbisim.core.errors import InputError, OverwriteError
 from nnbisim.core.files import write_atomic
 from nnbisim.core.model import Network
@@ -20,7 +21,6 @@ from nnbisim.core.model import Network
 OPSET = 13
 IR_VERSION = 8
 DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "float64": (np.float64, TensorProto.DOUBLE)}
-FORMS = ("gemm", "matmul-1d")
 
 
 def network_to_model(

@@ -39,3 +39,6 @@ class CompressOptions:
     remove: bool = False
     distill: DistillOptions = field(default_factory=DistillOptions)
     sigma: float = 1e-3
+
+# the ONNX forms nnbisim writes a network in (nnbisim.adapters.onnx_write.network_to_model)
+FORMS = ("gemm", "matmul-1d")

@@ -28,7 +28,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                            DistillOptions(hidden_sizes(args.hidden), seed=args.seed),
                            sigma=args.sigma)
     n2 = compress(n1, args.method, lower, upper, opts)
-    path = save_model(network_to_model(n2), args.out_file, force=args.force)
+    path = save_model(network_to_model(n2, form=args.onnx_form), args.out_file,
+                      force=args.force)
     print(f"wrote {path}: {n2.describe()} ({args.method} of {args.n1.name}, "
           f"{n1.describe()})")
     return 0

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnbisim.adapters.options import COMPRESSIONS, QPARAMS, CompressOptions, DistillOptions
+from nnbisim.adapters.options import (
+    COMPRESSIONS,
+    FORMS,
+    QPARAMS,
+    CompressOptions,
+    DistillOptions,
+)
 from nnbisim.cli import checks
 from nnbisim.cli.args import (
     VERSIONS,
@@ -95,7 +101,10 @@ def _compress(sub) -> None:
     c = command(sub, "compress", "a compressed copy N2 of N1 (float16, int8, pruned or "
                 "distilled), as ONNX", "compress:cmd_compress")
     c.add_argument("n1", type=Path, metavar="N1.onnx", help="the network to compress")
-    out_file(c, "the compressed network to write")
+    out_file(c, "the compressed network to write (.onnx, or .onnx.gz gzip'd)")
+    c.add_argument("--onnx-form", choices=FORMS, default="gemm",
+                   help="gemm: Flatten/Gemm/Relu; matmul-1d: input [n], MatMul(W, x) then Add "
+                   "(as VNN-COMP 2026's pruned ACAS Xu networks)")
     c.add_argument("--method", choices=COMPRESSIONS, default="float16",
                    help="float16/int8/int8-channel: weights rounded; prune: hidden neurons "
                    "zeroed by magnitude; perturb: Gaussian noise on every weight and bias; "
@@ -176,6 +185,11 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="per instance (s)")
     p.add_argument("--eps-budget", type=float, default=30.0,
                    help="time to bracket eps per pair (s)")
+    p.add_argument("--gzip", action="store_true",
+                   help="write .onnx.gz and .vnnlib.gz files, as VNN-COMP 2026 ships them")
+    p.add_argument("--onnx-form", choices=FORMS, default="gemm",
+                   help="the networks' ONNX form: gemm (the files as given) or matmul-1d "
+                   "(input [n], MatMul(W, x) then Add, as VNN-COMP 2026's pruned ACAS Xu)")
     force(p)
     quiet(p)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit
 from nnbisim.core.errors import InputError
-from nnbisim.vnncomp.benchmark import acasxu_pairs, read_pairs, write_benchmark
+from nnbisim.vnncomp.benchmark import FileForm, acasxu_pairs, read_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
 
 
@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     out = write_benchmark(read_pairs(args.pairs), args.out_dir, seed=args.seed,
                           timeout=args.timeout, eps_budget=args.eps_budget, force=args.force,
-                          progress=progress_to_stderr(time.perf_counter(), args.quiet))
+                          progress=progress_to_stderr(time.perf_counter(), args.quiet),
+                          files=FileForm(args.gzip, args.onnx_form))
     print(out)
     return 0
 
@@ -47,6 +48,7 @@ def cmd_acasxu(args: argparse.Namespace) -> int:
     out = write_benchmark(pairs, args.out_dir, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
                           name=f"acasxu_{args.compression}_equivalence",
-                          progress=progress_to_stderr(time.perf_counter(), args.quiet))
+                          progress=progress_to_stderr(time.perf_counter(), args.quiet),
+                          files=FileForm(args.gzip, args.onnx_form))
     print(out)
     return 0

@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from nnbisim.adapters.compress import compress
 from nnbisim.adapters.merged_onnx import merge_files
@@ -88,7 +87,20 @@ def _onnx_shape(path: Path) -> list[int]:
     return dims or [1]
 
 
-def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
+@dataclass(frozen=True)
+class FileForm:
+    """How the folder's networks are written: gzip'd (``.onnx.gz``, ``.vnnlib.gz``) and in
+    which ONNX form (:data:`~nnbisim.adapters.onnx_write.FORMS`; ``gemm`` copies the files)."""
+
+    gzip: bool = False
+    form: str = "gemm"
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".onnx")
+
+
+def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileForm) -> dict:
     """Bracket eps of one pair, copy its networks and write its merged network: the pair's
     record in ``benchmark.json``."""
     inputs = read_input_set(pair.region)
@@ -97,20 +109,23 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
     if not rep.witnessed > 0:
         raise InputError(f"{pair.n1.name} and {pair.n2.name} do not differ over "
                          f"{pair.region.name} (witnessed eps 0): no sat instance can be made")
-    names = [f"p{k}_n1_{pair.n1.stem}.onnx", f"p{k}_n2_{pair.n2.stem}.onnx"]
+    ext = ".onnx.gz" if files.gzip else ".onnx"
+    names = [f"p{k}_n1_{_stem(pair.n1)}{ext}", f"p{k}_n2_{_stem(pair.n2)}{ext}"]
     for src, dst in zip((pair.n1, pair.n2), names, strict=True):
-        shutil.copyfile(src, out / "onnx" / dst)
-        shutil.copyfile(src, out / "2.0" / "onnx" / dst)
-    merged = f"p{k}_merged.onnx"
-    model = merge_files(pair.n1, pair.n2, outputs="all")
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out / "onnx" / merged))
+        for folder in (out / "onnx", out / "2.0" / "onnx"):
+            if files.gzip or files.form != "gemm":
+                save_model(network_to_model(load_network(src), form=files.form), folder / dst,
+                           force=True)
+            else:
+                shutil.copyfile(src, folder / dst)
+    merged = f"p{k}_merged{ext}"
+    save_model(merge_files(pair.n1, pair.n2, outputs="all"), out / "onnx" / merged, force=True)
     same = same_architecture(load_network(pair.n1), load_network(pair.n2))
     return {"pair": k, "n1": names[0], "n2": names[1], "merged": merged,
             "source": [pair.n1.name, pair.n2.name, pair.region.name],
             "region": pair.region.name, "lower": [b.lower.tolist() for b in inputs.boxes],
             "upper": [b.upper.tolist() for b in inputs.boxes],
-            "input_shape": _onnx_shape(pair.n1), "n_outputs": len(rep.outputs),
+            "input_shape": _onnx_shape(out / "onnx" / names[0]), "n_outputs": len(rep.outputs),
             "relation": "isomorphic-to" if same else None,
             "witnessed": rep.witnessed, "certified": rep.certified,
             "witness": rep.witness_x.tolist(), "engine": rep.engine,
@@ -119,8 +134,10 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float) -> dict:
 
 def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
                     eps_budget: float = 30.0, name: str = "nnbisim_equivalence",
-                    force: bool = False, progress: Callable[[str], None] | None = None) -> Path:
-    """Bracket eps for every pair and write the benchmark folder (see the module docstring)."""
+                    force: bool = False, progress: Callable[[str], None] | None = None,
+                    files: FileForm = FileForm()) -> Path:
+    """Bracket eps for every pair and write the benchmark folder (see the module docstring);
+    ``files``: gzip'd files and the networks' ONNX form."""
     say = progress or (lambda _m: None)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -134,9 +151,9 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
     for k, pair in enumerate(pairs):
         say(f"[{k + 1}/{len(pairs)}] eps of {pair.n1.name} vs {pair.n2.name} over "
             f"{pair.region.name}")
-        records.append(_pair_record(k, pair, out, eps_budget))
+        records.append(_pair_record(k, pair, out, eps_budget, files))
     info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
-            "pairs": records}
+            "gzip": files.gzip, "onnx_form": files.form, "pairs": records}
     (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     script = out / "generate_properties.py"
     script.write_bytes(Path(generator.__file__).read_bytes())

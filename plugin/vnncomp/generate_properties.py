@@ -9,8 +9,9 @@ Needs Python 3.8 or later and numpy only (not nnbisim, not the source networks):
 ``benchmark.json`` beside it (per pair the input boxes, the eps bracket [witnessed, certified],
 the ONNX file names under ``onnx/``, the output count and input shape) and rewrites
 ``vnnlib/``, ``instances.csv``, ``expected.csv``, ``2.0/vnnlib/``, ``2.0/instances.csv``,
-``2.0/expected.csv`` and ``README.md``. Every path it writes is relative to the folder, so the
-folder can be moved anywhere.
+``2.0/expected.csv`` and ``README.md`` (properties gzip'd, ``.vnnlib.gz``, when
+``benchmark.json`` says ``"gzip": true``, as VNN-COMP 2026 ships them). Every path it writes is
+relative to the folder, so the folder can be moved anywhere.
 
 The seed (numpy's ``default_rng``) picks each threshold inside its safe range (``unsat``: the
 certified eps times 1.01..1.02, rounded up; ``sat``: the witnessed eps times 0.85..0.95) and the
@@ -25,6 +26,7 @@ folder; nnbisim writes the shipped files with the same code.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import shutil
@@ -155,7 +157,11 @@ def network_field(pairs: list) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    path.write_bytes(text.encode("utf-8"))
+    """``text`` to ``path``, gzip'd (reproducibly: no time stamp) when the name ends in .gz."""
+    data = text.encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
 
 
 def _csv(rows: list) -> str:
@@ -185,7 +191,7 @@ def regenerate(folder, seed: int) -> None:
     timeout = f"{float(info['timeout']):g}"
     for inst in instances(info, seed):
         rec, side, eps = inst["rec"], inst["side"], inst["eps"]
-        prop = f"vnnlib/p{rec['pair']}_{side}.vnnlib"
+        prop = f"vnnlib/p{rec['pair']}_{side}.vnnlib" + (".gz" if info.get("gzip") else "")
         _write(folder / prop, vnnlib1_text(rec, eps, _note(rec, side, eps)))
         _write(v2 / prop, vnnlib2_text(rec, eps))
         merged = f"onnx/{rec['merged']}"

@@ -225,3 +225,32 @@ def test_the_script_writes_what_the_nnbisim_writers_write(bench):
         assert generator.vnnlib2_text(rec, eps) == two
     pairs = [("f", "onnx/a b.onnx"), ("g", "onnx/it's.onnx")]
     assert generator.network_field(pairs) == format_network_field(pairs)
+
+
+def test_gzip_files_and_weight_first_networks_keep_the_known_answers(tmp_path):
+    # the 2026 layout: .onnx.gz, .vnnlib.gz, networks with input [5] and MatMul(W, x)
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.vnncomp.benchmark import FileForm
+
+    data = acas_net(1, 1).parent
+    pairs = acasxu_pairs(data, tmp_path / "nets", ["1_1"], [3], "float16")
+    out = write_benchmark(pairs, tmp_path / "b", seed=0, timeout=20, eps_budget=5,
+                          files=FileForm(gzip=True, form="matmul-1d"))
+    info = json.loads((out / "benchmark.json").read_text())
+    assert info["gzip"] and info["pairs"][0]["input_shape"] == [5]
+    packed = sorted(p.name for p in (out / "2.0" / "onnx").iterdir())
+    assert all(n.endswith(".onnx.gz") for n in packed)
+    assert load_network(out / "2.0" / "onnx" / packed[0]).input_shape == (5,)
+    for folder in (out, out / "2.0"):
+        expected = {row[1]: row[2] for row in
+                    list(csv.reader((folder / "expected.csv").open()))[1:]}
+        assert all(k.endswith(".vnnlib.gz") for k in expected)
+        for inst in read_instances(folder / "instances.csv"):
+            rel = str(inst.vnnlib.relative_to(folder))
+            word = run_instance(inst.field, inst.vnnlib, tmp_path / "r.txt", inst.timeout,
+                                base=folder).vnncomp
+            assert word in (expected[rel], "timeout", "unknown"), (rel, word)
+    before = {p: p.read_bytes() for p in sorted((out / "2.0" / "vnnlib").iterdir())}
+    subprocess.run([sys.executable, str(out / "generate_properties.py"), "0"], check=True,
+                   cwd=tmp_path)
+    assert {p: p.read_bytes() for p in sorted((out / "2.0" / "vnnlib").iterdir())} == before
