@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.models import load_any, run_session, session_of
 from nnbisim.adapters.replay import OnnxRunner
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, decide
-from nnbisim.search.subjects import pair
+from nnbisim.search.subjects import Subject, pair, single
 from nnbisim.specs.sets import InputSet, OutputConstraint, Polytope, SpecCase
 
 Progress = Callable[[str], None]
@@ -135,12 +136,34 @@ def _networks(n1_path: Path, n2_path: Path) -> tuple[Network, Network]:
     return nets  # type: ignore[return-value]
 
 
+ENGINES = ("differential", "product")
+
+
+def _subject(n1: Network, n2: Network, engine: str) -> Subject:
+    """The pair's outputs ``[y1 ; y2]``: the differential engine (``differential``), or CROWN
+    on the product network (``product``: outputs ``[y1; y2; y1 - y2]``, bounded as one network,
+    as single-network verifiers see the merged question; for comparison)."""
+    if engine == "differential":
+        return pair(n1, n2, "stacked")
+    if engine != "product":
+        raise InputError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+    merged = single(merge_networks(n1, n2, "all").network)
+    k = n1.out_size
+
+    def rows(lo, hi, a, focus=None):
+        return merged.rows(lo, hi, np.hstack([a, np.zeros((len(a), k))]), focus)
+    return replace(merged, n_outputs=2 * k, rows=rows,
+                   forward=lambda x: merged.forward(x)[..., :2 * k],
+                   torch_forward=lambda x: merged.torch_forward(x)[..., :2 * k])
+
+
 def decide_agreement(n1_path: str | Path, n2_path: str | Path, inputs: InputSet,
                      delta: float = 0.0, time_budget: float = 60.0, *,
-                     max_boxes: int | None = None, seed: int = 0,
+                     max_boxes: int | None = None, seed: int = 0, engine: str = "differential",
                      progress: Progress | None = None) -> Agreement:
     """Decide top-1 agreement of N2 with N1 on ``inputs`` (where N1 leads by more than
-    ``delta``) within ``time_budget`` seconds and ``max_boxes`` boxes bounded."""
+    ``delta``) within ``time_budget`` seconds and ``max_boxes`` boxes bounded (``engine``: see
+    :func:`_subject`)."""
     t0 = time.perf_counter()
     if not (np.isfinite(delta) and delta >= 0):
         raise InputError(f"--delta {delta}: give a number >= 0")
@@ -149,7 +172,7 @@ def decide_agreement(n1_path: str | Path, n2_path: str | Path, inputs: InputSet,
     if inputs.dim != n1.in_size:
         raise ShapeMismatchError(f"the input set has {inputs.dim} values per point but "
                                  f"{n1_path} takes {n1.in_size}")
-    subject, k = pair(n1, n2, "stacked"), n1.out_size
+    subject, k = _subject(n1, n2, engine), n1.out_size
     boxes, notes = 0, []
     for margin in (0.0, STRICT_MARGIN):
         left = time_budget - (time.perf_counter() - t0)

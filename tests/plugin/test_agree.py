@@ -35,17 +35,19 @@ def shifted(tmp_path):
     return p1, p2
 
 
-def test_known_disagreement_is_found_and_replayed(shifted):
-    a = decide_agreement(*shifted, BOX, time_budget=60.0)
+@pytest.mark.parametrize("engine", ["differential", "product"])
+def test_known_disagreement_is_found_and_replayed(shifted, engine):
+    a = decide_agreement(*shifted, BOX, time_budget=60.0, engine=engine)
     assert a.status is Status.VIOLATED
     assert 0.0 < a.witness_x[0] < 0.25 and a.classes == (0, 1)
     y1, y2 = a.logits
     assert y1[0] > y1[1] and y2[1] > y2[0]
 
 
-def test_confident_region_agrees(shifted):
+@pytest.mark.parametrize("engine", ["differential", "product"])
+def test_confident_region_agrees(shifted, engine):
     # where N1 leads by more than 0.6 (x0 > 0.3 or x0 < -0.3), N2 agrees: delta-top-1 holds
-    a = decide_agreement(*shifted, BOX, delta=0.6, time_budget=60.0)
+    a = decide_agreement(*shifted, BOX, delta=0.6, time_budget=60.0, engine=engine)
     assert a.status is Status.HOLDS, a.notes
     # and the claim on a dense grid
     x = np.stack(np.meshgrid(np.linspace(-1, 1, 401), np.linspace(-1, 1, 5)), -1).reshape(-1, 2)
