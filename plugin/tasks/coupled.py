@@ -25,16 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.adapters.replay import OnnxRunner, output_tolerance
+from nnbisim.bounds.jacobian import gradient_bounds
 from nnbisim.core.errors import SpecError
 from nnbisim.core.model import Layer, Network
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, decide
-from nnbisim.search.subjects import Subject, pair, with_inputs
+from nnbisim.search.subjects import Subject, fingerprint, pair, with_inputs
 from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.sets import Box, OutputConstraint, Polytope, SpecCase
 
 STRICT_MARGIN = 1e-5  # relative margin a strict row's counterexample is searched with
 PROPAGATION_ROUNDS = 4
+# of the time left once the closed query is met only on a strict boundary: the gradient-sign
+# proof of monotonicity (f = g); the clear-margin witness search gets the rest
+MONOTONE_SHARE = 0.5
 _PAD = 1e-9  # relative outward padding of bounds derived by propagation
 
 
@@ -193,6 +197,64 @@ def replay_coupled(q: CoupledQuery, p_f: Path, p_g: Path, z: np.ndarray, tol: fl
     return x_f, x_g, y_f, y_g
 
 
+def _difference_rows(q: CoupledQuery) -> list[np.ndarray] | None:
+    """Per unsafe polytope a strict row ``a . Y_f - a . Y_g < 0`` (rhs 0), as ``a``: the
+    violation then needs ``a . (Y_g - Y_f) > 0``. None when some polytope has no such row."""
+    m, found = q.n_outputs, []
+    for p in q.unsafe.disjuncts:
+        rows = [row[:m] for row, b, s in zip(p.mat, p.rhs, p.strict or (False,) * len(p.rhs),
+                                             strict=True)
+                if s and b == 0.0 and np.array_equal(row[:m], -row[m:]) and row[:m].any()]
+        if not rows:
+            return None
+        found.append(rows[0])
+    return found
+
+
+def prove_monotone(q: CoupledQuery, red: Reduction, net: Network, time_budget: float,
+                   max_boxes: int = 100_000) -> tuple[bool, int]:
+    """For ``f = g``: prove ``a . (f(x_g) - f(x_f)) <= 0`` for every feasible pair and every
+    polytope's difference row ``a`` (:func:`_difference_rows`), so that no strict violation
+    exists, by the sign of ``a . f``'s gradient (:func:`~nnbisim.bounds.jacobian.
+    gradient_bounds`) over the box holding every ``x_f`` and ``x_g``, split until each piece's
+    sign matches the offsets' (``x_g[i] - x_f[i] >= 0``: derivative ``<= 0``). (proved, boxes)."""
+    rows = _difference_rows(q)
+    n = q.n_inputs
+    if rows is None or red.box is None:
+        return False, 0
+    z_lo, z_hi = red.z(red.box.lower), red.z(red.box.upper)  # M has 0/1 entries: monotone
+    g_lo, g_hi = np.maximum(z_lo[n:], q.lower[n:]), np.minimum(z_hi[n:], q.upper[n:])
+    lo, hi = np.minimum(z_lo[:n], g_lo), np.maximum(z_hi[:n], g_hi)  # every x_f and x_g
+    off_lo, off_hi = red.c[n:].copy(), red.c[n:].copy()  # x_g - x_f: the offsets' ranges
+    for j, i in enumerate(red.free):
+        off_lo[i] += red.box.lower[n + j]
+        off_hi[i] += red.box.upper[n + j]
+    zero = (off_lo == 0) & (off_hi == 0)  # no condition on a derivative that is not used
+    need_le, need_ge = (off_lo >= 0) & ~zero, (off_hi <= 0) & ~zero
+    t0, boxes = time.perf_counter(), 0
+    for a in rows:
+        queue = [(lo, hi)]
+        while queue:
+            if time.perf_counter() - t0 > time_budget or boxes >= max_boxes:
+                return False, boxes
+            batch, queue = queue[:64], queue[64:]
+            bl, bh = np.array([b[0] for b in batch]), np.array([b[1] for b in batch])
+            gl, gu = gradient_bounds(net, bl, bh, a)
+            boxes += len(batch)
+            ok = np.where(need_le, gu <= 0, True) & np.where(need_ge, gl >= 0, True)
+            ok &= np.where(need_le | need_ge | zero, True, (gl == 0) & (gu == 0))
+            for k in np.flatnonzero(~ok.all(axis=1)):
+                width = bh[k] - bl[k]
+                if not width.any():
+                    return False, boxes  # a point where the sign is wrong (or unknown)
+                j = int(np.argmax(width))
+                mid = (bl[k, j] + bh[k, j]) / 2
+                left_hi, right_lo = bh[k].copy(), bl[k].copy()
+                left_hi[j], right_lo[j] = mid, mid
+                queue += [(bl[k], left_hi), (right_lo, bh[k])]
+    return True, boxes
+
+
 def _tightened(q: CoupledQuery, margin: float) -> CoupledQuery:
     """``q`` with its strict input rows moved in by ``margin`` (relative)."""
     if not margin or not any(q.strict):
@@ -217,6 +279,7 @@ def decide_coupled(q: CoupledQuery, net_f: Network, net_g: Network, p_f: Path, p
     t0 = time.perf_counter()
     boxes = 0
     strict = any(p.strict for p in q.unsafe.disjuncts) or any(q.strict)
+    same = net_f is net_g or fingerprint(net_f) == fingerprint(net_g)
     for margin in ((0.0, STRICT_MARGIN) if strict else (0.0,)):
         left = time_budget - (time.perf_counter() - t0)
         if left <= 0:
@@ -239,4 +302,11 @@ def decide_coupled(q: CoupledQuery, net_f: Network, net_g: Network, p_f: Path, p
             got = replay_coupled(q, p_f, p_g, red.z(d.x))
             if got is not None:
                 return CoupledAnswer(Status.VIOLATED, *got, boxes=boxes)
+            if margin == 0.0 and same:  # only the boundary (f = g, x_f = x_g): monotone?
+                share = MONOTONE_SHARE * (time_budget - (time.perf_counter() - t0))
+                proved, work = prove_monotone(q, red, net_f, share)
+                boxes += work
+                if proved:
+                    return CoupledAnswer(Status.HOLDS, note="monotone: the gradient's sign "
+                                         "rules out a strict violation", boxes=boxes)
     return CoupledAnswer(Status.TIMEOUT, note="the budget ended first", boxes=boxes)

@@ -71,14 +71,48 @@ def test_monotone_by_construction_is_proved_with_an_offset(tmp_path):
     assert np.all(net.forward(xg)[:, 1] <= net.forward(xf)[:, 1] - 0.1 + 1e-9)
 
 
-def test_strict_relation_met_only_on_the_diagonal_is_never_sat(tmp_path):
+def test_strict_relation_met_only_on_the_diagonal_is_proved_by_the_gradient(tmp_path):
     # f = g and x_f = x_g allowed: the closed relation holds on the diagonal, the strict one
-    # nowhere; a boundary point must not be reported as a counterexample
+    # nowhere; a boundary point must not be reported, and the gradient's sign proves it
     net = decreasing(np.random.default_rng(3))
     model, spec = instance(tmp_path, net, "(assert (<= X_f[0] X_g[0]))",
                            "(assert (< Y_f[1] Y_g[1]))")
-    a = decide_coupled(read_spec(spec), net, net, model, model, 6.0)
-    assert a.status in (Status.UNKNOWN, Status.TIMEOUT)
+    a = decide_coupled(read_spec(spec), net, net, model, model, 60.0)
+    assert a.status is Status.HOLDS and "monotone" in a.note
+    rng = np.random.default_rng(1)
+    xf = rng.uniform([-0.5, -1.0, 0.2], [0.5, 1.0, 0.3], size=(20_000, 3))
+    xg = xf.copy()
+    xg[:, 0] = rng.uniform(xf[:, 0], 0.5)
+    assert np.all(net.forward(xg)[:, 1] <= net.forward(xf)[:, 1] + 1e-12)
+
+
+def test_a_non_monotone_network_on_the_diagonal_is_not_proved(tmp_path):
+    # Y[1] = |X[0]| + ...: rising for X[0] > 0, so "Y_f[1] < Y_g[1]" is sat off the diagonal
+    model, spec = instance(tmp_path, v_shaped(), "(assert (<= X_f[0] X_g[0]))",
+                           "(assert (< Y_f[1] Y_g[1]))")
+    a = decide_coupled(read_spec(spec), v_shaped(), v_shaped(), model, model, 60.0)
+    assert a.status is Status.VIOLATED and a.y_f[1] < a.y_g[1]
+
+
+def test_gradient_bounds_contain_finite_differences():
+    from netbuild import random_network
+
+    from nnbisim.bounds.jacobian import gradient_bounds
+
+    rng = np.random.default_rng(0)
+    net = random_network([4, 16, 16, 3], rng)
+    lo = rng.uniform(-1, 0, (6, 4))
+    hi = lo + rng.uniform(0.05, 0.5, (6, 4))
+    row = np.array([1.0, -2.0, 0.5])
+    gl, gu = gradient_bounds(net, lo, hi, row)
+    h = 1e-7
+    for b in range(6):
+        x = rng.uniform(lo[b], hi[b] - h, (2000, 4))
+        for i in range(4):
+            step = np.zeros(4)
+            step[i] = h
+            g = (net.forward(x + step) - net.forward(x)) @ row / h
+            assert np.all(g <= gu[b, i] + 1e-6) and np.all(g >= gl[b, i] - 1e-6)
 
 
 def test_non_monotone_input_gives_a_strict_counterexample(tmp_path):
