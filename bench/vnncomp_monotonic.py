@@ -5,9 +5,9 @@ The benchmark (:mod:`nnbisim.vnncomp.monotonic`): 50 instances, each an ACAS Xu 
 g ``(equal-to f)`` on the same file, a box, ``X_f[0] <= X_g[0]`` with the other inputs equal,
 and the strict violation ``(< Y_f[j] Y_g[j])``; files gzip'd (``.onnx.gz``, ``.vnnlib.gz``), as
 the competition ships them. Each instance is answered by ``nnbisim vnncomp run`` with a 100 s
-timeout (whole process, start-up included), now and at ``--baseline`` (default 3d24caa, before
-coupled queries), side by side, one core each. Every ``sat`` is checked here, independently of
-nnbisim's own replay: the assignment is parsed, the inputs checked against the box and the
+timeout (whole process, start-up included), now and then at ``--baseline`` (default 3d24caa,
+before coupled queries), ``--jobs`` instances at a time (default 2: one per core). Every
+``sat`` is checked here, independently of nnbisim's own replay: the assignment is parsed, the inputs checked against the box and the
 coupling, and onnxruntime run on the decompressed file must give ``Y_f[j] < Y_g[j]``.
 
     python bench/vnncomp_monotonic.py [--count 50] [--seed 2026] [--baseline 3d24caa]
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import _threads  # noqa: F401 - first: one thread per process
@@ -95,7 +95,7 @@ def summarise(results: Results, baseline: str) -> None:
     lines += [f"- sat answers whose counterexample fails the bench's own check: {len(bad)}", "",
               "| # | network | output | now | s | check | baseline | s |",
               "|---:|---|---:|---|---:|---|---|---:|"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["k"]):
         lines.append(f"| {r['k']} | {r['net']} | {r['output']} | {r['now']} | {r['now_s']} | "
                      f"{r['check']} | {r['base']} | {r['base_s']} |")
     results.md.write_text("\n".join(lines) + "\n")
@@ -116,23 +116,26 @@ def main() -> None:
         folder = work / "bench"
         rows = write_monotonic(ACAS, folder, opts.count, opts.seed, TIMEOUT, gzip=True)
         old = str(baseline_tree(opts.baseline, work))
-        for k, (row, inst) in enumerate(zip(rows, insts, strict=True)):
-            if k in done or opts.summarise:
-                continue
-            with ThreadPoolExecutor(2) as pool:
-                now = pool.submit(_answer, "now", None, row, folder, k)
-                base = pool.submit(_answer, opts.baseline, old, row, folder, k)
-                a, b = now.result(), base.result()
+
+        def one(k: int) -> dict:  # now, then the baseline (it refuses these in a second)
+            row, inst = rows[k], insts[k]
+            a = _answer("now", None, row, folder, k)
+            b = _answer(opts.baseline, old, row, folder, k)
             onnx_gz = folder / row[0].split("'")[3]
             check = check_sat(a["text"], inst, onnx_gz) if a["answer"] == "sat" else "-"
-            results.add({"k": k, "net": inst.network, "output": inst.output,
-                         "lower": inst.lower, "upper": inst.upper, "now": a["answer"],
-                         "now_s": a["seconds"], "check": check, "why": a["why"],
-                         "base": b["answer"], "base_s": b["seconds"], "base_why": b["why"],
-                         "baseline": opts.baseline, "seed": opts.seed, "timeout": TIMEOUT})
-            summarise(results, opts.baseline)
-            print({k2: v for k2, v in results.rows[-1].items() if k2 not in ("lower", "upper")},
-                  flush=True)
+            return {"k": k, "net": inst.network, "output": inst.output,
+                    "lower": inst.lower, "upper": inst.upper, "now": a["answer"],
+                    "now_s": a["seconds"], "check": check, "why": a["why"],
+                    "base": b["answer"], "base_s": b["seconds"], "base_why": b["why"],
+                    "baseline": opts.baseline, "seed": opts.seed, "timeout": TIMEOUT}
+
+        todo = [k for k in range(opts.count) if k not in done and not opts.summarise]
+        with ThreadPoolExecutor(opts.jobs) as pool:  # one instance per core
+            for fut in as_completed([pool.submit(one, k) for k in todo]):
+                results.add(fut.result())
+                summarise(results, opts.baseline)
+                print({k2: v for k2, v in results.rows[-1].items()
+                       if k2 not in ("lower", "upper")}, flush=True)
     summarise(results, opts.baseline)
 
 
