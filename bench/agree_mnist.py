@@ -10,7 +10,7 @@ engine (``differential``: pair bounds on ``y1 - y2``; ``product``: CROWN on the 
 network, as a single-network verifier sees it). The int8 network of the paper with quantized
 activations is not run: agree reads float (or int8-weight ONNX) networks only.
 
-    python bench/agree_mnist.py [--images 20] [--radii 0.005,0.01,0.02] [--budget 20]
+    python bench/agree_mnist.py [--images 20] [--radii 0.005,0.01,0.02,0.05,0.1] [--budget 20]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def summarise(results: Results, planned: int) -> None:
 def main() -> None:
     ap = parser(__doc__, "agree_mnist")
     ap.add_argument("--images", type=int, default=20)
-    ap.add_argument("--radii", default="0.005,0.01,0.02")
+    ap.add_argument("--radii", default="0.005,0.01,0.02,0.05,0.1")
     ap.add_argument("--budget", type=float, default=20.0)
     opts = ap.parse_args()
     results = Results(opts.results, opts.fresh)

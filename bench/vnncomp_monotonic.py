@@ -7,8 +7,9 @@ and the strict violation ``(< Y_f[j] Y_g[j])``; files gzip'd (``.onnx.gz``, ``.v
 the competition ships them. Each instance is answered by ``nnbisim vnncomp run`` with a 100 s
 timeout (whole process, start-up included), now and then at ``--baseline`` (default 3d24caa,
 before coupled queries), ``--jobs`` instances at a time (default 2: one per core). Every
-``sat`` is checked here, independently of nnbisim's own replay: the assignment is parsed, the inputs checked against the box and the
-coupling, and onnxruntime run on the decompressed file must give ``Y_f[j] < Y_g[j]``.
+``sat`` is checked here, independently of nnbisim's own replay: the assignment is parsed,
+the inputs checked against the box and the coupling, and onnxruntime run on the decompressed
+file must give ``Y_f[j] < Y_g[j]``.
 
     python bench/vnncomp_monotonic.py [--count 50] [--seed 2026] [--baseline 3d24caa]
 """
