@@ -26,6 +26,8 @@ from nnbisim.specs.results import assignment_2_0
 from nnbisim.specs.sets import OutputConstraint, Polytope, Property, TwoNetworkQuery
 from nnbisim.specs.vnnlib1 import write_vnnlib1
 from nnbisim.specs.vnnlib2 import write_vnnlib2
+from nnbisim.tasks.coupled import replay_coupled
+from nnbisim.vnncomp.coupled_bridge import coupled_inputs, translate_coupled
 from nnbisim.vnncomp.formats import parse_network_field
 
 MANIFEST = "translation.json"
@@ -55,7 +57,7 @@ def merged_unsafe(unsafe: OutputConstraint, m: int) -> OutputConstraint:
                 rows[r, 2 * m:] = a
             else:
                 rows[r, :2 * m] = row
-        polys.append(Polytope(rows, p.rhs))
+        polys.append(Polytope(rows, p.rhs, p.strict))
     return OutputConstraint(tuple(polys))
 
 def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
@@ -67,11 +69,7 @@ def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
     query_path = Path(query_path)
     pairs = dict(parse_network_field(field, base))
     query = read_spec(query_path)
-    if isinstance(query, CoupledQuery):
-        raise InputError(f"{query_path}: gives the two networks inputs of their own (coupled "
-                         "by constraints other than equality); translate writes queries whose "
-                         "networks share one input; `nnbisim vnncomp run` decides this one")
-    if not isinstance(query, TwoNetworkQuery):
+    if not isinstance(query, TwoNetworkQuery | CoupledQuery):
         raise InputError(f"{query_path}: is a single-network property; translate takes a "
                          "two-network VNN-LIB 2.0 query (declare-network f ... g)")
     missing = [n for n in (query.first, query.second) if n not in pairs]
@@ -84,6 +82,10 @@ def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
         raise OverwriteError(f"{out}: already holds a translation; pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
     p1, p2 = pairs[query.first], pairs[query.second]
+    if isinstance(query, CoupledQuery):
+        merged, v1, v2, extra = translate_coupled(query_path, query, p1, p2, out)
+        return Translation(merged, v1, v2, _manifest(out, query_path, query, p1, p2, extra),
+                           query)
     model = merge_files(p1, p2, outputs="all", exact=True)  # Marabou's unsat on it is trusted
     onnx.checker.check_model(model)
     merged = out / "merged.onnx"
@@ -97,14 +99,20 @@ def translate(field: str, query_path: str | Path, out_dir: str | Path, *,
                "difference")
     write_vnnlib1(prop, v1, comment=comment)
     write_vnnlib2(prop, path=v2)
+    return Translation(merged, v1, v2, _manifest(out, query_path, query, p1, p2, {}), query)
+
+
+def _manifest(out: Path, query_path: Path, query: TwoNetworkQuery | CoupledQuery, p1: Path,
+              p2: Path, extra: dict) -> Path:
+    """``translation.json``: what stands for what, for :func:`back_translate`."""
     manifest = out / MANIFEST
     manifest.write_text(json.dumps({
         "query": str(query_path.resolve()), "first": query.first, "second": query.second,
         "networks": {query.first: str(p1.resolve()), query.second: str(p2.resolve())},
-        "n_outputs": m, "input_shape": list(query.input_shape),
-        "output_shape": list(query.output_shape), "merged": merged.name,
-        "vnnlib1": v1.name, "vnnlib2": v2.name}, indent=2))
-    return Translation(merged, v1, v2, manifest, query)
+        "n_outputs": query.n_outputs, "input_shape": list(query.input_shape),
+        "output_shape": list(query.output_shape), "merged": "merged.onnx",
+        "vnnlib1": "merged.vnnlib", "vnnlib2": "merged_v2.vnnlib", **extra}, indent=2))
+    return manifest
 
 def two_network_assignment(query: TwoNetworkQuery | CoupledQuery, x: np.ndarray,
                            y_f: np.ndarray, y_g: np.ndarray, dtype: str = "float32",
@@ -140,6 +148,14 @@ def back_translate(manifest: str | Path, x: np.ndarray) -> str:
     info = json.loads(Path(manifest).read_text())
     query = read_spec(info["query"])
     p_f, p_g = Path(info["networks"][info["first"]]), Path(info["networks"][info["second"]])
+    if isinstance(query, CoupledQuery):
+        got = replay_coupled(query, p_f, p_g, coupled_inputs(info, x))
+        if got is None:
+            raise InputError(f"the counterexample does not violate {info['query']} (strictly, "
+                             f"where it says <) on {p_f.name} and {p_g.name} in onnxruntime; "
+                             "it cannot be translated back")
+        x_f, x_g, y_f, y_g = got
+        return two_network_assignment(query, x_f, y_f, y_g, x_g=x_g)
     replayed = replay_pair(query, p_f, p_g, x)
     if replayed is None:
         raise InputError(f"the counterexample does not violate {info['query']} on "
