@@ -9,7 +9,7 @@ timeout (whole process, start-up included), now and then at ``--baseline`` (defa
 before coupled queries), ``--jobs`` instances at a time (default 2: one per core). Every
 ``sat`` is checked here, independently of nnbisim's own replay: the assignment is parsed,
 the inputs checked against the box and the coupling, and onnxruntime run on the decompressed
-file must give ``Y_f[j] < Y_g[j]``.
+file must give ``Y_f[j] < Y_g[j]``; every ``unsat`` is checked against 100,000 sampled pairs.
 
     python bench/vnncomp_monotonic.py [--count 50] [--seed 2026] [--baseline 3d24caa]
 """
@@ -27,6 +27,7 @@ import onnxruntime as ort
 from acas import ACAS
 from harness import Results, baseline_tree, cli_process, parser
 
+from nnbisim.adapters.onnx_load import load_network
 from nnbisim.vnncomp.monotonic import Instance, draw, write_monotonic
 
 TIMEOUT = 100.0
@@ -69,6 +70,21 @@ def check_sat(text: str, inst: Instance, onnx_gz: Path) -> str:
     return "ok"
 
 
+def check_unsat(inst: Instance, onnx_gz: Path, pairs: int = 100_000) -> str:
+    """'ok' when no sampled pair (half of them within 1e-3 of the diagonal) breaks the claim,
+    in float64 on the network as loaded, else the largest ``Y_g[j] - Y_f[j]`` found."""
+    net = load_network(onnx_gz)
+    rng = np.random.default_rng(0)
+    lo, hi = np.array(inst.lower), np.array(inst.upper)
+    x_f = rng.uniform(lo, hi, (pairs, 5))
+    x_g = x_f.copy()
+    x_g[:, 0] = rng.uniform(x_f[:, 0], hi[0])
+    near = pairs // 2
+    x_g[:near, 0] = np.minimum(x_f[:near, 0] + rng.exponential(1e-3, near), hi[0])
+    worst = float(np.max(net.forward(x_g)[:, inst.output] - net.forward(x_f)[:, inst.output]))
+    return "ok" if worst <= 0 else f"sampled Y_g - Y_f up to {worst:.3g}"
+
+
 def _answer(version: str, path: str | None, row: list[str], folder: Path, k: int) -> dict:
     result = folder / f"result_{version}_{k}.txt"
     seconds, code, _, err = cli_process(["vnncomp", "run", row[0], row[1], str(result),
@@ -93,7 +109,9 @@ def summarise(results: Results, baseline: str) -> None:
         lines.append(f"- {who}: {counted}; median {median} s, max "
                      f"{max(secs, default=float('nan'))} s")
     bad = [r for r in rows if r["now"] == "sat" and r["check"] != "ok"]
-    lines += [f"- sat answers whose counterexample fails the bench's own check: {len(bad)}", "",
+    odd = [r for r in rows if r["now"] == "unsat" and r["check"] != "ok"]
+    lines += [f"- sat answers whose counterexample fails the bench's own check: {len(bad)}",
+              f"- unsat answers contradicted by 100,000 sampled pairs: {len(odd)}", "",
               "| # | network | output | now | s | check | baseline | s |",
               "|---:|---|---:|---|---:|---|---|---:|"]
     for r in sorted(rows, key=lambda r: r["k"]):
@@ -123,7 +141,8 @@ def main() -> None:
             a = _answer("now", None, row, folder, k)
             b = _answer(opts.baseline, old, row, folder, k)
             onnx_gz = folder / row[0].split("'")[3]
-            check = check_sat(a["text"], inst, onnx_gz) if a["answer"] == "sat" else "-"
+            check = (check_sat(a["text"], inst, onnx_gz) if a["answer"] == "sat" else
+                     check_unsat(inst, onnx_gz) if a["answer"] == "unsat" else "-")
             return {"k": k, "net": inst.network, "output": inst.output,
                     "lower": inst.lower, "upper": inst.upper, "now": a["answer"],
                     "now_s": a["seconds"], "check": check, "why": a["why"],

@@ -28,10 +28,13 @@ from nnbisim.core.verdict import Status, Verdict, Verifier
 from nnbisim.search.bab_types import BabOptions
 from nnbisim.search.decide import DecideOptions, Decision, decide
 from nnbisim.search.subjects import pair, single, through
+from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
+from nnbisim.tasks.agree import Agreement, decide_agreement
 from nnbisim.tasks.assure import assure
 from nnbisim.tasks.check import check_merged
+from nnbisim.tasks.coupled import CoupledAnswer, decide_coupled
 from nnbisim.tasks.enlarge import enlarged_cases
 from nnbisim.tasks.eps_decision import EpsDecision, decide_epsilon
 from nnbisim.tasks.epsilon import compute_epsilon
@@ -40,14 +43,15 @@ from nnbisim.tasks.repair import Region, repair
 from nnbisim.verifiers.registry import available_verifiers, get_verifier
 
 __all__ = [
-    "AssureOptions", "AssureReport", "BabOptions", "Box", "CompressOptions", "CrownOptions",
-    "DecideOptions", "Decision", "DiffEngine", "DiscrepancyOptions", "DistillOptions",
-    "EpsDecision", "EpsilonOptions", "EpsilonReport", "InputError", "InputSet", "Layer", "Network",
-    "NnbisimError", "OutputBounds", "OutputConstraint", "Piece", "Polytope", "QuantizedNetwork",
-    "Region", "RepairOptions", "SpecCase", "Status", "Verdict", "Verifier", "VerifierError",
-    "assure", "available_verifiers", "check_merged", "compress", "compute_epsilon",
-    "crown_bounds", "decide", "decide_epsilon", "differential_bounds", "discrepancy", "distill",
+    "Agreement", "AssureOptions", "AssureReport", "BabOptions", "Box", "CompressOptions",
+    "CrownOptions", "CoupledAnswer", "CoupledQuery", "DecideOptions", "Decision", "DiffEngine",
+    "DiscrepancyOptions", "DistillOptions", "EpsDecision", "EpsilonOptions", "EpsilonReport",
+    "InputError", "InputSet", "Layer", "Network", "NnbisimError", "OutputBounds",
+    "OutputConstraint", "Piece", "Polytope", "QuantizedNetwork", "Region", "RepairOptions",
+    "SpecCase", "Status", "Verdict", "Verifier", "VerifierError", "assure", "available_verifiers",
+    "check_merged", "compress", "compute_epsilon", "crown_bounds", "decide", "decide_agreement",
+    "decide_coupled", "decide_epsilon", "differential_bounds", "discrepancy", "distill",
     "enlarged_cases", "get_verifier", "interval_bounds", "load_network", "merge_files",
-    "merge_networks", "merged_network", "network_to_model", "pair", "read_spec",
-    "read_spec_cases", "repair", "save_model", "single", "through",
+    "merge_networks", "merged_network", "network_to_model", "pair", "read_spec", "read_spec_cases",
+    "repair", "save_model", "single", "through",
 ]

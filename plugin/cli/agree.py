@@ -13,6 +13,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     answer = decide_agreement(args.n1, args.n2, args.inputs, args.top1_delta,
                               max(budget_left(args, args.time_budget), 0.0),
                               max_boxes=args.max_boxes, seed=args.seed,
+                              engine=args.agree_engine,
                               progress=progress_to_stderr(time.perf_counter(), args.quiet))
     print(answer.table())
     if args.json is not None:

@@ -131,6 +131,10 @@ def _agree(sub) -> None:
                    help="seconds for the decision; holds (exit 0), violated with an input "
                    "replayed in onnxruntime (exit 1), else unknown (exit 3)")
     max_boxes(a, "in all", what="input boxes")
+    a.add_argument("--engine", dest="agree_engine", choices=("differential", "product"),
+                   default="differential", help="differential: the pair's difference bounded "
+                   "as such (close networks); product: CROWN on the merged network, as a "
+                   "single-network verifier sees it")
     a.add_argument("--seed", type=int, default=0, help="seed of the witness search")
     finish(a)
 
