@@ -26,6 +26,7 @@ from nnbisim.adapters.onnx_load import read_model
 from nnbisim.bounds.crown import CrownOptions, crown_bounds, prepare
 from nnbisim.bounds.diffbounds import DiffEngine, same_architecture
 from nnbisim.core.model import Network
+from nnbisim.core.quant import QuantizedNetwork
 from nnbisim.search.witness import torch_forward, torch_layers
 
 # (lower (B, n), upper (B, n), A (R, out), focus) -> lower bounds (B, R) of A y, their slopes
@@ -162,6 +163,35 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu",
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward,
                    _pair_rows(n1, n2, layout, device, method), ("smart", "gain"),
                    function=fingerprint(n1, n2, tag=layout))
+
+
+def with_quantized(n1: Network, n2: QuantizedNetwork, device: str = "cpu") -> Subject:
+    """``[y1 ; y2]`` of a float network and an int8 one with quantized activations (as PyTorch
+    runs it): rows on ``y1`` by CROWN, rows on ``y2`` by the int8 network's own interval
+    propagation (exact per neuron: rounding is monotone), added. Looser than the differential
+    engine (the two parts are bounded apart), but the activation rounding is in it. The
+    witness search climbs through ``y1`` only (``y2`` is piecewise constant)."""
+    s1, k = single(n1, device), n1.out_size
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return np.concatenate([n1.forward(x), n2.forward(x).reshape(*x.shape[:-1], k)], -1)
+
+    def tforward(x: torch.Tensor) -> torch.Tensor:
+        y2 = torch.from_numpy(n2.forward(_host(x).reshape(-1, n2.in_size)))
+        return torch.cat([s1.torch_forward(x), y2.reshape(*x.shape[:-1], k).to(x)], -1)
+
+    def rows(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, focus: Focus | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        a1, a2 = a[:, :k], a[:, k:]
+        low1, slope = s1.rows(lo, hi, a1)
+        ql, qh = n2.interval(lo, hi)  # (B, k)
+        terms = np.minimum(a2[None] * ql[:, None], a2[None] * qh[:, None])  # (B, R, k)
+        low2 = terms.sum(axis=2)
+        pad = (np.abs(terms).sum(axis=2) + np.abs(low1)) * (k + 2) * np.finfo(float).eps
+        return np.nextafter(low1 + low2 - pad, -np.inf), slope
+    return Subject(f"{n1.name} vs {n2.name}", 2 * k, forward, tforward, rows,
+                   function=fingerprint(n1, tag=f"quantized {id(n2)}"))
 
 
 def with_inputs(subject: Subject, n_in: int) -> Subject:

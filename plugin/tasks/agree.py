@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.models import load_any, run_session, session_of
+from nnbisim.adapters.models import AnyNet, load_any, run_session, session_of
 from nnbisim.adapters.replay import OnnxRunner
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.model import Network
+from nnbisim.core.quant import QuantizedNetwork
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, decide
-from nnbisim.search.subjects import Subject, pair, single
+from nnbisim.search.subjects import Subject, pair, single, with_quantized
 from nnbisim.specs.sets import InputSet, OutputConstraint, Polytope, SpecCase
 
 Progress = Callable[[str], None]
@@ -100,7 +101,7 @@ class Agreement:
         return "\n".join(lines)
 
 
-def _logits(path: Path, net: Network, x: np.ndarray) -> np.ndarray:
+def _logits(path: Path, net: AnyNet, x: np.ndarray) -> np.ndarray:
     """onnxruntime's outputs at ``x``: on the file itself, or for a state dict on the ONNX
     form nnbisim writes for it."""
     if path.suffix in TORCH_FILES:
@@ -108,7 +109,7 @@ def _logits(path: Path, net: Network, x: np.ndarray) -> np.ndarray:
     return OnnxRunner(path).run(np.asarray(x, np.float64)[None])[0].astype(np.float64)
 
 
-def replay_classes(paths: tuple[Path, Path], nets: tuple[Network, Network], x: np.ndarray,
+def replay_classes(paths: tuple[Path, Path], nets: tuple[Network, AnyNet], x: np.ndarray,
                    delta: float) -> tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None:
     """N1's and N2's classes at ``x`` by onnxruntime when they differ, each winning by a clear
     margin and N1's lead above ``delta``; else None."""
@@ -121,12 +122,11 @@ def replay_classes(paths: tuple[Path, Path], nets: tuple[Network, Network], x: n
     return (c1, c2), (y1, y2)
 
 
-def _networks(n1_path: Path, n2_path: Path) -> tuple[Network, Network]:
+def _networks(n1_path: Path, n2_path: Path) -> tuple[Network, AnyNet]:
     nets = load_any(n1_path), load_any(n2_path)
-    for net, path in zip(nets, (n1_path, n2_path), strict=True):
-        if not isinstance(net, Network):
-            raise InputError(f"{path}: a network with quantized activations; top-1 agreement "
-                             "reads ONNX networks (float, or int8 weights written as ONNX)")
+    if not isinstance(nets[0], Network):
+        raise InputError(f"{n1_path}: a network with quantized activations as N1; top-1 "
+                         "agreement takes it as N2 (the compressed one), with a float N1")
     if nets[0].out_size != nets[1].out_size or nets[0].in_size != nets[1].in_size:
         raise ShapeMismatchError(f"{n1_path} and {n2_path} differ in input or output sizes; "
                                  "top-1 agreement compares classifiers of the same classes")
@@ -147,10 +147,13 @@ def _search(seed: int, dim: int) -> DecideOptions:
     return DecideOptions(seed=seed, samples=256, restarts=8, climb_steps=50)
 
 
-def _subject(n1: Network, n2: Network, engine: str) -> Subject:
+def _subject(n1: Network, n2: AnyNet, engine: str) -> Subject:
     """The pair's outputs ``[y1 ; y2]``: the differential engine (``differential``), or CROWN
     on the product network (``product``: outputs ``[y1; y2; y1 - y2]``, bounded as one network,
-    as single-network verifiers see the merged question; for comparison)."""
+    as single-network verifiers see the merged question; for comparison). An N2 with quantized
+    activations is bounded on its own, rounding included, whatever ``engine`` says."""
+    if isinstance(n2, QuantizedNetwork):
+        return with_quantized(n1, n2)  # the activation rounding: its own interval bounds
     if engine == "differential":
         return pair(n1, n2, "stacked")
     if engine != "product":

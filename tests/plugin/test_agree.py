@@ -10,6 +10,7 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.cli.main import main
+from nnbisim.core.errors import InputError
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
 from nnbisim.specs.io import read_spec, read_spec_cases
@@ -131,3 +132,32 @@ def test_marabou_answers_the_merged_instance_alike(shifted, tmp_path, delta, exp
     assert decide_agreement(p1, p2, BOX, delta=delta, time_budget=60.0).status is expected
     if x is not None:  # Marabou's point, replayed by the per-disjunct runner: a real one
         assert 0.0 <= x[0] <= 0.25 + 1e-6
+
+
+def test_the_int8_network_with_rounded_activations_is_bounded_soundly(tmp_path):
+    # the second paper's pair: rows over [y1 ; y2] bounded with the int8 network's rounding,
+    # checked against both networks at sampled points; then agree on a small ball
+    from conftest import DATA
+
+    from nnbisim.adapters.mnist import load_test_set
+    from nnbisim.adapters.models import load_any
+    from nnbisim.search.subjects import with_quantized
+
+    p1 = DATA / "fnn-repair" / "mnist_fnn_l_ori.pth"
+    p2 = DATA / "fnn-repair" / "mnist_fnn_s_quan.pth"
+    n1, n2 = load_any(p1), load_any(p2)
+    subject = with_quantized(n1, n2)
+    x, _ = load_test_set()
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(6, 20))
+    for image, radius in ((0, 0.01), (3, 0.05)):
+        lo, hi = np.clip(x[image] - radius, -1, 1), np.clip(x[image] + radius, -1, 1)
+        low, _ = subject.rows(lo[None], hi[None], rows)
+        pts = rng.uniform(lo, hi, size=(300, 784))
+        pts[:2] = lo, hi
+        values = subject.forward(pts) @ rows.T  # (300, 6)
+        assert np.all(values >= low[0] - 1e-9)
+    box = InputSet.of(Box(np.clip(x[0] - 0.005, -1, 1), np.clip(x[0] + 0.005, -1, 1)))
+    assert decide_agreement(p1, p2, box, time_budget=60.0).status is Status.HOLDS
+    with pytest.raises(InputError, match="as N1"):
+        decide_agreement(p2, p1, box, time_budget=5.0)
