@@ -185,6 +185,9 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="per instance (s)")
     p.add_argument("--eps-budget", type=float, default=30.0,
                    help="time to bracket eps per pair (s)")
+    p.add_argument("--question", choices=("eps", "top1"), default="eps",
+                   help="eps: is some |y1 - y2|_i >= t?; top1: does N2's top class differ from "
+                   "N1's where N1 leads by more than t? (thresholds bracketed per pair)")
     p.add_argument("--gzip", action="store_true",
                    help="write .onnx.gz and .vnnlib.gz files, as VNN-COMP 2026 ships them")
     p.add_argument("--onnx-form", choices=FORMS, default="gemm",

@@ -29,7 +29,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     out = write_benchmark(read_pairs(args.pairs), args.out_dir, seed=args.seed,
                           timeout=args.timeout, eps_budget=args.eps_budget, force=args.force,
                           progress=progress_to_stderr(time.perf_counter(), args.quiet),
-                          files=FileForm(args.gzip, args.onnx_form))
+                          files=FileForm(args.gzip, args.onnx_form, args.question))
     print(out)
     return 0
 
@@ -49,6 +49,6 @@ def cmd_acasxu(args: argparse.Namespace) -> int:
                           eps_budget=args.eps_budget, force=args.force,
                           name=f"acasxu_{args.compression}_equivalence",
                           progress=progress_to_stderr(time.perf_counter(), args.quiet),
-                          files=FileForm(args.gzip, args.onnx_form))
+                          files=FileForm(args.gzip, args.onnx_form, args.question))
     print(out)
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +42,10 @@ from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
 from nnbisim.bounds.diffbounds import same_architecture
 from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.core.verdict import Status
 from nnbisim.specs.io import read_input_set
+from nnbisim.specs.sets import InputSet
+from nnbisim.tasks.agree import decide_agreement
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
 from nnbisim.vnncomp import generate_properties as generator
@@ -79,12 +83,16 @@ def read_pairs(path: str | Path) -> list[Pair]:
     return pairs
 
 
-def _onnx_shape(path: Path) -> list[int]:
+def _onnx_shapes(path: Path) -> tuple[list[int], list[int]]:
+    """The declared input and output shapes of a file (symbolic dimensions as 1)."""
     model = read_model(path)
     inits = {i.name for i in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits][0]
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in real.type.tensor_type.shape.dim]
-    return dims or [1]
+
+    def dims(info) -> list[int]:
+        return [d.dim_value if d.dim_value > 0 else 1
+                for d in info.type.tensor_type.shape.dim] or [1]
+    return dims(real), dims(model.graph.output[0])
 
 
 @dataclass(frozen=True)
@@ -94,21 +102,57 @@ class FileForm:
 
     gzip: bool = False
     form: str = "gemm"
+    question: str = "eps"  # or "top1": top-1 agreement where N1 leads by more than delta
 
 
 def _stem(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".onnx")
 
 
-def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileForm) -> dict:
-    """Bracket eps of one pair, copy its networks and write its merged network: the pair's
-    record in ``benchmark.json``."""
-    inputs = read_input_set(pair.region)
+def _eps_fields(pair: Pair, inputs: InputSet, budget: float) -> dict:
+    """eps of the pair, bracketed: its ``sat`` side is below the witnessed value, its ``unsat``
+    side above the certified one."""
     rep = compute_epsilon(pair.n1, pair.n2, inputs,
-                          EpsilonOptions(rel_gap=0.01, time_budget=eps_budget))
+                          EpsilonOptions(rel_gap=0.01, time_budget=budget))
     if not rep.witnessed > 0:
         raise InputError(f"{pair.n1.name} and {pair.n2.name} do not differ over "
                          f"{pair.region.name} (witnessed eps 0): no sat instance can be made")
+    return {"n_outputs": len(rep.outputs), "witnessed": rep.witnessed,
+            "certified": rep.certified, "witness": rep.witness_x.tolist(),
+            "engine": rep.engine, "eps_seconds": round(rep.seconds, 2)}
+
+
+def _top1_fields(pair: Pair, inputs: InputSet, budget: float) -> dict:
+    """Top-1 agreement of the pair: a replayed disagreement where N1 leads by ``lead`` (so
+    delta-top-1 is violated for every delta below it) and the smallest delta of
+    ``lead * 4^j`` proved to hold, each try given an eighth of the budget (so it holds for
+    every delta above it)."""
+    t0 = time.perf_counter()
+    a = decide_agreement(pair.n1, pair.n2, inputs, 0.0, budget / 2)
+    if a.status is not Status.VIOLATED or a.logits is None:
+        raise InputError(f"{pair.n1.name} and {pair.n2.name}: no disagreement of their top "
+                         f"classes found over {pair.region.name} ({a.status.value}): no sat "
+                         "top-1 instance can be made")
+    y1 = a.logits[0]
+    lead = float(y1.max() - np.sort(y1)[-2])
+    delta = lead
+    while time.perf_counter() - t0 < budget:
+        delta *= 4
+        left = min(budget - (time.perf_counter() - t0), budget / 8)
+        if decide_agreement(pair.n1, pair.n2, inputs, delta, left).status is Status.HOLDS:
+            return {"n_outputs": len(y1), "lead_witnessed": lead, "delta_proved": delta,
+                    "witness": [float(v) for v in a.witness_x], "classes": list(a.classes),
+                    "eps_seconds": round(time.perf_counter() - t0, 2)}
+    raise InputError(f"{pair.n1.name} and {pair.n2.name}: top-1 agreement was not proved "
+                     f"for any delta within --eps-budget {budget:g} s; give more time")
+
+
+def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileForm) -> dict:
+    """Bracket the pair's question (eps, or top-1's delta), copy its networks and write its
+    merged network: the pair's record in ``benchmark.json``."""
+    inputs = read_input_set(pair.region)
+    fields = (_top1_fields if files.question == "top1" else _eps_fields)(pair, inputs,
+                                                                         eps_budget)
     ext = ".onnx.gz" if files.gzip else ".onnx"
     names = [f"p{k}_n1_{_stem(pair.n1)}{ext}", f"p{k}_n2_{_stem(pair.n2)}{ext}"]
     for src, dst in zip((pair.n1, pair.n2), names, strict=True):
@@ -121,15 +165,14 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileFo
     merged = f"p{k}_merged{ext}"
     save_model(merge_files(pair.n1, pair.n2, outputs="all"), out / "onnx" / merged, force=True)
     same = same_architecture(load_network(pair.n1), load_network(pair.n2))
+    in_shape, out_shape = _onnx_shapes(out / "onnx" / names[0])
     return {"pair": k, "n1": names[0], "n2": names[1], "merged": merged,
             "source": [pair.n1.name, pair.n2.name, pair.region.name],
             "region": pair.region.name, "lower": [b.lower.tolist() for b in inputs.boxes],
             "upper": [b.upper.tolist() for b in inputs.boxes],
-            "input_shape": _onnx_shape(out / "onnx" / names[0]), "n_outputs": len(rep.outputs),
-            "relation": "isomorphic-to" if same else None,
-            "witnessed": rep.witnessed, "certified": rep.certified,
-            "witness": rep.witness_x.tolist(), "engine": rep.engine,
-            "eps_seconds": round(rep.seconds, 2)}
+            "input_shape": in_shape, "output_shape": out_shape,
+            "relation": "isomorphic-to" if same else None, "question": files.question,
+            **fields}
 
 
 def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
@@ -153,7 +196,8 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
             f"{pair.region.name}")
         records.append(_pair_record(k, pair, out, eps_budget, files))
     info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
-            "gzip": files.gzip, "onnx_form": files.form, "pairs": records}
+            "gzip": files.gzip, "onnx_form": files.form, "question": files.question,
+            "pairs": records}
     (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     script = out / "generate_properties.py"
     script.write_bytes(Path(generator.__file__).read_bytes())

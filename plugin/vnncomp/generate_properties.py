@@ -119,23 +119,74 @@ def _declare(net: str, ins: tuple, outs: tuple, relation: str | None, other: str
 def vnnlib2_text(rec: dict, eps: float) -> str:
     """VNN-LIB 2.0 over the original pair f, g fed the same input: is some
     ``|Y_f - Y_g|_i >= eps`` over the region?"""
+    lines, yf, yg = _head2(rec)
+    rows = []
+    for i in range(int(rec["n_outputs"])):
+        diff = f"(- {yf(i)} {yg(i)})"
+        rows += [f"(>= {diff} {num2(eps)})", f"(<= {diff} {num2(-eps)})"]
+    return "\n".join(lines + _any_of(rows)) + "\n"
+
+
+def _ranks(m: int, delta: float, y1, y2, num, rel: tuple) -> list:
+    """Top-1 disagreement, one ``(and ...)`` per class pair ``(c, c')``: ``y1`` ranks ``c``
+    first by more than ``delta`` and ``y2`` ranks ``c'`` above ``c`` (``rel``: the strict and
+    the closed comparison words)."""
+    strict, _ = rel
+    out = []
+    for c in range(m):
+        for c2 in range(m):
+            if c2 == c:
+                continue
+            rows = [f"({strict} (- {y1(j)} {y1(c)}) {num(-delta)})" if delta else
+                    f"({strict} {y1(j)} {y1(c)})" for j in range(m) if j != c]
+            rows.append(f"({strict} {y2(c)} {y2(c2)})")
+            out.append(" ".join(rows))
+    return ["(assert (or", *(f"    (and {r})" for r in out), "))"]
+
+
+def vnnlib1_top1_text(rec: dict, delta: float, note: str) -> str:
+    """VNN-LIB 1.0 over the merged network: does N2's top class differ from N1's somewhere
+    N1 leads by more than ``delta``? (Closed comparisons: 1.0 tools read ``<`` as ``<=``.)"""
     m, n = int(rec["n_outputs"]), len(rec["lower"][0])
-    ins, outs = tuple(int(d) for d in rec["input_shape"]), (1, m)
+    lines = [f"; {c}" for c in note.splitlines()]
+    lines += [""] + [f"(declare-const X_{i} Real)" for i in range(n)]
+    lines += [""] + [f"(declare-const Y_{j} Real)" for j in range(3 * m)]
+    lines += ["", "; input set", *_boxes(rec, lambda i: f"X_{i}", num1), "", "; unsafe outputs",
+              *_ranks(m, delta, lambda j: f"Y_{j}", lambda j: f"Y_{m + j}", num1,
+                      ("<=", "<="))]
+    return "\n".join(lines) + "\n"
+
+
+def _head2(rec: dict) -> tuple:
+    """The 2.0 declarations and input lines shared by both questions, and the output names."""
+    m, n = int(rec["n_outputs"]), len(rec["lower"][0])
+    ins = tuple(int(d) for d in rec["input_shape"])
+    outs = tuple(int(d) for d in rec.get("output_shape", (1, m)))
     if int(np.prod(ins)) != n:
         raise ValueError(f"pair {rec['pair']}: input shape {list(ins)} does not hold {n} values")
     xf, xg = _element("X_f", ins), _element("X_g", ins)
-    yf, yg = _element("Y_f", outs), _element("Y_g", outs)
-    rows = []
-    for i in range(m):
-        diff = f"(- {yf(i)} {yg(i)})"
-        rows += [f"(>= {diff} {num2(eps)})", f"(<= {diff} {num2(-eps)})"]
     lines = ["(vnnlib-version <2.0>)", "", *_declare("f", ins, outs, None, ""),
              *_declare("g", ins, outs, rec["relation"], "f"), "",
              "; g gets the same input as f",
              *(f"(assert (== {xf(i)} {xg(i)}))" for i in range(n)), "",
-             "; input set", *_boxes(rec, xf, num2), "",
-             "; unsafe outputs over [Y_f ; Y_g]", *_any_of(rows)]
+             "; input set", *_boxes(rec, xf, num2), "", "; unsafe outputs over [Y_f ; Y_g]"]
+    return lines, _element("Y_f", outs), _element("Y_g", outs)
+
+
+def vnnlib2_top1_text(rec: dict, delta: float) -> str:
+    """VNN-LIB 2.0 over the pair: the top-1 disagreement, strict as the question is."""
+    lines, yf, yg = _head2(rec)
+    lines += _ranks(int(rec["n_outputs"]), delta, yf, yg, num2, ("<", "<="))
     return "\n".join(lines) + "\n"
+
+
+def _sides(rec: dict, u: float, f: float) -> tuple:
+    """The unsat and the sat threshold of a pair: eps (certified up, witnessed down) or, for
+    top-1, delta (proved up, the witness's lead down)."""
+    if rec.get("question") == "top1":
+        return (float(np.nextafter(rec["delta_proved"] * u, np.inf)),
+                float(f * rec["lead_witnessed"]))
+    return float(np.nextafter(rec["certified"] * u, np.inf)), float(f * rec["witnessed"])
 
 
 def instances(info: dict, seed: int) -> list:
@@ -144,9 +195,9 @@ def instances(info: dict, seed: int) -> list:
     rows = []
     for rec in info["pairs"]:
         u, f = rng.uniform(*UNSAT_FACTORS), rng.uniform(*SAT_FACTORS)
-        rows.append({"rec": rec, "side": "unsat",
-                     "eps": float(np.nextafter(rec["certified"] * u, np.inf))})
-        rows.append({"rec": rec, "side": "sat", "eps": float(f * rec["witnessed"])})
+        unsat, sat = _sides(rec, u, f)
+        rows.append({"rec": rec, "side": "unsat", "eps": unsat})
+        rows.append({"rec": rec, "side": "sat", "eps": sat})
     order = rng.permutation(len(rows))
     return [rows[i] for i in order]
 
@@ -172,6 +223,12 @@ def _csv(rows: list) -> str:
 
 def _note(rec: dict, side: str, eps: float) -> str:
     m = int(rec["n_outputs"])
+    if rec.get("question") == "top1":
+        return (f"pair {rec['pair']}: is N2's top class other than N1's somewhere over "
+                f"{rec['region']} where N1 leads by more than {eps!r}? expected {side} "
+                f"(a disagreement with lead {rec['lead_witnessed']!r}; agreement proved above "
+                f"{rec['delta_proved']!r}); outputs Y_0..Y_{m - 1} = y1, "
+                f"Y_{m}..Y_{2 * m - 1} = y2, Y_{2 * m}..Y_{3 * m - 1} = y1 - y2")
     return (f"pair {rec['pair']}: is some |y1 - y2|_i >= {eps!r} over {rec['region']}? "
             f"expected {side} (eps in [{rec['witnessed']!r}, {rec['certified']!r}]); "
             f"outputs Y_0..Y_{m - 1} = y1, Y_{m}..Y_{2 * m - 1} = y2, "
@@ -191,9 +248,13 @@ def regenerate(folder, seed: int) -> None:
     timeout = f"{float(info['timeout']):g}"
     for inst in instances(info, seed):
         rec, side, eps = inst["rec"], inst["side"], inst["eps"]
-        prop = f"vnnlib/p{rec['pair']}_{side}.vnnlib" + (".gz" if info.get("gzip") else "")
-        _write(folder / prop, vnnlib1_text(rec, eps, _note(rec, side, eps)))
-        _write(v2 / prop, vnnlib2_text(rec, eps))
+        top1 = rec.get("question") == "top1"
+        prop = (f"vnnlib/p{rec['pair']}_{'top1_' if top1 else ''}{side}.vnnlib"
+                + (".gz" if info.get("gzip") else ""))
+        text1, text2 = ((vnnlib1_top1_text, vnnlib2_top1_text) if top1 else
+                        (vnnlib1_text, vnnlib2_text))
+        _write(folder / prop, text1(rec, eps, _note(rec, side, eps)))
+        _write(v2 / prop, text2(rec, eps))
         merged = f"onnx/{rec['merged']}"
         field = network_field([("f", f"onnx/{rec['n1']}"), ("g", f"onnx/{rec['n2']}")])
         rows1.append((merged, prop, timeout))
@@ -208,14 +269,29 @@ def regenerate(folder, seed: int) -> None:
     _write(folder / "README.md", readme(info, seed))
 
 
+_EPS_INTRO = ("\"is some |N1(x) - N2(x)|_i >= t for x in X?\" with t just 1-2% above the "
+              "certified eps (expected `unsat`) and t = 0.85..0.95 x the witnessed eps "
+              "(expected `sat`; the witness is in benchmark.json).")
+_TOP1_INTRO = ("\"is N2's top class other than N1's for some x in X where N1's top logit leads "
+               "by more than t?\" (delta-top-1 agreement) with t just 1-2% above a delta for "
+               "which agreement was proved (expected `unsat`) and t = 0.85..0.95 x the lead of "
+               "N1 at a replayed disagreement (expected `sat`; the witness is in "
+               "benchmark.json). Comparisons are strict in 2.0 and closed in 1.0.")
+
+
+def _bracket(r: dict) -> str:
+    if r.get("question") == "top1":
+        return f"top-1 delta | {r['lead_witnessed']:.6g} | {r['delta_proved']:.6g} | own"
+    return f"eps | {r['witnessed']:.6g} | {r['certified']:.6g} | {r['engine']}"
+
+
 def readme(info: dict, seed: int) -> str:
     """The folder's README: what the instances are, how to regenerate them, the eps table."""
+    top1 = info.get("question") == "top1"
     lines = [f"# {info['name']}", "",
-             "Equivalence instances with known answers, generated by nnbisim "
-             "(`nnbisim vnncomp benchmark`). Each pair of networks N1, N2 gets two instances "
-             "over its region X: \"is some |N1(x) - N2(x)|_i >= t for x in X?\" with t just "
-             "1-2% above the certified eps (expected `unsat`) and t = 0.85..0.95 x the witnessed "
-             "eps (expected `sat`; the witness is in benchmark.json).", "",
+             "Instances with known answers, generated by nnbisim (`nnbisim vnncomp benchmark`). "
+             "Each pair of networks N1, N2 gets two instances over its region X: "
+             + (_TOP1_INTRO if top1 else _EPS_INTRO), "",
              "- `instances.csv`, `vnnlib/`: one network per instance, the merged comparison "
              "network `onnx/pK_merged.onnx` (outputs [y1; y2; y1 - y2]), VNN-LIB 1.0.",
              "- `2.0/`: the same questions as two-network VNN-LIB 2.0 queries on the original "
@@ -225,13 +301,13 @@ def readme(info: dict, seed: int) -> str:
              f"- Regenerate: `python generate_properties.py {seed}` (this folder was written "
              f"with seed {seed}); the seed moves the thresholds inside their safe ranges and "
              "orders the instances, never the answers.", "",
-             f"Timeout per instance: {info['timeout']:g} s. eps was bracketed by nnbisim's own "
-             f"engine ({info['eps_budget']:g} s per pair):", "",
-             "| pair | N1 | N2 | region | eps witnessed | eps certified | engine |",
-             "|---|---|---|---|---:|---:|---|"]
+             f"Timeout per instance: {info['timeout']:g} s. The thresholds were bracketed by "
+             f"nnbisim's own engine ({info['eps_budget']:g} s per pair):", "",
+             "| pair | N1 | N2 | region | question | sat below | unsat above | engine |",
+             "|---|---|---|---|---|---:|---:|---|"]
     for r in info["pairs"]:
         lines.append(f"| {r['pair']} | {r['n1']} | {r['n2']} | {r['region']} | "
-                     f"{r['witnessed']:.6g} | {r['certified']:.6g} | {r['engine']} |")
+                     f"{_bracket(r)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -254,3 +254,34 @@ def test_gzip_files_and_weight_first_networks_keep_the_known_answers(tmp_path):
     subprocess.run([sys.executable, str(out / "generate_properties.py"), "0"], check=True,
                    cwd=tmp_path)
     assert {p: p.read_bytes() for p in sorted((out / "2.0" / "vnnlib").iterdir())} == before
+
+
+def test_top1_instances_have_their_known_answers(tmp_path):
+    # delta-top-1: sat below the lead of a replayed disagreement, unsat above a proved delta
+    from nnbisim.specs.sets import TwoNetworkQuery
+    from nnbisim.vnncomp.benchmark import FileForm
+
+    data = acas_net(1, 1).parent
+    pairs = acasxu_pairs(data, tmp_path / "nets", ["1_1"], [3], "float16")
+    out = write_benchmark(pairs, tmp_path / "b", seed=0, timeout=30, eps_budget=40,
+                          files=FileForm(question="top1"))
+    rec = json.loads((out / "benchmark.json").read_text())["pairs"][0]
+    assert 0 < rec["lead_witnessed"] < rec["delta_proved"]
+    for folder in (out, out / "2.0"):
+        expected = _expected(folder)
+        assert sorted(expected.values()) == ["sat", "unsat"]
+        for inst in read_instances(folder / "instances.csv"):
+            rel = str(inst.vnnlib.relative_to(folder))
+            if folder != out:
+                q = read_spec(inst.vnnlib)
+                assert isinstance(q, TwoNetworkQuery) and len(q.unsafe.disjuncts) == 20
+                assert q.unsafe.disjuncts[0].strict == (True,) * 5
+            word = run_instance(inst.field, inst.vnnlib, tmp_path / "r.txt", inst.timeout,
+                                base=folder).vnncomp
+            assert word in (expected[rel], "timeout", "unknown"), (rel, word)
+            if expected[rel] == "sat":
+                assert word == "sat", rel
+    before = _files(out)
+    subprocess.run([sys.executable, str(out / "generate_properties.py"), "0"], check=True,
+                   cwd=tmp_path)
+    assert _files(out) == before
