@@ -27,7 +27,7 @@ from nnbisim.adapters.mnist import load_test_set
 from nnbisim.adapters.models import load_any
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.specs.sets import Box, InputSet
-from nnbisim.tasks.agree import decide_agreement
+from nnbisim.tasks.agree import AgreeOptions, decide_agreement
 
 CONFIGS = (("int8-weights", "differential"), ("int8-weights", "product"),
            ("paper-int8", "rounding"))
@@ -55,7 +55,7 @@ def unit(image: int, radius: float, config: tuple[str, str], budget: float) -> d
     c = x[image].reshape(-1)
     box = Box(np.clip(c - radius, -1.0, 1.0), np.clip(c + radius, -1.0, 1.0))
     t0 = time.perf_counter()
-    a = decide_agreement(p1, p2, InputSet.of(box), 0.0, budget, engine=engine)
+    a = decide_agreement(p1, p2, InputSet.of(box), 0.0, budget, AgreeOptions(engine=engine))
     return {"image": image, "label": int(labels[image]), "radius": radius, "copy": copy,
             "engine": config[1],
             "verdict": a.status.value, "seconds": round(time.perf_counter() - t0, 2),

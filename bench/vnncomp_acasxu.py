@@ -33,7 +33,7 @@ from harness import WORK, Results, parser, run
 
 from nnbisim.specs.io import read_spec_cases
 from nnbisim.verifiers.queries import marabou_per_disjunct
-from nnbisim.vnncomp.benchmark import acasxu_pairs, write_benchmark
+from nnbisim.vnncomp.benchmark import FileForm, acasxu_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
 
 FOLDERS = WORK / "vnncomp_acasxu"
@@ -50,7 +50,7 @@ def build(compression: str, networks: list[str], props: list[int], timeout: floa
     pairs = acasxu_pairs(ACAS, FOLDERS / f"{compression}-networks", networks, props,
                          compression)
     return write_benchmark(pairs, out, timeout=timeout, eps_budget=eps_budget, force=True,
-                           name=f"acasxu_{compression}_equivalence",
+                           files=FileForm(name=f"acasxu_{compression}_equivalence"),
                            progress=lambda m: print(f"  {m}", flush=True))
 
 

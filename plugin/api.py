@@ -31,7 +31,7 @@ from nnbisim.search.subjects import pair, single, through
 from nnbisim.specs.coupled import CoupledQuery
 from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
-from nnbisim.tasks.agree import Agreement, decide_agreement
+from nnbisim.tasks.agree import Agreement, AgreeOptions, decide_agreement
 from nnbisim.tasks.assure import assure
 from nnbisim.tasks.check import check_merged
 from nnbisim.tasks.coupled import CoupledAnswer, decide_coupled
@@ -43,15 +43,15 @@ from nnbisim.tasks.repair import Region, repair
 from nnbisim.verifiers.registry import available_verifiers, get_verifier
 
 __all__ = [
-    "Agreement", "AssureOptions", "AssureReport", "BabOptions", "Box", "CompressOptions",
-    "CrownOptions", "CoupledAnswer", "CoupledQuery", "DecideOptions", "Decision", "DiffEngine",
-    "DiscrepancyOptions", "DistillOptions", "EpsDecision", "EpsilonOptions", "EpsilonReport",
-    "InputError", "InputSet", "Layer", "Network", "NnbisimError", "OutputBounds",
-    "OutputConstraint", "Piece", "Polytope", "QuantizedNetwork", "Region", "RepairOptions",
-    "SpecCase", "Status", "Verdict", "Verifier", "VerifierError", "assure", "available_verifiers",
-    "check_merged", "compress", "compute_epsilon", "crown_bounds", "decide", "decide_agreement",
-    "decide_coupled", "decide_epsilon", "differential_bounds", "discrepancy", "distill",
-    "enlarged_cases", "get_verifier", "interval_bounds", "load_network", "merge_files",
-    "merge_networks", "merged_network", "network_to_model", "pair", "read_spec", "read_spec_cases",
-    "repair", "save_model", "single", "through",
+    "AgreeOptions", "Agreement", "AssureOptions", "AssureReport", "BabOptions", "Box",
+    "CompressOptions", "CoupledAnswer", "CoupledQuery", "CrownOptions", "DecideOptions",
+    "Decision", "DiffEngine", "DiscrepancyOptions", "DistillOptions", "EpsDecision",
+    "EpsilonOptions", "EpsilonReport", "InputError", "InputSet", "Layer", "Network",
+    "NnbisimError", "OutputBounds", "OutputConstraint", "Piece", "Polytope", "QuantizedNetwork",
+    "Region", "RepairOptions", "SpecCase", "Status", "Verdict", "Verifier", "VerifierError",
+    "assure", "available_verifiers", "check_merged", "compress", "compute_epsilon", "crown_bounds",
+    "decide", "decide_agreement", "decide_coupled", "decide_epsilon", "differential_bounds",
+    "discrepancy", "distill", "enlarged_cases", "get_verifier", "interval_bounds", "load_network",
+    "merge_files", "merge_networks", "merged_network", "network_to_model", "pair", "read_spec",
+    "read_spec_cases", "repair", "save_model", "single", "through",
 ]

@@ -6,14 +6,13 @@ import argparse
 import time
 
 from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit, write_json
-from nnbisim.tasks.agree import decide_agreement
+from nnbisim.tasks.agree import AgreeOptions, decide_agreement
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
     answer = decide_agreement(args.n1, args.n2, args.inputs, args.top1_delta,
                               max(budget_left(args, args.time_budget), 0.0),
-                              max_boxes=args.max_boxes, seed=args.seed,
-                              engine=args.agree_engine,
+                              AgreeOptions(args.max_boxes, args.seed, args.agree_engine),
                               progress=progress_to_stderr(time.perf_counter(), args.quiet))
     print(answer.table())
     if args.json is not None:

@@ -47,8 +47,9 @@ def cmd_acasxu(args: argparse.Namespace) -> int:
     pairs = acasxu_pairs(data, work, networks, props, args.compression, seed=args.seed)
     out = write_benchmark(pairs, args.out_dir, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
-                          name=f"acasxu_{args.compression}_equivalence",
                           progress=progress_to_stderr(time.perf_counter(), args.quiet),
-                          files=FileForm(args.gzip, args.onnx_form, args.question))
+                          files=FileForm(args.gzip, args.onnx_form, args.question,
+                                         f"acasxu_{args.compression}_"
+                                         + ("top1" if args.question == "top1" else "equivalence")))
     print(out)
     return 0

@@ -168,14 +168,24 @@ def _subject(n1: Network, n2: AnyNet, engine: str) -> Subject:
                    torch_forward=lambda x: merged.torch_forward(x)[..., :2 * k])
 
 
+@dataclass(frozen=True)
+class AgreeOptions:
+    """How :func:`decide_agreement` searches: a work limit (boxes bounded in all), the witness
+    search's seed, the engine (:func:`_subject`)."""
+
+    max_boxes: int | None = None
+    seed: int = 0
+    engine: str = "differential"
+
+
 def decide_agreement(n1_path: str | Path, n2_path: str | Path, inputs: InputSet,
-                     delta: float = 0.0, time_budget: float = 60.0, *,
-                     max_boxes: int | None = None, seed: int = 0, engine: str = "differential",
+                     delta: float = 0.0, time_budget: float = 60.0,
+                     options: AgreeOptions = AgreeOptions(), *,
                      progress: Progress | None = None) -> Agreement:
     """Decide top-1 agreement of N2 with N1 on ``inputs`` (where N1 leads by more than
-    ``delta``) within ``time_budget`` seconds and ``max_boxes`` boxes bounded (``engine``: see
-    :func:`_subject`)."""
+    ``delta``) within ``time_budget`` seconds (and ``options.max_boxes``)."""
     t0 = time.perf_counter()
+    max_boxes, seed, engine = options.max_boxes, options.seed, options.engine
     if not (np.isfinite(delta) and delta >= 0):
         raise InputError(f"--delta {delta}: give a number >= 0")
     n1_path, n2_path = Path(n1_path), Path(n2_path)

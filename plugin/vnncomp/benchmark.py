@@ -97,12 +97,14 @@ def _onnx_shapes(path: Path) -> tuple[list[int], list[int]]:
 
 @dataclass(frozen=True)
 class FileForm:
-    """How the folder's networks are written: gzip'd (``.onnx.gz``, ``.vnnlib.gz``) and in
-    which ONNX form (:data:`~nnbisim.adapters.onnx_write.FORMS`; ``gemm`` copies the files)."""
+    """What the folder holds and how: gzip'd files (``.onnx.gz``, ``.vnnlib.gz``), the networks'
+    ONNX form (:data:`~nnbisim.adapters.onnx_write.FORMS`; ``gemm`` copies the files), the
+    question asked, the benchmark's name."""
 
     gzip: bool = False
     form: str = "gemm"
     question: str = "eps"  # or "top1": top-1 agreement where N1 leads by more than delta
+    name: str = "nnbisim_equivalence"  # the benchmark's name (its README's title)
 
 
 def _stem(path: Path) -> str:
@@ -176,8 +178,8 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileFo
 
 
 def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
-                    eps_budget: float = 30.0, name: str = "nnbisim_equivalence",
-                    force: bool = False, progress: Callable[[str], None] | None = None,
+                    eps_budget: float = 30.0, force: bool = False,
+                    progress: Callable[[str], None] | None = None,
                     files: FileForm = FileForm()) -> Path:
     """Bracket eps for every pair and write the benchmark folder (see the module docstring);
     ``files``: gzip'd files and the networks' ONNX form."""
@@ -195,7 +197,7 @@ def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeou
         say(f"[{k + 1}/{len(pairs)}] eps of {pair.n1.name} vs {pair.n2.name} over "
             f"{pair.region.name}")
         records.append(_pair_record(k, pair, out, eps_budget, files))
-    info = {"name": name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
+    info = {"name": files.name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
             "gzip": files.gzip, "onnx_form": files.form, "question": files.question,
             "pairs": records}
     (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

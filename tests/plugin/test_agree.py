@@ -15,7 +15,7 @@ from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
 from nnbisim.specs.io import read_spec, read_spec_cases
 from nnbisim.specs.sets import Box, InputSet, TwoNetworkQuery
-from nnbisim.tasks.agree import decide_agreement, disagreement
+from nnbisim.tasks.agree import AgreeOptions, decide_agreement, disagreement
 
 BOX = InputSet.of(Box([-1.0, -1.0], [1.0, 1.0]))
 
@@ -38,7 +38,8 @@ def shifted(tmp_path):
 
 @pytest.mark.parametrize("engine", ["differential", "product"])
 def test_known_disagreement_is_found_and_replayed(shifted, engine):
-    a = decide_agreement(*shifted, BOX, time_budget=60.0, engine=engine)
+    a = decide_agreement(*shifted, BOX, time_budget=60.0,
+                         options=AgreeOptions(engine=engine))
     assert a.status is Status.VIOLATED
     assert 0.0 < a.witness_x[0] < 0.25 and a.classes == (0, 1)
     y1, y2 = a.logits
@@ -48,7 +49,8 @@ def test_known_disagreement_is_found_and_replayed(shifted, engine):
 @pytest.mark.parametrize("engine", ["differential", "product"])
 def test_confident_region_agrees(shifted, engine):
     # where N1 leads by more than 0.6 (x0 > 0.3 or x0 < -0.3), N2 agrees: delta-top-1 holds
-    a = decide_agreement(*shifted, BOX, delta=0.6, time_budget=60.0, engine=engine)
+    a = decide_agreement(*shifted, BOX, delta=0.6, time_budget=60.0,
+                         options=AgreeOptions(engine=engine))
     assert a.status is Status.HOLDS, a.notes
     # and the claim on a dense grid
     x = np.stack(np.meshgrid(np.linspace(-1, 1, 401), np.linspace(-1, 1, 5)), -1).reshape(-1, 2)
@@ -72,7 +74,7 @@ def test_identical_networks_agree_away_from_ties_and_never_disagree(tmp_path):
     # a box across the decision boundaries: the same network ties there, never disagrees
     p2 = save(network_to_model(net), tmp_path / "c.onnx")
     wide = InputSet.of(Box([-3.0] * 3, [3.0] * 3))
-    a = decide_agreement(p2, p2, wide, time_budget=3.0, max_boxes=200)
+    a = decide_agreement(p2, p2, wide, time_budget=3.0, options=AgreeOptions(max_boxes=200))
     assert a.status is Status.UNKNOWN
 
 
