@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from nnbisim.core.errors import (
+import time as _time
+
+# when the package was first imported: a bound on how long this program has run (see
+# nnbisim.cli.main.process_age; a process that bash exec'd keeps bash's start time)
+IMPORTED_AT = _time.perf_counter()
+
+from nnbisim.core.errors import (  # noqa: E402 - after the clock above, on purpose
     InputError,
     NnbisimError,
     OverwriteError,
@@ -11,7 +17,7 @@ from nnbisim.core.errors import (
     UnsupportedModelError,
     VerifierError,
 )
-from nnbisim.core.model import Layer, Network
+from nnbisim.core.model import Layer, Network  # noqa: E402
 
 __version__ = "0.1.0"
 

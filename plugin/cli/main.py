@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnbisim import IMPORTED_AT
 from nnbisim.cli.args import EXIT_BAD_INPUT, glue_vectors
 from nnbisim.cli.common import mark_unfinished
 from nnbisim.cli.parser import THREADS_ENV, build_parser
@@ -46,13 +47,21 @@ def _apply_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+STARTUP_SLACK = 1.0  # seconds an interpreter may take before it imports nnbisim
+
+
 def process_age() -> float:
-    """Seconds since this process started (Linux's /proc; 0.0 where unknown): the
-    interpreter's start-up and the first imports count against a run's budget too."""
+    """Seconds since this program started (Linux's /proc; 0.0 where unknown): the
+    interpreter's start-up and the first imports count against a run's budget too. A process
+    keeps its start time across ``exec``, and ``bash -c "...; nnbisim ..."`` execs its last
+    command in place of the shell, so /proc's age is capped at the time since nnbisim was
+    first imported plus :data:`STARTUP_SLACK` (else a script's earlier commands would eat the
+    last one's budget)."""
+    since_import = time.perf_counter() - IMPORTED_AT + STARTUP_SLACK
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+        return min(max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0), since_import)
     except (OSError, ValueError, IndexError):
         return 0.0
 

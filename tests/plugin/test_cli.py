@@ -381,3 +381,15 @@ def test_check_refuses_networks_with_non_finite_outputs(tmp_path, capsys):
               tmp_path / "ok.onnx")
     refused(capsys, "check", ok, ok, z, "--samples", "50",
             match="z.onnx: gives NaN or infinite outputs")
+
+
+def test_a_command_bash_execs_does_not_inherit_the_scripts_age():
+    # bash -c "...; nnbisim ..." runs its last command in place of the shell: /proc then
+    # dates it from the script's start, which once left a quick start's last run a 0.1 s budget
+    import subprocess
+    import sys
+
+    probe = f"{sys.executable} -c 'from nnbisim.cli.main import process_age; print(process_age())'"
+    out = subprocess.run(["bash", "-c", f"sleep 4; {probe}"], capture_output=True, text=True,
+                         check=True).stdout
+    assert float(out) < 3.0  # the 4 s the shell slept are not this program's
