@@ -191,7 +191,17 @@ def with_quantized(n1: Network, n2: QuantizedNetwork, device: str = "cpu") -> Su
         pad = (np.abs(terms).sum(axis=2) + np.abs(low1)) * (k + 2) * np.finfo(float).eps
         return np.nextafter(low1 + low2 - pad, -np.inf), slope
     return Subject(f"{n1.name} vs {n2.name}", 2 * k, forward, tforward, rows,
-                   function=fingerprint(n1, tag=f"quantized {id(n2)}"))
+                   function=fingerprint(n1, tag=f"quantized {_quantized_digest(n2)}"))
+
+
+def _quantized_digest(net: QuantizedNetwork) -> str:
+    """A digest of an int8 network's codes, scales, zero points and biases."""
+    h = hashlib.sha256(repr(net.input).encode())
+    for layer in net.layers:
+        h.update(repr(layer.out).encode())
+        for a in (layer.w_codes, layer.w_scales, layer.w_zero_points, layer.bias):
+            h.update(np.ascontiguousarray(a, np.float64).tobytes())
+    return h.hexdigest()
 
 
 def with_inputs(subject: Subject, n_in: int) -> Subject:
