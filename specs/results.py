@@ -69,6 +69,38 @@ def assignment_2_0(variables: list[tuple[str, str, tuple[int, ...], np.ndarray]]
     return "\n".join(lines) + "\n"
 
 
+def parse_assignment_2_0(text: str) -> dict[str, np.ndarray]:
+    """The tensors of a VNN-LIB 2.0 textual assignment (after the ``sat`` line): per variable
+    ``NAME TYPE [d1,d2]`` then its values, flattened; raises :class:`SpecError` when a value is
+    not a number or a variable's count does not fill its shape."""
+    out: dict[str, np.ndarray] = {}
+    name, shape, values = None, (), []
+
+    def close() -> None:
+        if name is not None:
+            if len(values) != int(np.prod(shape)):
+                raise SpecError(f"{name}: {len(values)} values for shape {list(shape)}")
+            out[name] = np.array(values, dtype=np.float64)
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].lower() == "sat":
+            continue
+        if len(parts) == 3 and parts[2].startswith("[") and parts[2].endswith("]"):
+            close()
+            name, values = parts[0], []
+            dims = parts[2][1:-1].replace(" ", "")
+            shape = tuple(int(d) for d in dims.split(",") if d)
+            continue
+        try:
+            values += [float(v) for v in parts]
+        except ValueError:
+            raise SpecError(f"assignment line {line.strip()[:40]!r} is not a number") from None
+        if name is None:
+            raise SpecError("an assignment value comes before any NAME TYPE [shape] line")
+    close()
+    return out
+
+
 def write_result(path: Path, word: str, counterexample: str = "") -> None:
     if word not in RESULT_WORDS:
         raise ValueError(f"result word must be one of {RESULT_WORDS}, not {word!r}")

@@ -17,7 +17,9 @@ LAYERS = ("core", "specs", "adapters", "bounds", "search", "verifiers", "tasks",
 # imports that stay inside a function, and why
 LAZY = {("adapters/onnx_load.py", "onnx.reference"):
         "the reference evaluator adds ~0.25 s to every process that reads a network; it only "
-        "folds the constant subgraphs some PyTorch exports have"}
+        "folds the constant subgraphs some PyTorch exports have",
+        ("adapters/ray_pool.py", "ray"):
+        "an optional extra that takes ~1 s to import; only --ray needs it"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # body, docstring excluded
 MAX_PARAMETERS = 8  # self/cls not counted; an options object counts as one

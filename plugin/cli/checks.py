@@ -338,6 +338,20 @@ def vnncomp_run(args: argparse.Namespace) -> None:
         raise
 
 
+def vnncomp_solve(args: argparse.Namespace) -> None:
+    common(args)
+    if not (args.bench / "instances.csv").is_file():
+        raise InputError(f"{args.bench}: has no instances.csv; give a VNN-COMP benchmark folder")
+    if not args.timeout_factor > 0:
+        raise InputError(f"--timeout-factor must be positive, got {args.timeout_factor}")
+    if args.tool != "nnbisim" and not (Path(args.tool) / "run_instance.sh").is_file():
+        raise InputError(f"--tool {args.tool}: no run_instance.sh there; give nnbisim or a "
+                         "folder with VNN-COMP's tool scripts")
+    if args.results.is_dir():
+        raise InputError(f"--results {args.results}: is a folder; give a CSV file path")
+    writable(args.results, "--results", make_parents=True)
+
+
 def acasxu(args: argparse.Namespace) -> None:
     common(args)
     try:

@@ -25,6 +25,7 @@ from nnbisim.cli.args import (
     out_file,
     quiet,
     region,
+    workers,
 )
 from nnbisim.tasks.options import REFINES, AssureOptions, RepairOptions
 
@@ -197,6 +198,25 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     quiet(p)
 
 
+def _solve(vs) -> None:
+    s = command(vs, "solve", "answer every instance of a benchmark folder on many workers, "
+                "with nnbisim or any tool's scripts, scored against expected.csv",
+                "vnncomp_solve:cmd_solve")
+    s.add_argument("bench", type=Path, metavar="BENCH_DIR", help="a folder with instances.csv")
+    s.add_argument("--results", type=Path, required=True, metavar="OUT.csv", help="one row per "
+                   "instance as it ends (onnx,vnnlib,result,seconds,replays,note); a rerun "
+                   "resumes from the rows there")
+    s.add_argument("--tool", default="nnbisim", metavar="DIR", help="nnbisim (default) or a "
+                   "folder with VNN-COMP's prepare_instance.sh and run_instance.sh")
+    s.add_argument("--timeout-factor", type=float, default=1.0, metavar="F",
+                   help="each instance gets its timeout times F (default 1)")
+    s.add_argument("--fresh", action="store_true", help="start the results file over instead "
+                   "of resuming it")
+    workers(s)
+    finish(s)
+    s.set_defaults(check=checks.vnncomp_solve)
+
+
 def add_vnncomp(sub) -> None:
     v = sub.add_parser("vnncomp", help="VNN-COMP: translate queries, write benchmarks, run "
                        "instances", description="VNN-COMP: translate queries, write "
@@ -231,6 +251,8 @@ def add_vnncomp(sub) -> None:
     r.add_argument("timeout", type=float, metavar="TIMEOUT", help="seconds")
     r.add_argument("--base", type=Path, help="folder the network field's paths are relative to")
     r.set_defaults(check=checks.vnncomp_run)
+
+    _solve(vs)
 
     k = command(vs, "benchmark", "an equivalence benchmark with known answers from PAIRS.csv "
                 "(n1.onnx,n2.onnx,region.vnnlib)", "vnncomp_run:cmd_benchmark")

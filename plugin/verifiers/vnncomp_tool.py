@@ -44,33 +44,42 @@ class VnncompVerifier:
         path = (Path(self.tool_dir) / name).resolve()
         return [str(path)] if os.access(path, os.X_OK) else ["bash", str(path)]
 
-    def check(self, model: Path, prop: Path, timeout: float) -> Verdict:
-        check_files(model, prop, timeout)
-        net, spec = str(Path(model).resolve()), str(Path(prop).resolve())
+    def answer(self, network: str, prop: Path, timeout: float) -> tuple[str | None, float, str]:
+        """Run the scripts on one instance (``network``: a path or a 2026 network field, absolute
+        paths): the result file's text (None if killed or none written), the seconds of
+        ``run_instance.sh`` and a note (why there is no answer, or the log's tail)."""
+        spec = str(Path(prop).resolve())
         with tempfile.TemporaryDirectory(prefix="nnbisim-vnncomp-") as tmp:
             log_file, result = Path(tmp) / "tool.log", Path(tmp) / "result.txt"
             if (Path(self.tool_dir) / "prepare_instance.sh").is_file():
                 code = run_with_deadline(
-                    [*self._script("prepare_instance.sh"), "v1", self.category, net, spec],
+                    [*self._script("prepare_instance.sh"), "v1", self.category, network, spec],
                     self.prepare_timeout, log_file, cwd=Path(self.tool_dir))
                 if code != 0:
                     why = "timed out" if code is None else f"exit {code}"
-                    return Verdict(Status.ERROR, self.name, message="prepare_instance.sh "
-                                   f"failed ({why}): {log_tail(log_file)}")
+                    return None, 0.0, (f"prepare_instance.sh failed ({why}): "
+                                       f"{log_tail(log_file)}")
             start = time.perf_counter()
             code = run_with_deadline(
-                [*self._script("run_instance.sh"), "v1", self.category, net, spec, str(result),
-                 str(max(1, math.ceil(timeout)))],
+                [*self._script("run_instance.sh"), "v1", self.category, network, spec,
+                 str(result), str(max(1, math.ceil(timeout)))],
                 timeout + self.grace, log_file, cwd=Path(self.tool_dir))
             seconds = time.perf_counter() - start
             if code is None:
-                return Verdict(Status.TIMEOUT, self.name, seconds,
-                               message=f"killed after {seconds:.1f} s")
+                return None, seconds, f"killed after {seconds:.1f} s"
             if not result.is_file():
-                return Verdict(Status.ERROR, self.name, seconds, message="run_instance.sh "
-                               f"(exit {code}) wrote no result: {log_tail(log_file)}")
-            status, x, note = parse_vnncomp_result(result.read_text(errors="replace"))
-            if status is Status.ERROR:
-                note = f"{note} {log_tail(log_file)}".strip()
-        verdict = Verdict(status, self.name, seconds, counterexample=x, message=note)
+                return None, seconds, (f"run_instance.sh (exit {code}) wrote no result: "
+                                       f"{log_tail(log_file)}")
+            return result.read_text(errors="replace"), seconds, log_tail(log_file)
+
+    def check(self, model: Path, prop: Path, timeout: float) -> Verdict:
+        check_files(model, prop, timeout)
+        text, seconds, note = self.answer(str(Path(model).resolve()), prop, timeout)
+        if text is None:
+            status = Status.TIMEOUT if note.startswith("killed") else Status.ERROR
+            return Verdict(status, self.name, seconds, message=note)
+        status, x, why = parse_vnncomp_result(text)
+        if status is Status.ERROR:
+            why = f"{why} {note}".strip()
+        verdict = Verdict(status, self.name, seconds, counterexample=x, message=why)
         return replay_checked(verdict, Path(model), Path(prop), self.reader)

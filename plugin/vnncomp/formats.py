@@ -25,6 +25,7 @@ class Instance:
     timeout: float
     field: str  # as written in the csv
     line: int
+    prop: str = ""  # the property's path as written in the csv
 
 def parse_network_field(field: str, base: Path | None = None) -> tuple[tuple[str, Path], ...]:
     """``path`` -> ``(("N", path),)``; a list of ``(name, path)`` pairs -> those pairs. Paths
@@ -91,7 +92,7 @@ def read_instances(path: str | Path) -> list[Instance]:
             vnnlib = base / prop
             if not vnnlib.is_file():
                 raise InputError(f"{path}:{k}: property {vnnlib} does not exist")
-            out.append(Instance(nets, vnnlib, seconds, field, k))
+            out.append(Instance(nets, vnnlib, seconds, field, k, prop))
     if not out:
         raise InputError(f"{path}: no instances; each line is network,vnnlib,timeout")
     return out

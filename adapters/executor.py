@@ -1,0 +1,51 @@
+"""Where independent units run: a local process pool (the default) or a Ray cluster.
+
+:class:`Executor` is what every command with many units takes (``--workers N``, ``--ray
+ADDRESS``); both backends keep the contract of :func:`nnbisim.core.pool.run_local`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from nnbisim.adapters.ray_pool import run_ray
+from nnbisim.core.errors import InputError
+from nnbisim.core.pool import GRACE, Outcome, Progress, Unit, default_workers, run_local
+
+
+@dataclass(frozen=True)
+class Executor:
+    """``workers`` local processes (None: the cores), or Ray at ``ray`` (``local`` starts an
+    instance with ``workers`` CPUs; an address or ``auto`` joins a cluster, whose CPUs count)."""
+
+    workers: int | None = None
+    ray: str | None = None
+    retries: int = 1
+    grace: float = GRACE
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {self.workers}")
+
+    @property
+    def slots(self) -> int:
+        """Units at a time on the local pool (a Ray cluster's CPUs are known once joined)."""
+        return self.workers or default_workers()
+
+    def describe(self) -> str:
+        if self.ray is None:
+            return f"local pool, {self.slots} worker(s)"
+        return f"Ray at {self.ray}" + (f", {self.workers} CPU(s)" if self.workers else "")
+
+    def run(self, units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
+            initializer: Callable[[], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
+        """Every unit, ``on_outcome`` as each ends; the outcomes in the order they ended."""
+        if self.ray is None:
+            return run_local(units, on_outcome, workers=self.slots, retries=self.retries,
+                             initializer=initializer, on_progress=on_progress,
+                             grace=self.grace)
+        cpus = self.workers if self.ray == "local" else None
+        return run_ray(units, on_outcome, address=self.ray, cpus=cpus, retries=self.retries,
+                       initializer=initializer, on_progress=on_progress, grace=self.grace)
