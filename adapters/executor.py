@@ -6,12 +6,38 @@ ADDRESS``); both backends keep the contract of :func:`nnbisim.core.pool.run_loca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import torch
+
 from nnbisim.adapters.ray_pool import run_ray
+from nnbisim.core.allocator import keep_freed_memory
 from nnbisim.core.errors import InputError
-from nnbisim.core.pool import GRACE, Outcome, Progress, Unit, default_workers, run_local
+from nnbisim.core.pool import GRACE, OK, Outcome, Progress, Unit, default_workers, run_local
+
+
+def one_torch_thread() -> None:
+    """A worker's start: torch on one thread (one unit per core), freed memory kept."""
+    torch.set_num_threads(1)
+    keep_freed_memory()
+
+
+def run_here(units: Iterable[Unit], on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
+    """The units one after another in this process (no timeouts, no isolation): for callers
+    with nothing to spread, e.g. a library call without an executor."""
+    out = []
+    for unit in units:
+        t0 = time.perf_counter()
+        try:
+            o = Outcome(unit.key, OK, unit.fn(*unit.args), time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - a unit's failure is its outcome
+            o = Outcome(unit.key, "error", None, time.perf_counter() - t0, 1,
+                        f"{type(exc).__name__}: {exc}".strip())
+        out.append(o)
+        on_outcome(o)
+    return out
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,8 @@ def main() -> None:
         units = dict([kv for kv in units.items() if kv[0] not in done][:args.limit])
     if not args.summarise:
         run(units, run_one, res, lambda r: summarise(res, len(todo)),
-            row_key=lambda r: (r["network"], r["prop"], r["compression"]), jobs=args.jobs)
+            row_key=lambda r: (r["network"], r["prop"], r["compression"]), jobs=args.jobs,
+            ray=args.ray)
     summarise(res, len(todo))
 
 

@@ -18,15 +18,16 @@ import platform
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import _threads  # noqa: F401 - first: one thread per process
 import torch
 from matplotlib.figure import Figure
+
+from nnbisim.adapters.executor import Executor
+from nnbisim.core.pool import OK, Outcome, Unit, run_local
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -114,6 +115,8 @@ def parser(doc: str, name: str, jobs: int = 2) -> argparse.ArgumentParser:
     """The options every bench takes: jobs, results file, --fresh, --summarise."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=jobs, help="units run at a time (processes)")
+    ap.add_argument("--ray", metavar="ADDRESS", help="run the units on Ray (local, auto or an "
+                    "address) instead of the local process pool")
     ap.add_argument("--results", type=Path, default=RESULTS / f"{name}.jsonl",
                     help="rows file (the table is beside it, .md)")
     ap.add_argument("--fresh", action="store_true", help="start the rows file over")
@@ -124,30 +127,29 @@ def parser(doc: str, name: str, jobs: int = 2) -> argparse.ArgumentParser:
 
 def run(units: dict[object, tuple], fn: Callable[..., dict], results: Results,
         on_row: Callable[[dict], None], *, row_key: Callable[[dict], object],
-        jobs: int = 1, fresh_process: bool = False) -> None:
+        jobs: int = 1, fresh_process: bool = False, ray: str | None = None) -> None:
     """Run ``fn(*args)`` for every unit (``key: args``) whose key no row has yet
-    (``row_key(row)``), ``jobs`` at a time (each in a new process with ``fresh_process``),
-    adding each row as it finishes and calling ``on_row`` (e.g. to redraw the table). A unit
-    that fails is reported and left for the next run; it does not stop the others."""
+    (``row_key(row)``), ``jobs`` at a time on nnbisim's executor (the local pool, each unit in
+    a new process with ``fresh_process``; Ray at ``ray``), adding each row as it finishes and
+    calling ``on_row`` (e.g. to redraw the table). A unit that fails (raises, or kills its
+    worker twice) is reported and left for the next run; it does not stop the others."""
     done = {row_key(r) for r in results.rows}
-    todo = {k: args for k, args in units.items() if k not in done}
+    todo = {str(k): (k, args) for k, args in units.items() if k not in done}
     print(f"{len(todo)} to run ({len(results.rows)} rows already)", flush=True)
     if not todo:
         return
-    pool = ProcessPoolExecutor(jobs, initializer=one_thread,
-                               max_tasks_per_child=1 if fresh_process else None)
-    try:
-        futures = {pool.submit(_measured, fn, *args): k for k, args in todo.items()}
-        for fut in as_completed(futures):
-            try:
-                row = results.add(fut.result())
-            except Exception:  # noqa: BLE001 - one failed unit must not stop the run
-                print(f"{futures[fut]}: failed (left for the next run)\n"
-                      f"{traceback.format_exc()}", flush=True)
-                continue
-            on_row(row)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    work = [Unit(name, _measured, (fn, *args)) for name, (_, args) in todo.items()]
+
+    def landed(o: Outcome) -> None:
+        if o.status != OK:
+            print(f"{o.key}: {o.status} (left for the next run): {o.message}", flush=True)
+            return
+        on_row(results.add(o.value))
+    if ray is None:
+        run_local(work, landed, workers=jobs, initializer=one_thread,
+                  recycle=fresh_process)
+    else:
+        Executor(workers=jobs, ray=ray).run(work, landed, initializer=one_thread)
 
 
 def _measured(fn: Callable[..., dict], *args: object) -> dict:

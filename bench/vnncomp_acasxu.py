@@ -31,17 +31,19 @@ import _threads  # noqa: F401 - first: one thread per process
 from acas import ACAS, NETWORKS
 from harness import WORK, Results, parser, run
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.specs.io import read_spec_cases
 from nnbisim.verifiers.queries import marabou_per_disjunct
-from nnbisim.vnncomp.benchmark import FileForm, acasxu_pairs, write_benchmark
+from nnbisim.vnncomp.benchmark import FileForm, Running, acasxu_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
 
 FOLDERS = WORK / "vnncomp_acasxu"
 
 
 def build(compression: str, networks: list[str], props: list[int], timeout: float,
-          eps_budget: float) -> Path:
-    """The benchmark folder of one compression (written once)."""
+          eps_budget: float, executor: Executor) -> Path:
+    """The benchmark folder of one compression (written once, its pairs on ``executor``; a
+    build that stopped halfway resumes)."""
     # one folder per choice of networks, properties and budgets (a rerun reuses it)
     key = json.dumps([networks, props, timeout, eps_budget])
     out = FOLDERS / f"{compression}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
@@ -51,7 +53,7 @@ def build(compression: str, networks: list[str], props: list[int], timeout: floa
                          compression)
     return write_benchmark(pairs, out, timeout=timeout, eps_budget=eps_budget, force=True,
                            files=FileForm(name=f"acasxu_{compression}_equivalence"),
-                           progress=lambda m: print(f"  {m}", flush=True))
+                           running=Running(executor, lambda m: print(f"  {m}", flush=True)))
 
 
 def answer(folder: Path, inst_1: dict, inst_2: dict, rec: dict) -> dict:
@@ -138,7 +140,8 @@ def _units(compression: str, args) -> dict:
     """Every instance of one compression's benchmark: key -> (folder, 1.0, 2.0, row so far)."""
     print(f"{compression}: building the benchmark", flush=True)
     folder = build(compression, args.networks.split(","),
-                   [int(p) for p in args.properties.split(",")], args.timeout, args.eps_budget)
+                   [int(p) for p in args.properties.split(",")], args.timeout, args.eps_budget,
+                   Executor(workers=args.jobs, ray=args.ray))
     info = json.loads((folder / "benchmark.json").read_text())
     by_pair = {r["pair"]: r for r in info["pairs"]}
     rows1 = {r[1]: r for r in _rows(folder / "instances.csv")}
@@ -176,7 +179,7 @@ def main() -> None:
     if not args.summarise:
         for compression in args.compressions.split(","):
             run(_units(compression, args), answer, res, lambda r: summarise(res, planned),
-                row_key=_key, jobs=args.jobs)
+                row_key=_key, jobs=args.jobs, ray=args.ray)
     summarise(res, planned)
 
 

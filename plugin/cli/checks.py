@@ -19,7 +19,7 @@ from nnbisim.core.limits import FLOAT_BYTES, MEMORY_ENV, check_dense, memory_bud
 from nnbisim.specs.io import read_input_set, read_spec, read_spec_cases, write_text
 from nnbisim.specs.regions import parse_vector
 from nnbisim.specs.sets import Box, InputSet
-from nnbisim.vnncomp.formats import find_base, parse_network_field
+from nnbisim.vnncomp.formats import find_base, parse_network_field, resumable
 
 TORCH_FILES = (".pth", ".pt")  # state dicts: read by torch, not looked at here
 # option values that must be positive (budgets, timeouts, counts) or at least 0, by attribute
@@ -194,7 +194,8 @@ def common(args: argparse.Namespace) -> None:
         raise InputError("give one of --compressed N2.onnx or --compress METHOD, not both")
     out_dir = getattr(args, "out_dir", None)
     if getattr(args, "empty_out_dir", False) and out_dir is not None and not force:
-        if Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
+        if (Path(out_dir).is_dir() and any(Path(out_dir).iterdir())
+                and not resumable(Path(out_dir))):
             raise InputError(f"{out_dir}: exists and is not empty; pass --force to overwrite "
                              "or choose another --out")
     _engines(args)

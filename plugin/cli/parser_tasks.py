@@ -194,6 +194,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx-form", choices=FORMS, default="gemm",
                    help="the networks' ONNX form: gemm (the files as given) or matmul-1d "
                    "(input [n], MatMul(W, x) then Add, as VNN-COMP 2026's pruned ACAS Xu)")
+    workers(p)
     force(p)
     quiet(p)
 

@@ -7,9 +7,10 @@ import argparse
 import time
 from pathlib import Path
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.cli.common import budget_left, progress_to_stderr, verdict_exit
 from nnbisim.core.errors import InputError
-from nnbisim.vnncomp.benchmark import FileForm, acasxu_pairs, read_pairs, write_benchmark
+from nnbisim.vnncomp.benchmark import FileForm, Running, acasxu_pairs, read_pairs, write_benchmark
 from nnbisim.vnncomp.run import run_instance
 
 
@@ -25,11 +26,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return verdict_exit(status)
 
 
+def _running(args: argparse.Namespace) -> Running:
+    return Running(Executor(workers=args.workers, ray=args.ray),
+                   progress_to_stderr(time.perf_counter(), args.quiet))
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     out = write_benchmark(read_pairs(args.pairs), args.out_dir, seed=args.seed,
                           timeout=args.timeout, eps_budget=args.eps_budget, force=args.force,
-                          progress=progress_to_stderr(time.perf_counter(), args.quiet),
-                          files=FileForm(args.gzip, args.onnx_form, args.question))
+                          files=FileForm(args.gzip, args.onnx_form, args.question),
+                          running=_running(args))
     print(out)
     return 0
 
@@ -47,9 +53,9 @@ def cmd_acasxu(args: argparse.Namespace) -> int:
     pairs = acasxu_pairs(data, work, networks, props, args.compression, seed=args.seed)
     out = write_benchmark(pairs, args.out_dir, seed=args.seed, timeout=args.timeout,
                           eps_budget=args.eps_budget, force=args.force,
-                          progress=progress_to_stderr(time.perf_counter(), args.quiet),
                           files=FileForm(args.gzip, args.onnx_form, args.question,
                                          f"acasxu_{args.compression}_"
-                                         + ("top1" if args.question == "top1" else "equivalence")))
+                                         + ("top1" if args.question == "top1" else "equivalence")),
+                          running=_running(args))
     print(out)
     return 0

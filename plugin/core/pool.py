@@ -151,6 +151,7 @@ class _Worker:
 class _Pool:
     ctx: mp.context.BaseContext
     initializer: Callable[[], None] | None
+    recycle: bool = False  # a fresh worker after every unit
     workers: list[_Worker] = field(default_factory=list)
 
     def spawn(self) -> _Worker:
@@ -187,13 +188,14 @@ def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
               workers: int | None = None, retries: int = 1,
               initializer: Callable[[], None] | None = None,
               on_progress: Callable[[Progress], None] | None = None,
-              grace: float = GRACE) -> list[Outcome]:
+              grace: float = GRACE, recycle: bool = False) -> list[Outcome]:
     """Run every unit on ``workers`` processes (default: the cores), calling ``on_outcome``
     as each one ends and ``on_progress`` after it; the outcomes, in the order they ended.
-    ``initializer`` runs once in every worker (e.g. to set torch's threads)."""
+    ``initializer`` runs once in every worker (e.g. to set torch's threads); ``recycle`` gives
+    every unit a fresh process (for measurements that must not inherit a warm one)."""
     queue = deque(units)
     total, t0, out = len(queue), time.perf_counter(), []
-    pool = _Pool(mp.get_context("spawn"), initializer)
+    pool = _Pool(mp.get_context("spawn"), initializer, recycle)
     for _ in range(min(workers or default_workers(), max(total, 1))):
         pool.spawn()
 
@@ -244,6 +246,8 @@ def _collect(pool: _Pool, queue: deque, record: Callable[[Outcome], None], retri
                 ready.add(w.proc.sentinel)
             else:
                 w.unit = None
+                if pool.recycle:
+                    pool.replace(w)
                 record(Outcome(unit.key, status, value, seconds, w.attempts, message, name))
                 continue
         if w.proc.sentinel in ready or not w.proc.is_alive():

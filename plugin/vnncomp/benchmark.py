@@ -36,12 +36,14 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.adapters.compress import compress
+from nnbisim.adapters.executor import Executor, one_torch_thread, run_here
 from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_load import load_network, read_model
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.adapters.options import COMPRESSIONS, CompressOptions, DistillOptions
 from nnbisim.bounds.diffbounds import same_architecture
 from nnbisim.core.errors import InputError, OverwriteError
+from nnbisim.core.pool import OK, Outcome, Unit
 from nnbisim.core.verdict import Status
 from nnbisim.specs.io import read_input_set
 from nnbisim.specs.sets import InputSet
@@ -49,6 +51,7 @@ from nnbisim.tasks.agree import decide_agreement
 from nnbisim.tasks.epsilon import compute_epsilon
 from nnbisim.tasks.options import EpsilonOptions
 from nnbisim.vnncomp import generate_properties as generator
+from nnbisim.vnncomp.formats import PARTIAL, resumable
 
 
 @dataclass(frozen=True)
@@ -177,30 +180,97 @@ def _pair_record(k: int, pair: Pair, out: Path, eps_budget: float, files: FileFo
             **fields}
 
 
-def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
-                    eps_budget: float = 30.0, force: bool = False,
-                    progress: Callable[[str], None] | None = None,
-                    files: FileForm = FileForm()) -> Path:
-    """Bracket eps for every pair and write the benchmark folder (see the module docstring);
-    ``files``: gzip'd files and the networks' ONNX form."""
-    say = progress or (lambda _m: None)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
+def _pair_key(pair: Pair, eps_budget: float, files: FileForm) -> str:
+    return json.dumps([str(pair.n1), str(pair.n2), str(pair.region), eps_budget,
+                       [files.gzip, files.form, files.question]])
+
+
+def _prepare(out: Path, force: bool) -> bool:
+    """Make the folder ready; True if it resumes an unfinished run (the pairs it holds are
+    kept), which needs no ``force``."""
+    resuming = resumable(out)
+    if out.exists() and any(out.iterdir()) and not force and not resuming:
         raise OverwriteError(f"{out}: exists and is not empty; pass --force to overwrite or "
                              "choose another --out")
-    for sub in ("onnx", "vnnlib", "2.0"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+    if not resuming:
+        for sub in ("onnx", "vnnlib", "2.0"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        (out / PARTIAL).unlink(missing_ok=True)
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "2.0" / "onnx").mkdir(parents=True, exist_ok=True)
-    records = []
-    for k, pair in enumerate(pairs):
-        say(f"[{k + 1}/{len(pairs)}] eps of {pair.n1.name} vs {pair.n2.name} over "
-            f"{pair.region.name}")
-        records.append(_pair_record(k, pair, out, eps_budget, files))
+    return resuming
+
+
+def _kept(out: Path, keys: list[str]) -> dict[int, dict]:
+    """The records of an unfinished run whose pair, budget and file form are unchanged."""
+    done = {}
+    for line in (out / PARTIAL).read_text().splitlines() if (out / PARTIAL).is_file() else []:
+        rec = json.loads(line)
+        k = rec["record"]["pair"]
+        if k < len(keys) and rec["key"] == keys[k]:
+            done[k] = rec["record"]
+    return done
+
+
+def _records(pairs: list[Pair], out: Path, eps_budget: float, files: FileForm,
+             executor: Executor | None, say: Callable[[str], None]) -> list[dict]:
+    """Every pair's record, computed on ``executor`` (in this process when None); each is
+    appended to the folder's partial file as it lands, so a rerun resumes."""
+    keys = [_pair_key(p, eps_budget, files) for p in pairs]
+    done, failed = _kept(out, keys), []
+    if done:
+        say(f"resuming: {len(done)} of {len(pairs)} pairs already done")
+    units = [Unit(str(k), _pair_record, (k, p, out, eps_budget, files))
+             for k, p in enumerate(pairs) if k not in done]
+
+    def landed(o: Outcome) -> None:
+        k = int(o.key)
+        if o.status != OK:
+            failed.append((k, o.message))
+            return
+        done[k] = o.value
+        with (out / PARTIAL).open("a") as f:
+            f.write(json.dumps({"key": keys[k], "record": o.value}) + "\n")
+        w, c = o.value.get("witnessed"), o.value.get("certified")
+        bracket = f"eps in [{w:.4g}, {c:.4g}]" if w is not None else "top-1 delta bracketed"
+        say(f"[{len(done)}/{len(pairs)}] {pairs[k].n1.name} vs {pairs[k].n2.name} over "
+            f"{pairs[k].region.name}: {bracket}")
+    if executor is None:
+        run_here(units, landed)
+    else:
+        executor.run(units, landed, initializer=one_torch_thread)
+    if failed:
+        k, why = min(failed)
+        raise InputError(f"pair {k + 1} ({pairs[k].n1.name} vs {pairs[k].n2.name} over "
+                         f"{pairs[k].region.name}): {why.split(': ', 1)[-1]} ({len(done)} "
+                         "other pairs are kept: rerun to resume)")
+    return [done[k] for k in range(len(pairs))]
+
+
+@dataclass(frozen=True)
+class Running:
+    """Where the pairs are bracketed (``executor``; None: in this process, one after another)
+    and who hears of each one (``progress``)."""
+
+    executor: Executor | None = None
+    progress: Callable[[str], None] | None = None
+
+
+def write_benchmark(pairs: list[Pair], out: str | Path, *, seed: int = 0, timeout: float = 60.0,
+                    eps_budget: float = 30.0, force: bool = False,
+                    files: FileForm = FileForm(), running: Running = Running()) -> Path:
+    """Bracket eps for every pair and write the benchmark folder (see the module docstring);
+    ``files``: gzip'd files and the networks' ONNX form. A run stopped halfway resumes from
+    the pairs it finished."""
+    say = running.progress or (lambda _m: None)
+    out = Path(out)
+    _prepare(out, force)
+    records = _records(pairs, out, eps_budget, files, running.executor, say)
     info = {"name": files.name, "timeout": timeout, "eps_budget": eps_budget, "seed": seed,
             "gzip": files.gzip, "onnx_form": files.form, "question": files.question,
             "pairs": records}
     (out / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / PARTIAL).unlink(missing_ok=True)
     script = out / "generate_properties.py"
     script.write_bytes(Path(generator.__file__).read_bytes())
     script.chmod(0o755)

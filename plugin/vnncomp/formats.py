@@ -15,6 +15,13 @@ from pathlib import Path
 
 from nnbisim.core.errors import InputError, NnbisimError
 
+PARTIAL = "pairs.partial.jsonl"  # a benchmark folder's pairs done so far, while it is written
+
+
+def resumable(folder: Path) -> bool:
+    """Is ``folder`` a benchmark whose writing stopped halfway (a rerun resumes it)?"""
+    return (folder / PARTIAL).is_file() and not (folder / "benchmark.json").exists()
+
 
 @dataclass(frozen=True)
 class Instance:

@@ -20,10 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from nnbisim.adapters.executor import Executor
-from nnbisim.core.allocator import keep_freed_memory
+from nnbisim.adapters.executor import Executor, one_torch_thread
 from nnbisim.core.errors import InputError, NnbisimError, OverwriteError
 from nnbisim.core.pool import OK, TIMEOUT, Outcome, Progress, Unit
 from nnbisim.specs.results import RESULT_WORDS
@@ -44,12 +41,6 @@ class SolveOptions:
     tool: str = "nnbisim"
     timeout_factor: float = 1.0
     fresh: bool = False
-
-
-def _one_thread() -> None:
-    """A worker's start: torch on one thread (a unit per core), freed memory kept."""
-    torch.set_num_threads(1)
-    keep_freed_memory()
 
 
 def solve_unit(inst: Instance, limit: float, tool: str, base: Path) -> dict:
@@ -139,7 +130,7 @@ def solve(bench: Path, results: Path, executor: Executor, opts: SolveOptions = S
                   timeout=i.timeout * opts.timeout_factor + UNIT_SLACK)
              for k, i in by_key.items()]
     executor.run(units, lambda o: _append(results, _row(by_key[o.key], o)),
-                 initializer=_one_thread, on_progress=on_progress)
+                 initializer=one_torch_thread, on_progress=on_progress)
     return scored(bench, instances, read_rows(results), opts.timeout_factor)
 
 

@@ -4,6 +4,7 @@ verdicts, through any tool's scripts, scored against expected.csv, resumed after
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -17,10 +18,11 @@ import pytest
 from conftest import acas_net
 
 from nnbisim.adapters.executor import Executor
+from nnbisim.core.errors import InputError, OverwriteError
 from nnbisim.specs.io import read_spec_cases
 from nnbisim.specs.results import assignment_2_0, counterexample_1_0
-from nnbisim.vnncomp.benchmark import acasxu_pairs, write_benchmark
-from nnbisim.vnncomp.formats import read_instances, write_instances
+from nnbisim.vnncomp.benchmark import Pair, Running, acasxu_pairs, write_benchmark
+from nnbisim.vnncomp.formats import PARTIAL, read_instances, resumable, write_instances
 from nnbisim.vnncomp.score import check_counterexample, judge
 from nnbisim.vnncomp.solve import SolveOptions, read_rows, solve
 
@@ -136,3 +138,22 @@ def test_bad_input_is_one_line_before_any_work(bench, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "not a results file" in err
     assert other.read_text() == (tmp_path / "keep.csv").read_text()  # nothing overwritten
+
+
+def test_a_benchmark_written_on_workers_keeps_its_pairs_and_resumes(tmp_path):
+    good = acasxu_pairs(acas_net(1, 1).parent, tmp_path / "nets", ["1_1"], [3, 4], "float16")
+    same = Pair(good[0].n1, good[0].n1, good[0].region)  # no difference: no sat instance
+    out, said = tmp_path / "b", []
+    with pytest.raises(InputError, match=r"pair 2 .*do not differ.*1 other pairs are kept"):
+        write_benchmark([good[0], same], out, eps_budget=5,
+                        running=Running(Executor(workers=2), said.append))
+    assert resumable(out) and not (out / "benchmark.json").exists()
+    kept = json.loads((out / PARTIAL).read_text().splitlines()[0])["record"]
+    with pytest.raises(OverwriteError):  # another folder's leftovers are not resumed
+        write_benchmark(good, tmp_path / "nets", eps_budget=5)
+    write_benchmark(good, out, eps_budget=5, running=Running(Executor(workers=2), said.append))
+    assert "resuming: 1 of 2 pairs already done" in said
+    info = json.loads((out / "benchmark.json").read_text())
+    assert info["pairs"][0] == kept  # taken over, not recomputed
+    assert [p["pair"] for p in info["pairs"]] == [0, 1] and not (out / PARTIAL).exists()
+    assert len(read_instances(out / "instances.csv")) == 4
