@@ -15,7 +15,16 @@ import torch
 from nnbisim.adapters.ray_pool import run_ray
 from nnbisim.core.allocator import keep_freed_memory
 from nnbisim.core.errors import InputError
-from nnbisim.core.pool import GRACE, OK, Outcome, Progress, Unit, default_workers, run_local
+from nnbisim.core.pool import (
+    GRACE,
+    OK,
+    Feedback,
+    Outcome,
+    Progress,
+    Unit,
+    default_workers,
+    run_local,
+)
 
 
 def one_torch_thread() -> None:
@@ -64,10 +73,11 @@ class Executor:
             return f"local pool, {self.slots} worker(s)"
         return f"Ray at {self.ray}" + (f", {self.workers} CPU(s)" if self.workers else "")
 
-    def run(self, units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
+    def run(self, units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
             initializer: Callable[[], None] | None = None,
             on_progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
-        """Every unit, ``on_outcome`` as each ends; the outcomes in the order they ended."""
+        """Every unit, ``on_outcome`` as each ends (it may hand back more units, or STOP);
+        the outcomes in the order they ended."""
         if self.ray is None:
             return run_local(units, on_outcome, workers=self.slots, retries=self.retries,
                              initializer=initializer, on_progress=on_progress,

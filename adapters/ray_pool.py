@@ -22,7 +22,18 @@ from collections.abc import Callable, Iterable
 
 from nnbisim.core import interrupt
 from nnbisim.core.errors import InputError
-from nnbisim.core.pool import ERROR, GRACE, OK, POLL, TIMEOUT, Outcome, Progress, Unit
+from nnbisim.core.pool import (
+    ERROR,
+    GRACE,
+    OK,
+    POLL,
+    TIMEOUT,
+    Feedback,
+    Outcome,
+    Progress,
+    Unit,
+    take,
+)
 
 _initialized = [False]  # per Ray worker process: the initializer has run
 
@@ -70,7 +81,7 @@ def connect(address: str, cpus: int | None = None) -> bool:
     return True
 
 
-def run_ray(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
+def run_ray(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
             address: str = "local", cpus: int | None = None, retries: int = 1,
             initializer: Callable[[], None] | None = None,
             on_progress: Callable[[Progress], None] | None = None,
@@ -89,19 +100,19 @@ def run_ray(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
             ray.shutdown()
 
 
-def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], None],
+def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], Feedback],
            on_progress: Callable[[Progress], None] | None) -> list[Outcome]:
     remote, slots, initializer, grace, retries = how
-    total, t0, out = len(queue), time.perf_counter(), []
+    total, t0, out = [len(queue)], time.perf_counter(), []
     flying: dict = {}  # ref -> (unit, started)
 
     def record(o: Outcome) -> None:
         out.append(o)
-        on_outcome(o)
-        if on_progress is not None:
-            on_progress(Progress(len(out), total, time.perf_counter() - t0))
+        take(on_outcome(o), queue, total)
+        if on_progress is not None and total[0] >= 0:
+            on_progress(Progress(len(out), total[0], time.perf_counter() - t0))
     try:
-        while (queue or flying) and not interrupt.requested():
+        while (queue or flying) and not interrupt.requested() and total[0] >= 0:
             while queue and len(flying) < slots:
                 unit = queue.popleft()
                 flying[remote.remote(unit.fn, unit.args, initializer)] = (
@@ -109,8 +120,12 @@ def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], None],
             done, _ = ray.wait(list(flying), num_returns=1, timeout=POLL)
             for ref in done:
                 record(_finished(ray, ref, *flying.pop(ref), retries))
+                if total[0] < 0:
+                    break
             now = time.perf_counter()
             for ref, (unit, start) in list(flying.items()):
+                if total[0] < 0:
+                    break
                 if unit.timeout is not None and now > start + unit.timeout + grace:
                     ray.cancel(ref, force=True)
                     del flying[ref]

@@ -37,3 +37,15 @@ def dies() -> None:
 def pid_after(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def pair_dying_once(marker: str, n1, n2):
+    """A subject recipe whose first build kills its worker (the marker file says it did)."""
+    from nnbisim.search.subjects import pair
+
+    dies_once(marker)
+    return pair(n1, n2, "diff")
+
+
+def pair_dying(n1, n2):
+    dies()

@@ -110,9 +110,10 @@ def max_boxes(p: argparse.ArgumentParser, shared: str, flag: str = "--max-boxes"
                    "(default: no limit)")
 
 
-def workers(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=positive_count, metavar="N", help="units of work at a "
-                   "time, each in its own process (default: the machine's cores)")
+def workers(p: argparse.ArgumentParser,
+            what: str = "units of work at a time, each in its own process (default: the "
+            "machine's cores)") -> None:
+    p.add_argument("--workers", type=positive_count, metavar="N", help=what)
     p.add_argument("--ray", metavar="ADDRESS", help="run the units on Ray instead: a head "
                    "node's address, auto (the cluster this machine belongs to) or local (a Ray "
                    "instance started here with --workers CPUs); needs pip install -e '.[ray]'")

@@ -18,7 +18,7 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
                           time_budget=max(budget_left(args, args.time_budget), 0.0),
                           query_timeout=args.query_timeout, workdir=args.workdir,
                           seed=args.seed, device=resolve_device(args.device),
-                          max_boxes=args.max_boxes)
+                          max_boxes=args.max_boxes, workers=args.workers or 1, ray=args.ray)
     progress = progress_to_stderr(time.perf_counter(), args.quiet)
     if args.eps is not None:
         answer = decide_epsilon(args.n1, args.n2, args.inputs, args.eps, args.eps_outputs,

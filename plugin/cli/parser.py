@@ -20,6 +20,7 @@ from nnbisim.cli.args import (
     networks,
     out_file,
     region,
+    workers,
 )
 from nnbisim.cli.parser_tasks import add_assure, add_quant, add_vnncomp
 from nnbisim.tasks.options import AIMS, EpsilonOptions
@@ -116,6 +117,8 @@ def _epsilon(sub) -> None:
                    "engine answers (--verifier, --aim and --rel-gap are not used)")
     e.add_argument("--outputs", dest="eps_outputs", metavar="I,J",
                    help="with --eps: only these outputs (0-based; default all)")
+    workers(e, "with --eps: the branch and bound on N processes, open boxes handed out in "
+            "slices (default 1: this process; a --max-boxes limit keeps it in one)")
     finish(e)
 
 

@@ -21,7 +21,10 @@ def default_acasxu() -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     timeout = max(budget_left(args, args.timeout), 0.1)  # start-up counts against it too
-    status = run_instance(args.network, args.vnnlib, args.result, timeout, base=args.base)
+    executor = (None if (args.workers or 1) == 1 and args.ray is None
+                else Executor(workers=args.workers, ray=args.ray))
+    status = run_instance(args.network, args.vnnlib, args.result, timeout, base=args.base,
+                          executor=executor)
     print(status.vnncomp)
     return verdict_exit(status)
 

@@ -11,7 +11,9 @@ unit to ``on_outcome`` at once, in the parent, so the caller can stream it to di
 - a worker that dies under a unit (killed from outside, out of memory, a crash in C code) is
   replaced and the unit is run again, up to ``retries`` more times, then it is ``error``.
 
-No unit takes another with it. A stop request (Ctrl-C under :mod:`nnbisim.core.interrupt`)
+``on_outcome`` may return more units (they join the queue: a branch and bound hands back the
+boxes a slice left open) or :data:`STOP` (the units in flight are killed, the queued ones
+dropped). No unit takes another with it. A stop request (Ctrl-C under :mod:`nnbisim.core.interrupt`)
 kills the workers and returns what finished; the units in flight were not reported, so a rerun
 that skips reported keys runs them again. Workers die with this process (a parent-death
 signal), so a ``kill -9`` of the caller leaves none behind.
@@ -32,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from nnbisim.core import interrupt
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
+STOP = "stop"  # what ``on_outcome`` returns to end the run early
 GRACE = 5.0  # seconds past a unit's timeout before its worker is killed
 POLL = 0.25  # seconds between looks at a stop request and at deadlines
 
@@ -152,6 +155,7 @@ class _Pool:
     ctx: mp.context.BaseContext
     initializer: Callable[[], None] | None
     recycle: bool = False  # a fresh worker after every unit
+    limit: int = 1  # workers at most (more start as units are handed back)
     workers: list[_Worker] = field(default_factory=list)
 
     def spawn(self) -> _Worker:
@@ -184,7 +188,10 @@ class _Pool:
         self.workers.clear()
 
 
-def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
+Feedback = Iterable[Unit] | str | None  # what ``on_outcome`` may return: more units, STOP, None
+
+
+def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
               workers: int | None = None, retries: int = 1,
               initializer: Callable[[], None] | None = None,
               on_progress: Callable[[Progress], None] | None = None,
@@ -194,18 +201,20 @@ def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
     ``initializer`` runs once in every worker (e.g. to set torch's threads); ``recycle`` gives
     every unit a fresh process (for measurements that must not inherit a warm one)."""
     queue = deque(units)
-    total, t0, out = len(queue), time.perf_counter(), []
+    total, t0, out = [len(queue)], time.perf_counter(), []
     pool = _Pool(mp.get_context("spawn"), initializer, recycle)
-    for _ in range(min(workers or default_workers(), max(total, 1))):
+    pool.limit = workers or default_workers()
+    for _ in range(min(pool.limit, max(total[0], 1))):
         pool.spawn()
 
     def record(o: Outcome) -> None:
         out.append(o)
-        on_outcome(o)
-        if on_progress is not None:
-            on_progress(Progress(len(out), total, time.perf_counter() - t0))
+        take(on_outcome(o), queue, total)
+        if on_progress is not None and total[0] >= 0:
+            on_progress(Progress(len(out), total[0], time.perf_counter() - t0))
     try:
-        while (queue or any(w.unit for w in pool.workers)) and not interrupt.requested():
+        while ((queue or any(w.unit for w in pool.workers)) and not interrupt.requested()
+               and total[0] >= 0):
             _hand_out(pool, queue)
             _collect(pool, queue, record, retries, grace)
     finally:
@@ -213,7 +222,27 @@ def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], None], *,
     return out
 
 
+def take(more: Feedback, queue: deque, total: list[int]) -> None:
+    """Queue the units ``on_outcome`` handed back; STOP empties the queue and marks the run
+    stopped (``total[0] = -1``)."""
+    if more is None:
+        return
+    if isinstance(more, str):
+        if more != STOP:
+            raise ValueError(f"on_outcome returned {more!r}; return units, STOP or None")
+        queue.clear()
+        total[0] = -1
+        return
+    more = list(more)
+    queue.extend(more)
+    total[0] += len(more)
+
+
 def _hand_out(pool: _Pool, queue: deque) -> None:
+    idle = sum(w.unit is None for w in pool.workers)
+    while len(queue) > idle and len(pool.workers) < pool.limit:
+        pool.spawn()
+        idle += 1
     for w in list(pool.workers):
         if w.unit is None and queue:
             item = queue.popleft()

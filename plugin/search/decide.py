@@ -92,6 +92,7 @@ class CaseRecord:
     upper: float | None = None
     resumed: bool = False
     open: int | None = None
+    slices: int | None = None  # searched in this many slices on workers (search.parallel)
 
     def to_json(self) -> dict:
         return {k: (v.value if isinstance(v, enum.Enum) else v)

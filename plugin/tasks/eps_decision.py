@@ -17,14 +17,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.replay import replay_difference
 from nnbisim.core.errors import InputError
 from nnbisim.core.verdict import Status
+from nnbisim.search import parallel
 from nnbisim.search.decide import DecideOptions, decide
 from nnbisim.search.subjects import pair
 from nnbisim.specs.sets import InputSet, OutputConstraint, Polytope, SpecCase
@@ -112,13 +115,18 @@ def decide_epsilon(n1_path: str | Path, n2_path: str | Path, inputs: InputSet, e
     check_pair(n1, n2, inputs, (n1_path, n2_path), options)
     asked = _outputs(outputs, n1.out_size)
     method = "zonotope" if options.engine == "zonotope" else "backsub"
-    subject = pair(n1, n2, "diff", options.device, method=method)
+    recipe = partial(pair, n1, n2, "diff", options.device, method=method)
     unsafe = _unsafe(asked, n1.out_size, eps)
     cases = [SpecCase(box, unsafe) for box in inputs.boxes]
     split, choose = options.split
     opts = DecideOptions(seed=options.seed, split=split, choose=choose)
     budget = max(options.time_budget - (time.perf_counter() - t0), 0.0)
-    d = decide(subject, cases, budget, opts, progress=progress, max_boxes=options.max_boxes)
+    if options.workers > 1 or options.ray is not None:
+        d = parallel.decide(recipe, cases, budget, opts, max_boxes=options.max_boxes,
+                            executor=Executor(workers=options.workers, ray=options.ray))
+    else:
+        d = decide(recipe(), cases, budget, opts, progress=progress,
+                   max_boxes=options.max_boxes)
     done = {"eps": eps, "outputs": asked, "boxes": d.boxes, "max_boxes": options.max_boxes}
     if d.status is Status.VIOLATED and d.x is not None:
         return _replayed(n1_path, n2_path, d.x, done, t0)

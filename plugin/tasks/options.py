@@ -31,7 +31,9 @@ class EpsilonOptions:
     ``max_boxes``: a work limit (None: none), the boxes the own engine's branch and bound may
     bound in all, shared among its searches as the time budget is (docs/decisions.md, "Work
     limits"); with it and a generous ``time_budget`` the certified bound is the same on any
-    machine (an exact verifier's bisection stays timed).
+    machine (an exact verifier's bisection stays timed). ``workers``/``ray``: a decision
+    (``--eps``) searches on that many local processes, or on Ray
+    (:mod:`nnbisim.search.parallel`; 1: in this process, as does a work limit).
     """
 
     verifier: str = OWN_VERIFIER
@@ -46,6 +48,8 @@ class EpsilonOptions:
     objectives: frozenset[tuple[int, int]] | None = None
     split: tuple[str, str] = ("smart", "gain")
     max_boxes: int | None = None
+    workers: int = 1
+    ray: str | None = None
 
 
 @dataclass(frozen=True)

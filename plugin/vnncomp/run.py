@@ -15,15 +15,18 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import vnnlib
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.replay import confirm_violation
 from nnbisim.core.errors import NnbisimError, SpecError, UnsupportedModelError
 from nnbisim.core.verdict import Status, Verdict
+from nnbisim.search import parallel
 from nnbisim.search.decide import decide
 from nnbisim.search.subjects import pair, subject_of
 from nnbisim.specs._text import read_text, write_text
@@ -79,14 +82,15 @@ def _undecided(status: Status) -> Answer:
 
 
 def _decide_two(field: str, vnnlib_path: Path, query: TwoNetworkQuery, timeout: float,
-                base: Path | None) -> Answer:
+                base: Path | None, executor: Executor | None) -> Answer:
     t0 = time.perf_counter()
     nets = dict(parse_network_field(field, base))
     p_f, p_g = nets[query.first], nets[query.second]
-    subject = pair(load_network(p_f), load_network(p_g), "stacked")
+    recipe = partial(pair, load_network(p_f), load_network(p_g), "stacked")
     cases = [SpecCase(box, query.unsafe) for box in query.inputs.boxes]
-    d = decide(subject, cases, own_budget(timeout - (time.perf_counter() - t0), _queries(cases),
-                                          PAIR_OWN_SHARE))
+    d = parallel.decide(recipe, cases, own_budget(timeout - (time.perf_counter() - t0),
+                                                  _queries(cases), PAIR_OWN_SHARE),
+                        executor=executor)
     if d.status is Status.HOLDS:
         return Status.HOLDS, ""
     if d.status is Status.VIOLATED:
@@ -169,11 +173,12 @@ def _decide_one(model: Path, vnnlib_path: Path, timeout: float) -> Answer:
 
 
 def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeout: float,
-                 base: str | Path | None = None) -> Status:
+                 base: str | Path | None = None, executor: Executor | None = None) -> Status:
     """Decide one VNN-COMP instance within ``timeout`` seconds, write ``result`` and return the
     answer (``result`` says it in VNN-COMP's words: ``sat``, ``unsat``, ...). Errors in the
     instance itself (missing files, malformed VNN-LIB) are written as ``error`` with the reason
-    and re-raised for the caller's exit code."""
+    and re-raised for the caller's exit code. ``executor``: a two-network query's branch and
+    bound on its workers (:mod:`nnbisim.search.parallel`; None: in this process)."""
     vnnlib_path = Path(vnnlib_path)
     base_path = Path(base) if base is not None else find_base(field, vnnlib_path)
     try:
@@ -185,7 +190,7 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
         if len(nets) == 2 and isinstance(spec, CoupledQuery):
             status, cex = _decide_coupled(field, spec, timeout, base_path)
         elif len(nets) == 2 and two:
-            status, cex = _decide_two(field, vnnlib_path, spec, timeout, base_path)
+            status, cex = _decide_two(field, vnnlib_path, spec, timeout, base_path, executor)
         elif len(nets) == 1 and not two:
             status, cex = _decide_one(nets[0][1], vnnlib_path, timeout)
         else:
