@@ -49,3 +49,8 @@ def pair_dying_once(marker: str, n1, n2):
 
 def pair_dying(n1, n2):
     dies()
+
+
+def eps_problem_dying(n1, n2):
+    """An eps recipe whose every build kills its worker."""
+    dies()

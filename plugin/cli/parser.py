@@ -117,8 +117,9 @@ def _epsilon(sub) -> None:
                    "engine answers (--verifier, --aim and --rel-gap are not used)")
     e.add_argument("--outputs", dest="eps_outputs", metavar="I,J",
                    help="with --eps: only these outputs (0-based; default all)")
-    workers(e, "with --eps: the branch and bound on N processes, open boxes handed out in "
-            "slices (default 1: this process; a --max-boxes limit keeps it in one)")
+    workers(e, "the branch and bound (the bracket's, or --eps's decision) on N processes, "
+            "open boxes handed out in slices (default 1: this process; a --max-boxes limit "
+            "keeps it in one)")
     finish(e)
 
 

@@ -13,10 +13,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.merge import merge_networks
 from nnbisim.adapters.merged_onnx import exact_model
 from nnbisim.adapters.onnx_load import load_network
@@ -30,6 +32,7 @@ from nnbisim.core.reports import EpsilonReport, OutputBounds
 from nnbisim.search.bab_types import BabOptions, BabProblem
 from nnbisim.search.bisection import Bracket, ExactQueries, bisect
 from nnbisim.search.input_bab import input_bab
+from nnbisim.search.parallel_max import maximise
 from nnbisim.search.relu_bab import ReluBabOptions, relu_bab_max
 from nnbisim.search.stop import gap_closed, work_part
 from nnbisim.search.witness import Replay, find_witnesses, onnx_replay, polisher
@@ -147,30 +150,41 @@ def _certify(run: _Run, engine: str, budget: float, skip: list[bool]) -> None:
     run.say(f"bounds ({engine}, input splits): {len(run.brackets)} objectives, "
             f"{budget:.1f} s")
     keep = np.array([k for k in range(len(run.brackets)) if not skip[k]])  # 2i (+), 2i+1 (-)
-    full_bound = objective_bounds(run.n1, run.n2, engine, run.opts.device)
-    full_value = objective_values(run.n1, run.n2)
-
-    def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
-        b = full_bound(lo, hi)
-        pick = (lambda a: None if a is None else a[:, keep])  # noqa: E731
-        return Bounded(b.upper[:, keep], pick(b.vertex), pick(b.slope))
-
     sub = [run.brackets[k] for k in keep]
-    boxes = run.inputs.boxes
-    problem = BabProblem(np.array([b.lower for b in boxes]), np.array([b.upper for b in boxes]),
-                         bound, lambda x: full_value(x)[:, keep],
-                         polish=polisher(run.n1, run.n2, run.inputs))
+    recipe = partial(eps_problem, run.n1, run.n2, engine, run.opts.device, keep, run.inputs)
     opts = BabOptions(rel_gap=run.opts.rel_gap, time_budget=budget, joint=run.opts.aim == "eps",
                       split=run.opts.split[0], choose=run.opts.split[1],
                       max_boxes=work_part(run.opts.max_boxes, _boxes_used(run), 1))
-    res = input_bab(problem, np.array([b.witnessed for b in sub]),
-                    np.array([b.witness_x for b in sub]), opts, progress=_every_second(run.say))
+    start = (np.array([b.witnessed for b in sub]), np.array([b.witness_x for b in sub]))
+    if (run.opts.workers > 1 or run.opts.ray is not None) and opts.max_boxes is None:
+        res = maximise(recipe, *start, opts, progress=_every_second(run.say),
+                       executor=Executor(workers=run.opts.workers, ray=run.opts.ray))
+    else:
+        res = input_bab(recipe(), *start, opts, progress=_every_second(run.say))
     run.searches.append({"method": "input-split", "aim": run.opts.aim,
                          "reason": res.reason.value, "boxes": res.boxes,
                          "seconds": round(res.seconds, 3), "upper": float(res.upper.max())})
     _take_witnesses(run, sub, res.value, res.x)
     for k, br in enumerate(sub):
         br.certified = min(br.certified, float(res.upper[k]))
+
+
+def eps_problem(n1: Network, n2: Network, engine: str, device: str, keep: np.ndarray,
+                inputs: InputSet) -> BabProblem:
+    """The bracket's branch and bound problem: the objectives ``keep`` (2i: +(N1 - N2)_i,
+    2i + 1: its negative) over the boxes of ``inputs`` (a module-level recipe, so workers can
+    build it: :mod:`nnbisim.search.parallel_max`)."""
+    full_bound = objective_bounds(n1, n2, engine, device)
+    full_value = objective_values(n1, n2)
+
+    def bound(lo: np.ndarray, hi: np.ndarray) -> Bounded:
+        b = full_bound(lo, hi)
+        pick = (lambda a: None if a is None else a[:, keep])  # noqa: E731
+        return Bounded(b.upper[:, keep], pick(b.vertex), pick(b.slope))
+
+    boxes = inputs.boxes
+    return BabProblem(np.array([b.lower for b in boxes]), np.array([b.upper for b in boxes]),
+                      bound, lambda x: full_value(x)[:, keep], polish=polisher(n1, n2, inputs))
 
 
 def _boxes_used(run: _Run) -> int:

@@ -31,9 +31,10 @@ class EpsilonOptions:
     ``max_boxes``: a work limit (None: none), the boxes the own engine's branch and bound may
     bound in all, shared among its searches as the time budget is (docs/decisions.md, "Work
     limits"); with it and a generous ``time_budget`` the certified bound is the same on any
-    machine (an exact verifier's bisection stays timed). ``workers``/``ray``: a decision
-    (``--eps``) searches on that many local processes, or on Ray
-    (:mod:`nnbisim.search.parallel`; 1: in this process, as does a work limit).
+    machine (an exact verifier's bisection stays timed). ``workers``/``ray``: the input-split
+    branch and bound (the bracket's, or a ``--eps`` decision's) runs on that many local
+    processes, or on Ray (:mod:`nnbisim.search.parallel_max`, :mod:`nnbisim.search.parallel`;
+    1: in this process, as with a work limit).
     """
 
     verifier: str = OWN_VERIFIER

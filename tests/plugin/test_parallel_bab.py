@@ -10,17 +10,20 @@ from functools import partial
 import numpy as np
 import pytest
 import units
-from netbuild import random_network
+from netbuild import random_network, save
 
 from nnbisim.adapters.executor import Executor
+from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
-from nnbisim.search import parallel
-from nnbisim.search.bab_types import OpenBoxes
+from nnbisim.search import parallel, parallel_max
+from nnbisim.search.bab_types import BabOptions, OpenBoxes
 from nnbisim.search.decide import decide
 from nnbisim.search.subjects import pair
-from nnbisim.specs.sets import Box, SpecCase
+from nnbisim.specs.sets import Box, InputSet, SpecCase
 from nnbisim.tasks.eps_decision import _unsafe
+from nnbisim.tasks.epsilon import compute_epsilon
+from nnbisim.tasks.options import EpsilonOptions
 
 SAFETY = 300.0
 
@@ -94,3 +97,25 @@ def test_open_boxes_are_dealt_hard_and_easy_alike():
     assert [len(p) for p in parts] == [4, 3, 3]
     assert sorted(np.concatenate([p.ub[:, 0] for p in parts])) == list(range(10))
     assert [p.ub.max() for p in parts] == [9, 8, 7] and all(p.key == "k" for p in parts)
+
+
+def test_eps_bracketed_on_two_workers_is_sound_and_as_tight(scaled, short_slices, tmp_path):
+    n1, n2, top = scaled
+    p1 = save(network_to_model(n1), tmp_path / "a.onnx")
+    p2 = save(network_to_model(n2), tmp_path / "b.onnx")
+    box = InputSet.of(Box([-1.0, -1.0], [1.0, 1.0]))
+    alone = compute_epsilon(p1, p2, box, EpsilonOptions(verifier="bounds", time_budget=60))
+    spread = compute_epsilon(p1, p2, box, EpsilonOptions(verifier="bounds", time_budget=60,
+                                                         workers=2))
+    for rep in (alone, spread):
+        assert rep.certified >= top - 1e-9 and rep.witnessed <= rep.certified
+        assert rep.certified <= 1.02 * rep.witnessed  # the gap closed (1%, rounding)
+    assert spread.searches[-1]["reason"] == "gap" and spread.searches[-1]["boxes"] > 0
+
+
+def test_a_bracket_whose_slices_are_lost_stays_sound(scaled, short_slices):
+    n1, n2, top = scaled
+    recipe = partial(units.eps_problem_dying, n1, n2)
+    res = parallel_max.maximise(recipe, np.zeros(4), np.zeros((4, 2)),
+                                BabOptions(time_budget=30), executor=Executor(workers=2))
+    assert np.all(res.upper == np.inf) and res.reason.value == "budget"
