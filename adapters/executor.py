@@ -20,6 +20,7 @@ from nnbisim.core.pool import (
     OK,
     Feedback,
     Outcome,
+    PoolOptions,
     Progress,
     Unit,
     default_workers,
@@ -58,6 +59,7 @@ class Executor:
     ray: str | None = None
     retries: int = 1
     grace: float = GRACE
+    start: str = "spawn"  # how local workers start (PoolOptions.start); Ray has its own
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -79,9 +81,9 @@ class Executor:
         """Every unit, ``on_outcome`` as each ends (it may hand back more units, or STOP);
         the outcomes in the order they ended."""
         if self.ray is None:
-            return run_local(units, on_outcome, workers=self.slots, retries=self.retries,
-                             initializer=initializer, on_progress=on_progress,
-                             grace=self.grace)
+            return run_local(units, on_outcome, workers=self.slots,
+                             options=PoolOptions(self.retries, self.grace, start=self.start),
+                             initializer=initializer, on_progress=on_progress)
         cpus = self.workers if self.ray == "local" else None
         return run_ray(units, on_outcome, address=self.ray, cpus=cpus, retries=self.retries,
                        initializer=initializer, on_progress=on_progress, grace=self.grace)

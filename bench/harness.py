@@ -27,7 +27,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nnbisim.adapters.executor import Executor
-from nnbisim.core.pool import OK, Outcome, Unit, run_local
+from nnbisim.core.pool import OK, Outcome, PoolOptions, Unit, run_local
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -147,7 +147,7 @@ def run(units: dict[object, tuple], fn: Callable[..., dict], results: Results,
         on_row(results.add(o.value))
     if ray is None:
         run_local(work, landed, workers=jobs, initializer=one_thread,
-                  recycle=fresh_process)
+                  options=PoolOptions(recycle=fresh_process))
     else:
         Executor(workers=jobs, ray=ray).run(work, landed, initializer=one_thread)
 

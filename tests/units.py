@@ -39,18 +39,40 @@ def pid_after(seconds: float) -> int:
     return os.getpid()
 
 
-def pair_dying_once(marker: str, n1, n2):
-    """A subject recipe whose first build kills its worker (the marker file says it did)."""
+def _dying_in_workers(parent: int, marker: str | None) -> None:
+    """Kill this process unless it is ``parent``: once (the marker file records it) if a
+    marker is given, else every time."""
+    if os.getpid() != parent and (marker is None or not Path(marker).exists()):
+        dies() if marker is None else dies_once(marker)
+
+
+def pair_dying_in_workers(parent: int, marker: str | None, n1, n2):
+    """A pair subject whose bounds kill any worker process that computes them (the parent,
+    which builds it first, is spared)."""
+    from dataclasses import replace
+
     from nnbisim.search.subjects import pair
 
-    dies_once(marker)
-    return pair(n1, n2, "diff")
+    subject = pair(n1, n2, "diff")
+
+    def rows(*args):
+        _dying_in_workers(parent, marker)
+        return subject.rows(*args)
+    return replace(subject, rows=rows)
 
 
-def pair_dying(n1, n2):
-    dies()
+def eps_problem_dying_in_workers(parent: int, n1, n2, inputs):
+    """eps's branch and bound problem whose bounds kill any worker process computing them."""
+    from dataclasses import replace
 
+    import numpy as np
 
-def eps_problem_dying(n1, n2):
-    """An eps recipe whose every build kills its worker."""
-    dies()
+    from nnbisim.bounds.objectives import choose_engine
+    from nnbisim.tasks.epsilon import eps_problem
+
+    problem = eps_problem(n1, n2, choose_engine(n1, n2, "auto"), "cpu", np.arange(4), inputs)
+
+    def bound(lo, hi):
+        _dying_in_workers(parent, None)
+        return problem.bound(lo, hi)
+    return replace(problem, bound=bound)

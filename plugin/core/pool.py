@@ -64,6 +64,20 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class PoolOptions:
+    """How the pool treats its workers: a dead worker's unit runs up to ``retries`` more times;
+    a unit ``grace`` seconds past its timeout is killed; ``recycle`` gives every unit a fresh
+    process (measurements that must not inherit a warm one); ``start`` is how workers start:
+    ``spawn`` (a fresh interpreter: safe anywhere, 2-3 s to import nnbisim) or ``fork`` (a copy
+    of this process: instant, for a parent that already holds what the units need)."""
+
+    retries: int = 1
+    grace: float = GRACE
+    recycle: bool = False
+    start: str = "spawn"
+
+
+@dataclass(frozen=True)
 class Progress:
     """Units done of ``total`` after ``elapsed`` seconds (``skipped`` were done before)."""
 
@@ -192,17 +206,15 @@ Feedback = Iterable[Unit] | str | None  # what ``on_outcome`` may return: more u
 
 
 def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
-              workers: int | None = None, retries: int = 1,
+              workers: int | None = None, options: PoolOptions = PoolOptions(),
               initializer: Callable[[], None] | None = None,
-              on_progress: Callable[[Progress], None] | None = None,
-              grace: float = GRACE, recycle: bool = False) -> list[Outcome]:
+              on_progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
     """Run every unit on ``workers`` processes (default: the cores), calling ``on_outcome``
     as each one ends and ``on_progress`` after it; the outcomes, in the order they ended.
-    ``initializer`` runs once in every worker (e.g. to set torch's threads); ``recycle`` gives
-    every unit a fresh process (for measurements that must not inherit a warm one)."""
+    ``initializer`` runs once in every worker (e.g. to set torch's threads)."""
     queue = deque(units)
     total, t0, out = [len(queue)], time.perf_counter(), []
-    pool = _Pool(mp.get_context("spawn"), initializer, recycle)
+    pool = _Pool(mp.get_context(options.start), initializer, options.recycle)
     pool.limit = workers or default_workers()
     for _ in range(min(pool.limit, max(total[0], 1))):
         pool.spawn()
@@ -216,7 +228,7 @@ def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], 
         while ((queue or any(w.unit for w in pool.workers)) and not interrupt.requested()
                and total[0] >= 0):
             _hand_out(pool, queue)
-            _collect(pool, queue, record, retries, grace)
+            _collect(pool, queue, record, options.retries, options.grace)
     finally:
         pool.close()
     return out

@@ -1,12 +1,14 @@
 """One decision's branch and bound on many workers (``--workers N``, or Ray).
 
-:func:`decide` runs in slices: a worker takes a *piece* (a case, and the boxes of it still
-open) and searches it for :data:`SLICE` seconds; what it leaves open comes back and joins the
-queue, dealt into several pieces while there are fewer pieces than twice the workers, so a
-worker that finishes early takes part of another's work (work stealing through the queue, as
-nnenum and Marabou's divide and conquer share theirs). The first slice of each case runs its
-witness search; the later ones resume the open boxes (:class:`~nnbisim.search.bab_types.
-OpenBoxes`), so what a slice proved stays proved and nothing is searched twice.
+:func:`decide` first searches in the coordinator's own process (the witness search, then
+:data:`PRELUDE` boxes per worker), then deals the open boxes into about twice as many pieces as
+workers. A worker takes a piece and searches it for :data:`SLICE` seconds, resuming its boxes
+(:class:`~nnbisim.search.bab_types.OpenBoxes`: what a slice proved stays proved, nothing is
+searched twice, the witness search is not repeated); what it leaves open comes back and joins
+the queue, dealt again while there are fewer pieces than twice the workers, so a worker that
+finishes early takes part of another's work (work stealing through the queue, as nnenum and
+Marabou's divide and conquer share theirs). Local workers are forked from the coordinator, so
+they start at once with the subject already built.
 
 - ``violated`` as soon as a slice finds an input (the caller replays it), the rest killed;
 - ``holds`` only when every piece of every case came back proved;
@@ -39,7 +41,7 @@ from nnbisim.search.decide import CaseRecord, DecideOptions, Decision, How
 from nnbisim.search.subjects import Subject
 from nnbisim.specs.sets import SpecCase
 
-FIRST = 2.0  # seconds of a case's first slice (its witness search and first splits)
+PRELUDE = 16  # boxes per worker the coordinator bounds itself before dealing the open ones
 SLICE = 3.0  # seconds of every later slice
 SLACK = 60.0  # seconds past its slice before a worker is killed
 RETRIES = 2  # times a piece whose worker died goes back to the queue
@@ -60,10 +62,11 @@ def _subject(key: str, recipe: Callable[[], Subject]) -> Subject:
 
 
 def search_slice(key: str, recipe: Callable[[], Subject], case: SpecCase,
-                 resume: OpenBoxes | None, seconds: float, options: DecideOptions) -> dict:
-    """In a worker: one piece searched for ``seconds``."""
+                 resume: OpenBoxes | None, seconds: float, options: DecideOptions,
+                 max_boxes: int | None = None) -> dict:
+    """In a worker: one piece searched for ``seconds`` (and ``max_boxes``)."""
     d = sequential.decide(_subject(key, recipe), [case], seconds, options,
-                          resume=None if resume is None else [resume])
+                          resume=None if resume is None else [resume], max_boxes=max_boxes)
     return {"status": d.status, "x": d.x, "left": d.left[0] if d.left else None,
             "boxes": d.boxes}
 
@@ -86,8 +89,9 @@ class _Piece:
     case: int
     resume: OpenBoxes | None  # None: the whole box, not split yet
     tries: int = 0
-    seconds: float = SLICE
+    seconds: float | None = None  # this piece's slice (None: SLICE)
     searched: bool = False  # its witness search ran (and found nothing)
+    witness: bool = False  # only the case's witness search (no boxes of its own)
 
 
 @dataclass
@@ -109,14 +113,21 @@ class _Run:
 
     def unit(self, piece: _Piece) -> Unit:
         left = self.deadline - time.perf_counter()
-        seconds = max(0.05, min(piece.seconds, left))
+        seconds = max(0.05, min(piece.seconds or SLICE, left))
         self.serial += 1
         name = f"piece {self.serial}"
         self.flying[name] = piece
         opts = replace(self.options, search=False) if piece.searched else self.options
+        if piece.witness:  # the witness search alone: one box bounded after it
+            return Unit(name, search_slice, (self.key, self.recipe, self.cases[piece.case],
+                                             None, left, opts, 1), timeout=left + SLACK)
         return Unit(name, search_slice, (self.key, self.recipe, self.cases[piece.case],
                                          piece.resume, seconds, opts),
                     timeout=seconds + SLACK)
+
+    def open(self) -> bool:
+        """Are boxes still unproved (in a piece queued or in flight)?"""
+        return any(not p.witness for p in self.flying.values())
 
     def landed(self, o: Outcome) -> Feedback:
         piece = self.flying.pop(o.key, None)
@@ -125,8 +136,8 @@ class _Run:
         if o.status != OK:
             piece.tries += 1
             if piece.tries > RETRIES:
-                self.lost = True
-                return None
+                self.lost = self.lost or not piece.witness
+                return None if self.open() else STOP
             return [self.unit(piece)]
         r = o.value
         self.boxes += r["boxes"]
@@ -134,36 +145,64 @@ class _Run:
         if r["status"] is Status.VIOLATED:
             self.x = r["x"]
             return STOP
-        if r["status"] is Status.HOLDS:
-            return None
+        if r["status"] is Status.HOLDS or piece.witness:
+            return None if self.open() else STOP  # proved: a witness search still running
+            # has nothing left to find
         if time.perf_counter() >= self.deadline:
             self.lost = True
             return STOP
         left = r["left"]
         if left is None:  # the witness search took the slice: again, longer, without it
-            return [self.unit(_Piece(piece.case, None, seconds=2 * piece.seconds,
+            return [self.unit(_Piece(piece.case, None, seconds=2 * (piece.seconds or SLICE),
                                      searched=True))]
         n = max(1, min(len(left), 2 * self.slots - len(self.flying)))
         return [self.unit(_Piece(piece.case, part)) for part in dealt(left, n)]
+
+
+def _pieces(d: Decision, slots: int) -> list[_Piece]:
+    """The open boxes the coordinator's own first search left, per case, dealt into about
+    twice as many pieces as workers (in proportion to each case's boxes)."""
+    sizes = [0 if left is None else len(left) for left in d.left]
+    total = max(sum(sizes), 1)
+    out = []
+    for c, left in enumerate(d.left):
+        if left is None:  # not reached by the first search (a witness unit searches it)
+            out.append(_Piece(c, None, searched=True))
+        elif len(left):
+            n = max(1, round(2 * slots * len(left) / total))
+            out += [_Piece(c, part) for part in dealt(left, n)]
+    return out
 
 
 def decide(recipe: Callable[[], Subject], cases: Sequence[SpecCase], time_budget: float,
            options: DecideOptions = DecideOptions(), *, executor: Executor | None = None,
            max_boxes: int | None = None) -> Decision:
     """:func:`nnbisim.search.decide.decide` of ``recipe()`` on ``executor``'s workers (see the
-    module docstring); sequential in this process with one worker, none, or ``max_boxes``."""
+    module docstring); sequential in this process with one worker, none, or ``max_boxes``.
+    The coordinator runs the witness search and the first :data:`PRELUDE` boxes per worker
+    itself, then deals what is open; local workers are forked from it (no start-up)."""
     t0 = time.perf_counter()
     if executor is None or (executor.slots == 1 and executor.ray is None) or max_boxes:
         return sequential.decide(recipe(), cases, time_budget, options, max_boxes=max_boxes)
-    run = _Run(recipe, hashlib.sha256(pickle.dumps(recipe)).hexdigest(), cases, options,
-               t0 + time_budget, executor.slots)
-    first = [run.unit(_Piece(c, None, seconds=FIRST)) for c in range(len(cases))]
-    warmups = [Unit(f"warm {k}", warm) for k in range(max(0, executor.slots - len(first)))]
-    executor.run([*first, *warmups], run.landed, initializer=warm)
+    key = hashlib.sha256(pickle.dumps(recipe)).hexdigest()
+    _SUBJECTS[key] = subject = recipe()  # forked workers inherit it
+    first = sequential.decide(subject, cases, time_budget, replace(options, search=False),
+                              max_boxes=PRELUDE * executor.slots)
+    if first.status is not Status.TIMEOUT or time.perf_counter() - t0 >= time_budget:
+        return first
+    run = _Run(recipe, key, cases, options, t0 + time_budget, executor.slots,
+               boxes=first.boxes)
+    local = executor.ray is None
+    spread = replace(executor, start="fork") if local else executor
+    witnesses = [_Piece(c, None, witness=True) for c in range(len(cases))] if options.search \
+        else []
+    spread.run([run.unit(p) for p in [*witnesses, *_pieces(first, executor.slots)]],
+               run.landed, initializer=warm)
     seconds = time.perf_counter() - t0
     note = (CaseRecord(0, How.BAB, boxes=run.boxes, seconds=round(seconds, 3),
-                       open=len(run.flying), slices=run.slices),)
+                       open=sum(not p.witness for p in run.flying.values()),
+                       slices=run.slices),)
     if run.x is not None:
         return Decision(Status.VIOLATED, run.x, seconds, note)
-    proved = not run.flying and not run.lost  # every piece came back proved
+    proved = not run.open() and not run.lost  # every piece came back proved
     return Decision(Status.HOLDS if proved else Status.TIMEOUT, None, seconds, note)

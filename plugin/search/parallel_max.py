@@ -53,16 +53,14 @@ class _Max:
     deadline: float
     slots: int
     settled: np.ndarray  # bounds of what finished slices closed or left settled
-    flying: dict[str, tuple[OpenBoxes | None, int]] = field(default_factory=dict)
+    flying: dict[str, tuple[OpenBoxes, int]] = field(default_factory=dict)
     boxes: int = 0
     serial: int = 0
     progress: Progress | None = None
     lost: bool = False  # a slice given up on: its boxes' bounds are in ``settled``
-    start_ub: np.ndarray | None = None  # the whole set's bound, while its first slice runs
 
-    def unit(self, piece: OpenBoxes | None, tries: int = 0) -> Unit:
-        seconds = max(0.05, min(parallel.FIRST if piece is None else parallel.SLICE,
-                                self.deadline - time.perf_counter()))
+    def unit(self, piece: OpenBoxes, tries: int = 0) -> Unit:
+        seconds = max(0.05, min(parallel.SLICE, self.deadline - time.perf_counter()))
         self.serial += 1
         name = f"slice {self.serial}"
         self.flying[name] = (piece, tries)
@@ -75,10 +73,8 @@ class _Max:
         """The certified bound per objective now."""
         top = np.maximum(self.settled, self.best)
         for piece, _ in self.flying.values():
-            ub = self.start_ub if piece is None else (piece.ub.max(axis=0) if len(piece)
-                                                         else None)
-            if ub is not None:
-                top = np.maximum(top, ub)
+            if piece is not None and len(piece):
+                top = np.maximum(top, piece.ub.max(axis=0))
         return top
 
     def landed(self, o: Outcome) -> Feedback:
@@ -93,9 +89,7 @@ class _Max:
             return [self.unit(piece, tries + 1)]
         return self._take(o.value)
 
-    def _bound_of(self, piece: OpenBoxes | None) -> np.ndarray:
-        if piece is None:
-            return np.full_like(self.best, np.inf)
+    def _bound_of(self, piece: OpenBoxes) -> np.ndarray:
         return piece.ub.max(axis=0) if len(piece) else self.settled
 
     def _take(self, r: BabResult) -> Feedback:
@@ -123,15 +117,23 @@ def maximise(recipe: Callable[[], BabProblem], start_values: np.ndarray, start_x
              options: BabOptions, *, executor: Executor,
              progress: Progress | None = None) -> BabResult:
     """:func:`~nnbisim.search.input_bab.input_bab` of ``recipe()`` on ``executor``'s workers
-    within ``options.time_budget`` (see the module docstring); no boxes are handed back."""
+    within ``options.time_budget`` (see the module docstring); no boxes are handed back. The
+    coordinator bounds the first ``parallel.PRELUDE`` boxes per worker itself; local workers
+    are forked from it."""
     t0 = time.perf_counter()
-    best = np.asarray(start_values, np.float64).copy()
-    run = _Max(recipe, hashlib.sha256(pickle.dumps(recipe)).hexdigest(), options, best,
-               np.atleast_2d(np.asarray(start_x, np.float64)).copy(),
-               t0 + options.time_budget, executor.slots, np.full_like(best, -np.inf),
-               progress=progress, start_ub=np.full_like(best, np.inf))
-    warmups = [Unit(f"warm {k}", warm) for k in range(executor.slots - 1)]
-    executor.run([run.unit(None), *warmups], run.landed, initializer=warm)
+    key = hashlib.sha256(pickle.dumps(recipe)).hexdigest()
+    _PROBLEMS[key] = problem = recipe()  # forked workers inherit it
+    first = input_bab(problem, start_values, start_x,
+                      replace(options, max_boxes=parallel.PRELUDE * executor.slots),
+                      progress=progress)
+    if first.complete or first.left is None or time.perf_counter() - t0 >= options.time_budget:
+        return first
+    run = _Max(recipe, key, options, first.value.copy(), first.x.copy(),
+               t0 + options.time_budget, executor.slots, first.left.closed.copy(),
+               boxes=first.boxes, progress=progress)
+    spread = replace(executor, start="fork") if executor.ray is None else executor
+    spread.run([run.unit(part) for part in dealt(first.left, 2 * executor.slots)],
+               run.landed, initializer=warm)
     upper = run.upper()
     done = not run.flying and not run.lost
     reason = StopReason.GAP if done else StopReason.BUDGET

@@ -11,7 +11,7 @@ import units
 from nnbisim.adapters.executor import Executor
 from nnbisim.core import interrupt
 from nnbisim.core.errors import InputError
-from nnbisim.core.pool import Unit, run_local
+from nnbisim.core.pool import PoolOptions, Unit, run_local
 
 ray = pytest.importorskip("ray")
 ray.cloudpickle.register_pickle_by_value(units)  # Ray's workers do not see tests/ on sys.path
@@ -44,8 +44,8 @@ def test_every_unit_ends_once_with_its_outcome(tmp_path, backend):
 def test_the_pool_reports_progress_and_replaces_dead_workers(tmp_path):
     seen = []
     out = run_local([Unit(str(k), units.pid_after, (0.05,)) for k in range(6)]
-                    + [Unit("dies", units.dies)], lambda o: None, workers=2, retries=2,
-                    on_progress=seen.append)
+                    + [Unit("dies", units.dies)], lambda o: None, workers=2,
+                    options=PoolOptions(retries=2), on_progress=seen.append)
     assert [p.done for p in seen] == list(range(1, 8)) and seen[-1].total == 7
     dead = [o for o in out if o.key == "dies"][0]
     assert dead.attempts == 3 and dead.status == "error"
