@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,6 +32,15 @@ def one_torch_thread() -> None:
     """A worker's start: torch on one thread (one unit per core), freed memory kept."""
     torch.set_num_threads(1)
     keep_freed_memory()
+
+
+def forked(executor: Executor) -> Executor:
+    """``executor`` with local workers forked from this process (no start-up, and what this
+    process built is theirs) where that is safe: torch on one thread here (a process that ran
+    torch's thread pool may hang its forked children), else spawned."""
+    if executor.ray is not None or torch.get_num_threads() != 1:
+        return executor
+    return replace(executor, start="fork")
 
 
 def run_here(units: Iterable[Unit], on_outcome: Callable[[Outcome], None]) -> list[Outcome]:

@@ -174,6 +174,8 @@ def _repair(sub) -> None:
                    help="calibrate the activation quantization before retraining, or keep N2's")
     r.add_argument("--data", type=Path, help="the data folder (default ../shared/data)")
     r.add_argument("--seed", type=int, default=REPAIR.seed, help="sampling and training seed")
+    workers(r, "regions certified at a time, each in its own process (default 1: one after "
+            "another in this process)")
     out_file(r, "the repaired int8 ONNX file to write")
     finish(r)
 

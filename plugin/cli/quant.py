@@ -104,7 +104,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     acc = accuracy_on(images[held], labels[held])
     opts = RepairOptions(target_ratio=args.target_ratio, lam=args.lam, rounds=args.rounds,
                          epochs=args.epochs, samples=args.samples, qparams=args.qparams,
-                         seed=args.seed)
+                         seed=args.seed, workers=args.workers or 1, ray=args.ray)
     rep = repair(n1, n2, regions, opts, replay=images[np.array(list(TRAIN))], accuracy=acc,
                  progress=progress_to_stderr(time.perf_counter(), args.quiet))
     path = save_model(quantized_to_model(rep.network), args.out_file, force=args.force)

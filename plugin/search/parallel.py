@@ -7,8 +7,8 @@ workers. A worker takes a piece and searches it for :data:`SLICE` seconds, resum
 searched twice, the witness search is not repeated); what it leaves open comes back and joins
 the queue, dealt again while there are fewer pieces than twice the workers, so a worker that
 finishes early takes part of another's work (work stealing through the queue, as nnenum and
-Marabou's divide and conquer share theirs). Local workers are forked from the coordinator, so
-they start at once with the subject already built.
+Marabou's divide and conquer share theirs). Local workers are forked from the coordinator
+(when torch runs on one thread here), so they start at once with the subject already built.
 
 - ``violated`` as soon as a slice finds an input (the caller replays it), the rest killed;
 - ``holds`` only when every piece of every case came back proved;
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnbisim.adapters.executor import Executor, one_torch_thread
+from nnbisim.adapters.executor import Executor, forked, one_torch_thread
 from nnbisim.core.pool import OK, STOP, Feedback, Outcome, Unit
 from nnbisim.core.verdict import Status
 from nnbisim.search import decide as sequential
@@ -192,8 +192,7 @@ def decide(recipe: Callable[[], Subject], cases: Sequence[SpecCase], time_budget
         return first
     run = _Run(recipe, key, cases, options, t0 + time_budget, executor.slots,
                boxes=first.boxes)
-    local = executor.ray is None
-    spread = replace(executor, start="fork") if local else executor
+    spread = forked(executor)
     witnesses = [_Piece(c, None, witness=True) for c in range(len(cases))] if options.search \
         else []
     spread.run([run.unit(p) for p in [*witnesses, *_pieces(first, executor.slots)]],

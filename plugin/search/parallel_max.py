@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnbisim.adapters.executor import Executor
+from nnbisim.adapters.executor import Executor, forked
 from nnbisim.core.pool import OK, STOP, Feedback, Outcome, Unit
 from nnbisim.search import parallel
 from nnbisim.search.bab_types import BabOptions, BabProblem, BabResult, OpenBoxes
@@ -131,7 +131,7 @@ def maximise(recipe: Callable[[], BabProblem], start_values: np.ndarray, start_x
     run = _Max(recipe, key, options, first.value.copy(), first.x.copy(),
                t0 + options.time_budget, executor.slots, first.left.closed.copy(),
                boxes=first.boxes, progress=progress)
-    spread = replace(executor, start="fork") if executor.ray is None else executor
+    spread = forked(executor)
     spread.run([run.unit(part) for part in dealt(first.left, 2 * executor.slots)],
                run.landed, initializer=warm)
     upper = run.upper()

@@ -108,7 +108,9 @@ class RepairOptions:
     discrepancy is at most ``target_ratio`` of its initial value, at most ``rounds`` rounds of
     ``epochs`` epochs each, ``samples`` per region, targets stepped by ``1 / lam``, Adam at
     ``lr``; ``qparams``: ``calibrate`` the activation quantization first, or ``keep`` N2's;
-    inputs lie in ``domain``; each certification gets ``certify_budget`` seconds."""
+    inputs lie in ``domain``; each certification gets ``certify_budget`` seconds, the regions
+    on ``workers`` processes at a time (None: the cores; 1: in this process) or on Ray
+    (``ray``)."""
 
     target_ratio: float = 0.67
     lam: float = 10.0
@@ -120,3 +122,5 @@ class RepairOptions:
     lr: float = 1e-3
     certify_budget: float = 30.0
     seed: int = 0
+    workers: int | None = 1
+    ray: str | None = None

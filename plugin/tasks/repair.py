@@ -35,12 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nnbisim.adapters.executor import Executor, one_torch_thread
 from nnbisim.adapters.mnist import TRAIN, load_test_set, paper_images, patch_box
 from nnbisim.adapters.options import QPARAMS
 from nnbisim.adapters.repair import QATNet, retrain
 from nnbisim.bounds.qbounds import Discrepancy, DiscrepancyOptions, discrepancy
-from nnbisim.core.errors import InputError
+from nnbisim.core.errors import InputError, NnbisimError
 from nnbisim.core.model import Network
+from nnbisim.core.pool import OK, Outcome, Unit
 from nnbisim.core.quant import QuantizedNetwork
 from nnbisim.specs.io import read_input_set
 from nnbisim.tasks.options import RepairOptions
@@ -111,10 +113,23 @@ class RepairReport:
                 "rounds": [r.to_json() for r in self.rounds], "seconds": self.seconds}
 
 
-def _certify(n1: Network, n2: QuantizedNetwork, regions: Sequence[Region], budget: float
+def _certify(n1: Network, n2: QuantizedNetwork, regions: Sequence[Region], o: RepairOptions
              ) -> list[Discrepancy]:
-    opts = DiscrepancyOptions(time_budget=budget)
-    return [discrepancy(n1, n2, r.lower, r.upper, opts) for r in regions]
+    """Every region's certified discrepancy, each its own unit on the executor unless
+    ``o.workers`` is 1 (a unit is killed at twice its budget plus a minute)."""
+    opts = DiscrepancyOptions(time_budget=o.certify_budget)
+    ex = Executor(workers=o.workers, ray=o.ray)
+    if ex.slots == 1 and ex.ray is None or len(regions) == 1:
+        return [discrepancy(n1, n2, r.lower, r.upper, opts) for r in regions]
+    got: dict[int, Outcome] = {}
+    ex.run([Unit(str(k), discrepancy, (n1, n2, r.lower, r.upper, opts),
+                 timeout=2 * o.certify_budget + 60) for k, r in enumerate(regions)],
+           lambda out: got.__setitem__(int(out.key), out), initializer=one_torch_thread)
+    for k, r in enumerate(regions):
+        if k not in got or got[k].status != OK:
+            why = got[k].message if k in got else "interrupted"
+            raise NnbisimError(f"region {r.name}: its discrepancy was not certified ({why})")
+    return [got[k].value for k in range(len(regions))]
 
 
 def _record(k: int, stage: Stage, ds: list[Discrepancy], acc: float | None, t: float,
@@ -153,7 +168,7 @@ class _Loop:
         self.n1, self.regions, self.opts, self.accuracy = n1, regions, options, accuracy
         self.t0 = time.perf_counter()
         self.net, self.model = n2, QATNet(n2)
-        self.ds = _certify(n1, n2, regions, options.certify_budget)
+        self.ds = _certify(n1, n2, regions, options)
         self.history = [self.record(0, Stage.INITIAL)]
         self.targets = np.array(self.history[0].certified) * options.target_ratio
 
@@ -169,7 +184,7 @@ class _Loop:
         self.model.calibrate(torch.tensor(np.concatenate([xs, replay]), dtype=torch.float32),
                              self.opts.domain)
         self.net = self.model.export()
-        self.ds = _certify(self.n1, self.net, self.regions, self.opts.certify_budget)
+        self.ds = _certify(self.n1, self.net, self.regions, self.opts)
         self.history.append(self.record(0, Stage.CALIBRATED))
 
     def retrain(self, k: int, xs: np.ndarray, replay: np.ndarray) -> None:
@@ -188,7 +203,7 @@ class _Loop:
                       np.concatenate([y_regions, y_replay]), epochs=o.epochs, lr=o.lr,
                       seed=o.seed + k)
         self.net = self.model.export()
-        self.ds = _certify(n1, self.net, self.regions, o.certify_budget)
+        self.ds = _certify(n1, self.net, self.regions, o)
         self.history.append(self.record(k, Stage.RETRAINED, log.loss))
 
 

@@ -17,7 +17,7 @@ from nnbisim.cli.main import main
 from nnbisim.core.errors import InputError
 from nnbisim.core.quant import QuantizedNetwork
 from nnbisim.tasks.options import RepairOptions
-from nnbisim.tasks.repair import Region, accuracy_on, repair
+from nnbisim.tasks.repair import Region, _certify, accuracy_on, repair
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,14 @@ def test_repair_and_discrepancy_commands(tmp_path, capsys, paper, mnist):
     for o in box["outputs"]:
         assert o["min"]["certified"] <= d[:, o["index"]].min()
         assert o["max"]["certified"] >= d[:, o["index"]].max()
+
+
+def test_regions_certified_on_two_workers_as_in_one_process(paper, mnist):
+    n1, n2 = load_torch(paper[0]), load_torch(paper[1])
+    x, _ = mnist
+    regions = [Region(str(i), *patch_box(x[i])) for i in (12, 14, 16)]
+    alone = _certify(n1, n2, regions, RepairOptions(workers=1))
+    spread = _certify(n1, n2, regions, RepairOptions(workers=2))
+    for a, b in zip(alone, spread, strict=True):
+        assert np.allclose(a.eps_certified, b.eps_certified, rtol=1e-9, atol=1e-12)
+        assert np.allclose(a.eps_witnessed, b.eps_witnessed, rtol=1e-9, atol=1e-12)
