@@ -3,7 +3,7 @@
 # NETWORK is one ONNX path or a VNN-COMP 2026 list of (name, path) pairs; relative paths are
 # looked up from the current folder and then from the VNN-LIB file's folders upwards.
 # RESULTFILE gets sat (with a replayed counterexample), unsat, timeout, unknown or error.
-# NNBISIM_WORKERS=N spreads a two-network query's branch and bound over N processes (default 1).
+# NNBISIM_WORKERS=N spreads the own branch and bound over N processes (default: every core).
 set -uo pipefail
 if [ "$#" -ne 6 ] || [ "$1" != "v1" ]; then
     echo "usage: run_instance.sh v1 CATEGORY NETWORK VNNLIB RESULTFILE TIMEOUT" >&2
@@ -12,7 +12,7 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${NNBISIM_PYTHON:-$here/.venv/bin/python}"
 rm -f "$5"  # an earlier answer must not survive this run being killed
-"$python" -m nnbisim.cli vnncomp run "$3" "$4" "$5" "$6" --workers "${NNBISIM_WORKERS:-1}"
+"$python" -m nnbisim.cli vnncomp run "$3" "$4" "$5" "$6" --workers "${NNBISIM_WORKERS:-$(nproc)}"
 code=$?
 if [ ! -s "$5" ]; then
     echo "error" > "$5"

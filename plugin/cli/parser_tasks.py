@@ -253,8 +253,8 @@ def add_vnncomp(sub) -> None:
     r.add_argument("result", type=Path, metavar="RESULTFILE", help="where the answer goes")
     r.add_argument("timeout", type=float, metavar="TIMEOUT", help="seconds")
     r.add_argument("--base", type=Path, help="folder the network field's paths are relative to")
-    workers(r, "a two-network query's branch and bound on N processes (default 1: this "
-            "process; run_instance.sh takes it from NNBISIM_WORKERS)")
+    workers(r, "the own branch and bound on N processes (default 1: this process; "
+            "run_instance.sh passes NNBISIM_WORKERS, default every core)")
     r.set_defaults(check=checks.vnncomp_run)
 
     _solve(vs)

@@ -27,7 +27,6 @@ from nnbisim.adapters.replay import confirm_violation
 from nnbisim.core.errors import NnbisimError, SpecError, UnsupportedModelError
 from nnbisim.core.verdict import Status, Verdict
 from nnbisim.search import parallel
-from nnbisim.search.decide import decide
 from nnbisim.search.subjects import pair, subject_of
 from nnbisim.specs._text import read_text, write_text
 from nnbisim.specs.coupled import CoupledQuery
@@ -131,8 +130,8 @@ def _decide_coupled(field: str, query: CoupledQuery, timeout: float, base: Path 
     return _undecided(a.status)
 
 
-def _own_then_marabou(model: Path, cases: list[SpecCase], timeout: float
-                      ) -> tuple[Status, np.ndarray | None]:
+def _own_then_marabou(model: Path, cases: list[SpecCase], timeout: float,
+                      executor: Executor | None) -> tuple[Status, np.ndarray | None]:
     """The own engine, then Marabou on what it leaves (one disjunct per query)."""
     t0 = time.perf_counter()
     status, x = Status.UNKNOWN, None
@@ -142,7 +141,7 @@ def _own_then_marabou(model: Path, cases: list[SpecCase], timeout: float
         net = None
     if net is not None:
         own = own_budget(timeout - (time.perf_counter() - t0), _queries(cases))
-        d = decide(subject_of(model, net), cases, own)
+        d = parallel.decide(partial(subject_of, model, net), cases, own, executor=executor)
         status, x = d.status, d.x
     if status in (Status.HOLDS, Status.VIOLATED):
         return status, x
@@ -153,9 +152,10 @@ def _own_then_marabou(model: Path, cases: list[SpecCase], timeout: float
     return status, x
 
 
-def _decide_one(model: Path, vnnlib_path: Path, timeout: float) -> Answer:
+def _decide_one(model: Path, vnnlib_path: Path, timeout: float, executor: Executor | None
+                ) -> Answer:
     cases = read_spec_cases(vnnlib_path)
-    status, x = _own_then_marabou(model, cases, timeout)
+    status, x = _own_then_marabou(model, cases, timeout, executor)
     if status is Status.HOLDS:
         return Status.HOLDS, ""
     if status is Status.VIOLATED and x is not None:
@@ -177,8 +177,9 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
     """Decide one VNN-COMP instance within ``timeout`` seconds, write ``result`` and return the
     answer (``result`` says it in VNN-COMP's words: ``sat``, ``unsat``, ...). Errors in the
     instance itself (missing files, malformed VNN-LIB) are written as ``error`` with the reason
-    and re-raised for the caller's exit code. ``executor``: a two-network query's branch and
-    bound on its workers (:mod:`nnbisim.search.parallel`; None: in this process)."""
+    and re-raised for the caller's exit code. ``executor``: the own engine's branch and bound
+    on its workers (:mod:`nnbisim.search.parallel`; None: in this process; a coupled query's
+    search stays in this process)."""
     vnnlib_path = Path(vnnlib_path)
     base_path = Path(base) if base is not None else find_base(field, vnnlib_path)
     try:
@@ -192,7 +193,7 @@ def run_instance(field: str, vnnlib_path: str | Path, result: str | Path, timeou
         elif len(nets) == 2 and two:
             status, cex = _decide_two(field, vnnlib_path, spec, timeout, base_path, executor)
         elif len(nets) == 1 and not two:
-            status, cex = _decide_one(nets[0][1], vnnlib_path, timeout)
+            status, cex = _decide_one(nets[0][1], vnnlib_path, timeout, executor)
         else:
             status, cex = Status.UNKNOWN, ""
             log.warning("%d networks for a query over %s: not supported", len(nets),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nnbisim.adapters.executor import Executor, one_torch_thread
 from nnbisim.core.errors import InputError, NnbisimError, OverwriteError
-from nnbisim.core.pool import OK, TIMEOUT, Outcome, Progress, Unit
+from nnbisim.core.pool import OK, TIMEOUT, Outcome, Progress, Unit, default_workers
 from nnbisim.specs.results import RESULT_WORDS
 from nnbisim.verifiers.vnncomp_tool import VnncompVerifier
 from nnbisim.vnncomp.formats import Instance, format_network_field, read_instances
@@ -43,8 +43,11 @@ class SolveOptions:
     fresh: bool = False
 
 
-def solve_unit(inst: Instance, limit: float, tool: str, base: Path) -> dict:
-    """In a worker: one instance answered within ``limit`` seconds, its sat checked."""
+def solve_unit(inst: Instance, limit: float, tool: str, base: Path, cores: int = 1) -> dict:
+    """In a worker: one instance answered within ``limit`` seconds, its sat checked. A tool's
+    scripts see ``NNBISIM_WORKERS=cores`` (unless set): nnbisim's own ``run_instance.sh`` then
+    spreads its search over this worker's share of the cores, not all of them."""
+    os.environ.setdefault("NNBISIM_WORKERS", str(cores))
     net = (str(inst.networks[0][1]) if len(inst.networks) == 1 and not inst.field.startswith("[")
            else format_network_field([(n, str(p)) for n, p in inst.networks]))
     with tempfile.TemporaryDirectory(prefix="nnbisim-solve-") as tmp:
@@ -126,7 +129,8 @@ def solve(bench: Path, results: Path, executor: Executor, opts: SolveOptions = S
     done = {_key(r) for r in read_rows(results)}
     by_key = {str(i.line): i for i in instances if (i.field, i.prop) not in done}
     results.parent.mkdir(parents=True, exist_ok=True)
-    units = [Unit(k, solve_unit, (i, i.timeout * opts.timeout_factor, opts.tool, bench),
+    cores = 1 if executor.ray is not None else max(1, default_workers() // executor.slots)
+    units = [Unit(k, solve_unit, (i, i.timeout * opts.timeout_factor, opts.tool, bench, cores),
                   timeout=i.timeout * opts.timeout_factor + UNIT_SLACK)
              for k, i in by_key.items()]
     executor.run(units, lambda o: _append(results, _row(by_key[o.key], o)),
