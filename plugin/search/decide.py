@@ -26,6 +26,9 @@ from nnbisim.search.subjects import Subject
 from nnbisim.specs.sets import SpecCase
 
 MIN_SHARE = 0.05  # seconds: a case given less is not searched (its record says budget)
+# of the budget, at most, for the witness searches' climbs (their samples always run): on a
+# 784-input top-1 decision the climbs alone took 31 s of a 20 s budget
+WITNESS_SHARE = 0.5
 
 
 class Focus(enum.StrEnum):
@@ -56,7 +59,8 @@ class DecideOptions:
     ``search``: False skips the witness search of cases searched from scratch (the caller ran
     one on the same outputs; the box's centre stands in for its best point). ``samples``:
     random points per box seeding the witness search's ``restarts`` climbs of ``climb_steps``
-    steps (default: 2,000,000 / input size, within 1,024 and 200,000). ``bab``: the branch and
+    steps (default: 2,000,000 / input size, within 1,024 and 200,000); the climbs stop once
+    :data:`WITNESS_SHARE` of the budget has passed. ``bab``: the branch and
     bound's other options (its budget, split rule and target are set per case).
     """
 
@@ -118,9 +122,10 @@ class Decision:
 
 
 def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts: DecideOptions,
-            rng: np.random.Generator) -> tuple[list, tuple | None]:
-    """Per case the best margins known and their inputs (the witness search, or the resumed
-    boxes' centres); and ``(case, margin, x)`` as soon as a witness reaches a polytope."""
+            rng: np.random.Generator, deadline: float) -> tuple[list, tuple | None]:
+    """Per case the best margins known and their inputs (the witness search, its climbs
+    stopped at ``deadline``, or the resumed boxes' centres); and ``(case, margin, x)`` as soon
+    as a witness reaches a polytope."""
     starts = []
     samples = opts.samples_for(cases[0].box.dim)
     for c, (case, m, opened) in enumerate(zip(cases, margins, again, strict=True)):
@@ -131,7 +136,7 @@ def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts
         if not opts.search:
             starts.append(best_of(m, case.box.center[None]))
             continue
-        g, x = falsify(m, case.box, rng, samples, opts.restarts, opts.climb_steps)
+        g, x = falsify(m, case.box, rng, samples, opts.restarts, opts.climb_steps, deadline)
         starts.append((g, x))
         if g.max() >= 0:
             return starts, (c, float(g.max()), x[int(np.argmax(g))])
@@ -197,7 +202,8 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
     margins = [Margins(subject, case.unsafe.disjuncts, options.combine) for case in cases]
     keys = [resume_key(subject, case, options) for case in cases]
     again = _checked_resume(resume, keys)
-    starts, hit = _starts(cases, margins, again, options, np.random.default_rng(options.seed))
+    starts, hit = _starts(cases, margins, again, options, np.random.default_rng(options.seed),
+                          t0 + WITNESS_SHARE * time_budget)
     if hit is not None:
         c, margin, x = hit
         say(f"witness in box {c}: margin {margin:.3g}")

@@ -143,17 +143,18 @@ class Margins:
 
 
 def falsify(m: Margins, box: Box, rng: np.random.Generator, samples: int, restarts: int,
-             steps: int) -> tuple[np.ndarray, np.ndarray]:
+             steps: int, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per unsafe polytope the best margin found and its input: samples of the box, then hill
     climbs from the best of them for each polytope. Every climb's end counts for every
     polytope: a climb towards one polytope can end deeper in another than that one's own
     climbs (seen on a float16 copy of ACAS Xu 2_1 over property 1's box: the best point for
-    ``(y1 - y2)_0 >= t`` was the end of a climb aimed at another polytope)."""
+    ``(y1 - y2)_0 >= t`` was the end of a climb aimed at another polytope). Past ``deadline``
+    (a ``time.perf_counter()`` value) the climbs stop where they are."""
     x = np.concatenate([box.center[None], box.sample(samples, rng)])
     g = m.value(x)  # (N, K)
     top = np.argsort(-g, axis=0)[:restarts].T  # (K, P)
     lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
-    ends = climb(m.symbolic, torch.tensor(x[top]), lo, hi, steps).numpy()  # (K, P, n)
+    ends = climb(m.symbolic, torch.tensor(x[top]), lo, hi, steps, deadline).numpy()  # (K,P,n)
     cand = np.concatenate([x[top[:, 0]], ends.reshape(-1, box.dim)])
     return best_of(m, cand)
 

@@ -18,6 +18,7 @@ from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
 from nnbisim.search.decide import DecideOptions, decide
+from nnbisim.search.margins import Margins, falsify
 from nnbisim.search.subjects import pair, single, through
 from nnbisim.specs.discrepancy import violation_property
 from nnbisim.specs.sets import Box, InputSet, OutputConstraint, Polytope, SpecCase
@@ -325,3 +326,18 @@ def test_branch_and_bound_samples_its_open_boxes_for_counterexamples(acas_dir):
     v = get_verifier("bounds").check(model, prop, 60)
     assert v.status is Status.VIOLATED, v.message
     assert v.counterexample is not None and v.message == "box 0: found"  # by the search
+
+
+def test_the_witness_climbs_stop_at_their_deadline():
+    net = random_network([3, 16, 16, 2], np.random.default_rng(3))
+    polys = (Polytope(np.array([[1.0, -1.0]]), [0.0]), Polytope(np.array([[-1.0, 1.0]]), [0.0]))
+    m = Margins(single(net), polys)
+    box = Box([-1.0] * 3, [1.0] * 3)
+
+    def run(steps, deadline):
+        return falsify(m, box, np.random.default_rng(0), 256, 8, steps, deadline)
+    past = run(100, 0.0)  # a deadline already gone: one step of each climb, then stop
+    for a, b in zip(past, run(1, None), strict=True):
+        assert np.array_equal(a, b)
+    longer = run(100, None)
+    assert np.all(longer[0] >= past[0])  # more steps never lose ground
