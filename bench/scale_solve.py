@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -86,11 +87,29 @@ def solve_row(config: str, folder: Path) -> dict:
 
 
 def overhead_row(backend: str, units: int) -> dict:
-    ex = Executor(workers=4, ray="local" if backend == "ray" else None)
+    """``units`` naps on 4 slots: the pool, a local Ray instance, or a Ray cluster of a head
+    (no CPUs) and two worker nodes of 2 CPUs each, all local processes (ray.cluster_utils,
+    Ray's own multi-node simulation; its start-up is not timed)."""
+    cluster = None
+    if backend == "ray cluster":
+        from ray.cluster_utils import Cluster  # noqa: PLC0415 - only this part needs it
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as nnbisim's own connect does
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        for _ in range(2):
+            cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+    ray = {"pool": None, "ray": "local", "ray cluster": cluster and cluster.address}[backend]
+    ex = Executor(workers=4 if backend != "ray cluster" else None, ray=ray)
     work = [Unit(str(k), nap, (NAP,)) for k in range(units)]
     t0 = time.perf_counter()
-    ex.run(work, lambda o: None)
-    wall = time.perf_counter() - t0
+    try:
+        ex.run(work, lambda o: None)
+        wall = time.perf_counter() - t0
+    finally:
+        if cluster is not None:
+            import ray as ray_module  # noqa: PLC0415
+            ray_module.shutdown()
+            cluster.shutdown()
     return {"part": "overhead", "config": f"{backend} 4 slots", "wall_s": round(wall, 2),
             "units": units, "per_unit_ms": round((wall * 4 - units * NAP) / units * 1e3, 2)}
 
@@ -151,19 +170,21 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--eps-budget", type=float, default=10.0)
     ap.add_argument("--units", type=int, default=400)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help="solve with these (empty: only the overhead part)")
     args = ap.parse_args()
     res = Results(args.results, args.fresh, check=not args.summarise)
     if not args.summarise:
         done = {(r["part"], r["config"], r.get("units")) for r in res.rows}
-        folder = slice_folder(args.networks.split(","), args.timeout, args.eps_budget)
-        print(f"slice: {folder}", flush=True)
-        for config in args.configs.split(","):
+        if args.configs:
+            folder = slice_folder(args.networks.split(","), args.timeout, args.eps_budget)
+            print(f"slice: {folder}", flush=True)
+        for config in [c for c in args.configs.split(",") if c]:
             if ("solve", config, None) not in done:
                 print(f"solving with {config}", flush=True)
                 res.add(solve_row(config, folder))
                 summarise(res)
-        for backend in ("pool", "ray"):
+        for backend in ("pool", "ray", "ray cluster"):
             for n in (args.units, 2 * args.units):
                 if ("overhead", f"{backend} 4 slots", n) not in done:
                     res.add(overhead_row(backend, n))
