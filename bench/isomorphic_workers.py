@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import _threads  # noqa: F401 - first: one thread per process
+from acas import network_file
 from harness import WORK, Results, cli_process, parser
 from vnncomp_pairs import TIMEOUT, _instance
 
@@ -22,7 +23,11 @@ NETS = "1_1,1_6,2_4,2_9,3_3,3_7,4_5,5_9"
 
 
 def answer(net: str, workers: int, work: Path) -> dict:
-    field, query = _instance(work, net)
+    query = work / f"q_{net}" / "diff_inf.vnnlib"
+    if query.exists():  # written for the other worker count
+        field = f"[('f', '{network_file(net)}'), ('g', '{work / f'g_{net}.onnx'}')]"
+    else:
+        field, query = _instance(work, net)
     result = work / f"result_{net}_{workers}.txt"
     seconds, code, _, err = cli_process(["vnncomp", "run", field, str(query), str(result),
                                          str(TIMEOUT), "--workers", str(workers)], work, None,
