@@ -77,6 +77,8 @@ def _assure(sub) -> None:
     device(a)
     a.add_argument("--workdir", type=Path,
                    help="keep the network --compress makes in this folder (default: not kept)")
+    workers(a, "the branch and bounds (through N2, and on N1 directly) on N processes "
+            "(default 1: this process; a --max-boxes limit keeps them in one)")
     finish(a)
 
 

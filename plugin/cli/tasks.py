@@ -85,7 +85,8 @@ def cmd_assure(args: argparse.Namespace) -> int:
                              quick_direct=args.quick_direct,
                              compressed_share=args.compressed_share, verifier=args.verifier,
                              refine=args.refine, device=resolve_device(args.device),
-                             max_boxes=args.max_boxes)
+                             max_boxes=args.max_boxes, workers=args.workers or 1,
+                             ray=args.ray)
         rep = assure(args.n1, cases, n2_path, opts,
                      progress=progress_to_stderr(time.perf_counter(), args.quiet))
     data = rep.to_json()

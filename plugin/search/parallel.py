@@ -110,6 +110,7 @@ class _Run:
     slices: int = 0  # slices that came back with an answer
     lost: bool = False  # a piece gave up on, or left open at the deadline
     x: np.ndarray | None = None
+    remnants: list[_Piece] = field(default_factory=list)  # pieces left open for good
 
     def unit(self, piece: _Piece) -> Unit:
         left = self.deadline - time.perf_counter()
@@ -136,7 +137,9 @@ class _Run:
         if o.status != OK:
             piece.tries += 1
             if piece.tries > RETRIES:
-                self.lost = self.lost or not piece.witness
+                if not piece.witness:
+                    self.lost = True
+                    self.remnants.append(piece)
                 return None if self.open() else STOP
             return [self.unit(piece)]
         r = o.value
@@ -148,10 +151,11 @@ class _Run:
         if r["status"] is Status.HOLDS or piece.witness:
             return None if self.open() else STOP  # proved: a witness search still running
             # has nothing left to find
+        left = r["left"]
         if time.perf_counter() >= self.deadline:
             self.lost = True
+            self.remnants.append(_Piece(piece.case, left))
             return STOP
-        left = r["left"]
         if left is None:  # the witness search took the slice: again, longer, without it
             return [self.unit(_Piece(piece.case, None, seconds=2 * (piece.seconds or SLICE),
                                      searched=True))]
@@ -174,34 +178,63 @@ def _pieces(d: Decision, slots: int) -> list[_Piece]:
     return out
 
 
+def _left(run: _Run, first: Decision) -> tuple[OpenBoxes | None, ...]:
+    """Per case the boxes still open when the search stopped (None: the whole box), so that
+    a caller can resume them, as from the search in one process."""
+    pieces = [p for p in run.flying.values() if not p.witness] + run.remnants
+    out = []
+    for c, prior in enumerate(first.left):
+        mine = [p for p in pieces if p.case == c]
+        if any(p.resume is None for p in mine) or (prior is None and mine):
+            out.append(None)
+        elif not mine:  # every piece of it came back proved: nothing open
+            out.append(None if prior is None else OpenBoxes(
+                prior.lo[:0], prior.hi[:0], prior.ub[:0],
+                None if prior.slope is None else prior.slope[:0], prior.closed, prior.key))
+        else:
+            parts = [p.resume for p in mine]
+            slope = (None if any(b.slope is None for b in parts)
+                     else np.concatenate([b.slope for b in parts]))
+            out.append(OpenBoxes(np.concatenate([b.lo for b in parts]),
+                                 np.concatenate([b.hi for b in parts]),
+                                 np.concatenate([b.ub for b in parts]), slope,
+                                 np.max([b.closed for b in parts], axis=0), parts[0].key))
+    return tuple(out)
+
+
 def decide(recipe: Callable[[], Subject], cases: Sequence[SpecCase], time_budget: float,
            options: DecideOptions = DecideOptions(), *, executor: Executor | None = None,
-           max_boxes: int | None = None) -> Decision:
+           max_boxes: int | None = None, resume: Sequence[OpenBoxes | None] | None = None,
+           subject: Subject | None = None) -> Decision:
     """:func:`nnbisim.search.decide.decide` of ``recipe()`` on ``executor``'s workers (see the
     module docstring); sequential in this process with one worker, none, or ``max_boxes``.
-    The coordinator runs the witness search and the first :data:`PRELUDE` boxes per worker
-    itself, then deals what is open; local workers are forked from it (no start-up)."""
+    The coordinator runs the first :data:`PRELUDE` boxes per worker itself (on ``subject``
+    if given, else on ``recipe()``), from ``resume`` as the search in one process does, then
+    deals what is open; local workers are forked from it (no start-up). The decision's
+    ``left`` holds the boxes still open, per case."""
     t0 = time.perf_counter()
+    subject = subject if subject is not None else recipe()
     if executor is None or (executor.slots == 1 and executor.ray is None) or max_boxes:
-        return sequential.decide(recipe(), cases, time_budget, options, max_boxes=max_boxes)
+        return sequential.decide(subject, cases, time_budget, options, resume=resume,
+                                 max_boxes=max_boxes)
     key = hashlib.sha256(pickle.dumps(recipe)).hexdigest()
-    _SUBJECTS[key] = subject = recipe()  # forked workers inherit it
+    _SUBJECTS[key] = subject  # forked workers inherit it
     first = sequential.decide(subject, cases, time_budget, replace(options, search=False),
-                              max_boxes=PRELUDE * executor.slots)
+                              resume=resume, max_boxes=PRELUDE * executor.slots)
     if first.status is not Status.TIMEOUT or time.perf_counter() - t0 >= time_budget:
         return first
     run = _Run(recipe, key, cases, options, t0 + time_budget, executor.slots,
                boxes=first.boxes)
-    spread = forked(executor)
-    witnesses = [_Piece(c, None, witness=True) for c in range(len(cases))] if options.search \
-        else []
-    spread.run([run.unit(p) for p in [*witnesses, *_pieces(first, executor.slots)]],
-               run.landed, initializer=warm)
+    fresh = [c for c in range(len(cases)) if resume is None or resume[c] is None]
+    witnesses = [_Piece(c, None, witness=True) for c in fresh] if options.search else []
+    forked(executor).run([run.unit(p) for p in [*witnesses, *_pieces(first, executor.slots)]],
+                         run.landed, initializer=warm)
     seconds = time.perf_counter() - t0
     note = (CaseRecord(0, How.BAB, boxes=run.boxes, seconds=round(seconds, 3),
                        open=sum(not p.witness for p in run.flying.values()),
                        slices=run.slices),)
     if run.x is not None:
-        return Decision(Status.VIOLATED, run.x, seconds, note)
+        return Decision(Status.VIOLATED, run.x, seconds, note, _left(run, first))
     proved = not run.open() and not run.lost  # every piece came back proved
-    return Decision(Status.HOLDS if proved else Status.TIMEOUT, None, seconds, note)
+    return Decision(Status.HOLDS if proved else Status.TIMEOUT, None, seconds, note,
+                    _left(run, first))

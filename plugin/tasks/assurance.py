@@ -11,12 +11,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.replay import OnnxRunner, output_tolerance
 from nnbisim.core.model import Network
 from nnbisim.core.reports import AssureReport, Piece, PieceResult, Route
 from nnbisim.core.verdict import Status
+from nnbisim.search import parallel
 from nnbisim.search.bab_types import OpenBoxes
-from nnbisim.search.decide import Decision, decide
+from nnbisim.search.decide import Decision
 from nnbisim.search.subjects import Subject
 from nnbisim.specs.sets import Box, OutputConstraint, SpecCase
 from nnbisim.tasks.options import OWN_VERIFIER, AssureOptions
@@ -54,9 +56,11 @@ class Checker:
     all its calls (a plug-in's work is not counted)."""
 
     def __init__(self, verifier: str, subjects: dict[int, Subject], paths: dict[int, Path],
-                 work: Path) -> None:
+                 work: Path, recipes: dict[int, Callable[[], Subject]] | None = None,
+                 executor: Executor | None = None) -> None:
         self.own = verifier == OWN_VERIFIER
         self.subjects, self.paths, self.work = subjects, paths, work
+        self.recipes, self.executor = recipes or {}, executor
         self.tool = None if self.own else get_verifier(verifier)
         self.asked, self.boxes = 0, 0
 
@@ -64,8 +68,10 @@ class Checker:
                  resume: Sequence[OpenBoxes | None] | None = None, max_boxes: int | None = None
                  ) -> tuple[Status, np.ndarray | None]:
         if self.tool is None:
-            d = decide(self.subjects[which], cases, seconds, resume=resume,
-                       max_boxes=max_boxes)
+            recipe = self.recipes.get(which, lambda: self.subjects[which])
+            d = parallel.decide(recipe, cases, seconds, resume=resume, max_boxes=max_boxes,
+                                subject=self.subjects[which],
+                                executor=self.executor if which in self.recipes else None)
             self.boxes += d.boxes
             return d.status, d.x
         sub = self.work / f"q{self.asked}"

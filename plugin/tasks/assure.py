@@ -15,8 +15,10 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
+from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.replay import OnnxRunner
 from nnbisim.core.errors import InputError
@@ -54,11 +56,20 @@ def assure(n1_path: str | Path, cases: Sequence[SpecCase], n2_path: str | Path,
                                                     ctx.work(1.0)))
 
 
+def executor_of(options: AssureOptions) -> Executor | None:
+    """Where one instance's branch and bounds run: None (this process) for one worker."""
+    if options.workers <= 1 and options.ray is None:
+        return None
+    return Executor(workers=options.workers, ray=options.ray)
+
+
 def _context(n1_path: Path, cases: list[SpecCase], n2_path: Path, options: AssureOptions,
              work: Path) -> Assurance:
     t0 = time.perf_counter()
     n1, n2 = load_network(n1_path), load_network(n2_path)
     s1, s2 = single(n1, options.device), single(n2, options.device)
-    check = Checker(options.verifier, {1: s1, 2: s2}, {1: n1_path, 2: n2_path}, work)
+    recipes = {1: partial(single, n1, options.device), 2: partial(single, n2, options.device)}
+    check = Checker(options.verifier, {1: s1, 2: s2}, {1: n1_path, 2: n2_path}, work, recipes,
+                    executor_of(options))
     return Assurance(n1_path, n2_path, cases, options, n1, n2, s1, check,
                      OnnxRunner(n1_path), lambda _m: None, t0)

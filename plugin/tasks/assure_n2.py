@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -22,7 +23,8 @@ from nnbisim.bounds.bounded import BoundFn
 from nnbisim.bounds.objectives import choose_engine, objective_bounds
 from nnbisim.core.reports import EpsilonReport, PieceResult, Route
 from nnbisim.core.verdict import Status
-from nnbisim.search.decide import DecideOptions, Focus, decide
+from nnbisim.search import parallel
+from nnbisim.search.decide import DecideOptions, Focus
 from nnbisim.search.stop import work_part
 from nnbisim.search.subjects import through
 from nnbisim.specs.assurance import enlarge
@@ -97,7 +99,9 @@ class ThroughN2:
         ctx, via = self.ctx, self.via
         eps, eps_w, eps_s = eps_glance(ctx, self.glance, case.box, objectives_of(case.unsafe))
         t_eps, tn = via.clock["eps"], time.perf_counter()
-        d = decide(via, [case], share[0], THROUGH, resume=[opened], max_boxes=share[1])
+        d = parallel.decide(partial(through, ctx.n1, ctx.n2, ctx.opts.device), [case], share[0],
+                            THROUGH, resume=[opened], max_boxes=share[1], subject=via,
+                            executor=ctx.check.executor)
         ctx.boxes += d.boxes
         spent = time.perf_counter() - tn
         e_s = eps_s + via.clock["eps"] - t_eps  # certifying N1 - N2 on the pieces

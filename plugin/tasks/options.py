@@ -95,6 +95,8 @@ class AssureOptions:
     quick_eps: float = 3.0
     quick_n2: float = 10.0
     max_boxes: int | None = None
+    workers: int = 1
+    ray: str | None = None
     quick_eps_boxes: int = 300  # about what quick_eps bounds on ACAS Xu (not benched)
     quick_n2_boxes: int = 3000  # about what quick_n2 bounds on ACAS Xu (not benched)
     witness_samples: int = 10_000

@@ -350,3 +350,22 @@ def test_exit_codes_say_the_verdict_and_the_seconds_cover_the_whole_run(tmp_path
     assert main(["assure", str(acas), str(ACAS / "prop_1.vnnlib"), "--compressed", str(acas),
                  "--time-budget", "300", "--max-boxes", "10", "--quiet"]) == 3
     assert "TIMEOUT" in capsys.readouterr().out
+
+
+def test_the_routes_on_two_workers_reach_the_same_verdicts(tmp_path, pair):
+    """The branch and bounds through N2 and on N1 directly, on two workers (open boxes dealt
+    in slices, handed from one route to the next): the proofs and the violation of one
+    process."""
+    p1, _p2, box, top, _eps = pair
+    n1 = load_network(p1)
+    far = Network.from_weights([layer.weight * 1.5 for layer in n1.layers],
+                               [layer.bias for layer in n1.layers])
+    p2 = save(network_to_model(far), tmp_path / "far.onnx")
+    two = AssureOptions(time_budget=SAFETY, workers=2)
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-3))], p2, options=two)
+    assert rep.verdict == "holds"
+    short = AssureOptions(time_budget=SAFETY, workers=2, compressed_share=0.002)
+    rep = assure(p1, [SpecCase(box, at_least(top + 1e-4))], p2, options=short)
+    assert rep.verdict == "holds" and rep.route in ("compressed", "direct")
+    rep = assure(p1, [SpecCase(box, at_least(top - 1e-3))], p2, options=two)
+    assert rep.verdict == "violated"

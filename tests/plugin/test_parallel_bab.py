@@ -121,3 +121,20 @@ def test_a_bracket_whose_slices_are_lost_stays_sound(scaled, short_slices):
     res = parallel_max.maximise(recipe, np.zeros(4), np.zeros((4, 2)),
                                 BabOptions(time_budget=60), executor=Executor(workers=2))
     assert res.reason.value == "budget" and res.upper.max() >= top  # lost, still sound
+
+
+def test_open_boxes_come_back_and_resume_either_way(scaled, short_slices):
+    n1, n2, top = scaled
+    recipe = partial(pair, n1, n2, "diff")
+    ex, cases = Executor(workers=2), _cases(1.2 * top)
+    cut = parallel.decide(recipe, cases, 1.5, executor=ex)  # may or may not finish in time
+    assert len(cut.left) == 1
+    if cut.status is Status.HOLDS:
+        assert cut.left[0] is not None and len(cut.left[0]) == 0
+    # what is left, resumed in one process, is proved: nothing proved was dropped from it
+    assert decide(recipe(), cases, SAFETY, resume=cut.left).status is Status.HOLDS
+    # and the other way round: a work-limited search in one process resumed on two workers
+    part = decide(recipe(), cases, SAFETY, max_boxes=6)
+    assert part.status is Status.TIMEOUT and len(part.left[0]) > 0
+    whole = parallel.decide(recipe, cases, SAFETY, executor=ex, resume=part.left)
+    assert whole.status is Status.HOLDS and len(whole.left[0]) == 0
