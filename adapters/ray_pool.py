@@ -29,10 +29,10 @@ from nnbisim.core.pool import (
     POLL,
     TIMEOUT,
     Feedback,
+    Ledger,
     Outcome,
     Progress,
     Unit,
-    take,
 )
 
 _initialized = [False]  # per Ray worker process: the initializer has run
@@ -103,16 +103,11 @@ def run_ray(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
 def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], Feedback],
            on_progress: Callable[[Progress], None] | None) -> list[Outcome]:
     remote, slots, initializer, grace, retries = how
-    total, t0, out = [len(queue)], time.perf_counter(), []
+    book = Ledger(queue, on_outcome, on_progress)
+    record = book.record
     flying: dict = {}  # ref -> (unit, started)
-
-    def record(o: Outcome) -> None:
-        out.append(o)
-        take(on_outcome(o), queue, total)
-        if on_progress is not None and total[0] >= 0:
-            on_progress(Progress(len(out), total[0], time.perf_counter() - t0))
     try:
-        while (queue or flying) and not interrupt.requested() and total[0] >= 0:
+        while (queue or flying) and not interrupt.requested() and not book.stopped:
             while queue and len(flying) < slots:
                 unit = queue.popleft()
                 flying[remote.remote(unit.fn, unit.args, initializer)] = (
@@ -120,11 +115,11 @@ def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], Feedba
             done, _ = ray.wait(list(flying), num_returns=1, timeout=POLL)
             for ref in done:
                 record(_finished(ray, ref, *flying.pop(ref), retries))
-                if total[0] < 0:
+                if book.stopped:
                     break
             now = time.perf_counter()
             for ref, (unit, start) in list(flying.items()):
-                if total[0] < 0:
+                if book.stopped:
                     break
                 if unit.timeout is not None and now > start + unit.timeout + grace:
                     ray.cancel(ref, force=True)
@@ -135,7 +130,7 @@ def _drive(ray, queue: deque, how: tuple, on_outcome: Callable[[Outcome], Feedba
     finally:
         for ref in flying:
             ray.cancel(ref, force=True)
-    return out
+    return book.out
 
 
 def _finished(ray, ref, unit: Unit, start: float, retries: int) -> Outcome:

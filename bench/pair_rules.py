@@ -41,10 +41,10 @@ def _copy(net, kind: str, seed: int):
         [layer.bias + rng.normal(0, 1e-3, layer.bias.shape) for layer in net.layers])
 
 
-def decide_one(kind: str, net: str, rule: str, timeout: float) -> dict:
+def instance(kind: str, net: str) -> tuple:
+    """``(n1, n2, eps, case)``: the network, its copy and the case ``|N1 - N2|_j >= eps`` for
+    some j on property 1's box (ten one-row polytopes over ``[y1; y2]``)."""
     from nnbisim.adapters.onnx_load import load_network
-    from nnbisim.search.decide import DecideOptions, decide
-    from nnbisim.search.subjects import pair
     from nnbisim.specs.io import read_spec_cases
     from nnbisim.specs.sets import OutputConstraint, Polytope, SpecCase
     n1 = load_network(network_file(net))
@@ -56,9 +56,16 @@ def decide_one(kind: str, net: str, rule: str, timeout: float) -> dict:
             row[j], row[5 + j] = -s, s
             polys.append(Polytope(row[None], [-eps]))
     box = read_spec_cases(ACAS / "prop_1.vnnlib")[0].box
+    return n1, n2, eps, SpecCase(box, OutputConstraint(tuple(polys)))
+
+
+def decide_one(kind: str, net: str, rule: str, timeout: float) -> dict:
+    from nnbisim.search.decide import DecideOptions, decide
+    from nnbisim.search.subjects import pair
+    n1, n2, eps, case = instance(kind, net)
     split, choose = RULES[rule]
-    d = decide(pair(n1, n2, "stacked"), [SpecCase(box, OutputConstraint(tuple(polys)))],
-               timeout, DecideOptions(split=split, choose=choose))
+    d = decide(pair(n1, n2, "stacked"), [case], timeout,
+               DecideOptions(split=split, choose=choose))
     verdict = d.status.value
     if d.x is not None:  # replayed on both networks in float64
         diff = np.abs(n1.forward(d.x[None]) - n2.forward(d.x[None])).max()

@@ -19,46 +19,21 @@ from functools import partial
 
 import _threads  # noqa: F401 - first: one thread per process
 import numpy as np
-from acas import ACAS, network_file
 from harness import Results, parser
+from pair_rules import instance
 
 from nnbisim.adapters.executor import Executor
-from nnbisim.adapters.onnx_load import load_network
-from nnbisim.core.model import Network
 from nnbisim.search import parallel
 from nnbisim.search.subjects import pair
-from nnbisim.specs.io import read_spec_cases
-from nnbisim.specs.sets import OutputConstraint, Polytope, SpecCase
 
 INSTANCES = [("float16", n) for n in ("1_1", "2_1", "5_3", "2_4", "3_1")] + \
             [("isomorphic", n) for n in ("1_6", "2_4")]
-EPS = {"float16": 0.01, "isomorphic": 0.05}
-
-
-def _copy(net: Network, kind: str, seed: int) -> Network:
-    if kind == "float16":
-        return Network.from_weights(
-            [layer.weight.astype(np.float16).astype(np.float64) for layer in net.layers],
-            [layer.bias.astype(np.float16).astype(np.float64) for layer in net.layers])
-    rng = np.random.default_rng(seed)
-    return Network.from_weights(
-        [layer.weight + rng.normal(0, 1e-3, layer.weight.shape) for layer in net.layers],
-        [layer.bias + rng.normal(0, 1e-3, layer.bias.shape) for layer in net.layers])
 
 
 def decide_one(kind: str, net: str, workers: int, timeout: float) -> dict:
-    n1 = load_network(network_file(net))
-    n2 = _copy(n1, kind, seed=1000 + int(net.replace("_", "")))
-    eps, polys = EPS[kind], []
-    for j in range(5):
-        for s in (1.0, -1.0):  # s (y1 - y2)_j >= eps as -s y1 + s y2 <= -eps
-            row = np.zeros(10)
-            row[j], row[5 + j] = -s, s
-            polys.append(Polytope(row[None], [-eps]))
-    box = read_spec_cases(ACAS / "prop_1.vnnlib")[0].box
-    cases = [SpecCase(box, OutputConstraint(tuple(polys)))]
+    n1, n2, eps, case = instance(kind, net)
     t0 = time.perf_counter()
-    d = parallel.decide(partial(pair, n1, n2, "stacked"), cases, timeout,
+    d = parallel.decide(partial(pair, n1, n2, "stacked"), [case], timeout,
                         executor=Executor(workers=workers))
     seconds = time.perf_counter() - t0
     gap = None

@@ -205,6 +205,41 @@ class _Pool:
 Feedback = Iterable[Unit] | str | None  # what ``on_outcome`` may return: more units, STOP, None
 
 
+@dataclass
+class Ledger:
+    """What a run has: the units queued, the outcomes so far (handed to ``on_outcome`` as they
+    come, with progress after each), and whether ``on_outcome`` asked it to stop. Both
+    executors keep one."""
+
+    queue: deque
+    on_outcome: Callable[[Outcome], Feedback]
+    on_progress: Callable[[Progress], None] | None = None
+    out: list[Outcome] = field(default_factory=list)
+    total: int = 0
+    stopped: bool = False
+    t0: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.total = len(self.queue)
+
+    def record(self, o: Outcome) -> None:
+        """Keep ``o``, hand it over, and queue what comes back (or stop)."""
+        self.out.append(o)
+        more = self.on_outcome(o)
+        if isinstance(more, str):
+            if more != STOP:
+                raise ValueError(f"on_outcome returned {more!r}; return units, STOP or None")
+            self.queue.clear()
+            self.stopped = True
+            return
+        if more is not None:
+            more = list(more)
+            self.queue.extend(more)
+            self.total += len(more)
+        if self.on_progress is not None:
+            self.on_progress(Progress(len(self.out), self.total, time.perf_counter() - self.t0))
+
+
 def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], *,
               workers: int | None = None, options: PoolOptions = PoolOptions(),
               initializer: Callable[[], None] | None = None,
@@ -212,42 +247,19 @@ def run_local(units: Iterable[Unit], on_outcome: Callable[[Outcome], Feedback], 
     """Run every unit on ``workers`` processes (default: the cores), calling ``on_outcome``
     as each one ends and ``on_progress`` after it; the outcomes, in the order they ended.
     ``initializer`` runs once in every worker (e.g. to set torch's threads)."""
-    queue = deque(units)
-    total, t0, out = [len(queue)], time.perf_counter(), []
+    book = Ledger(deque(units), on_outcome, on_progress)
     pool = _Pool(mp.get_context(options.start), initializer, options.recycle)
     pool.limit = workers or default_workers()
-    for _ in range(min(pool.limit, max(total[0], 1))):
+    for _ in range(min(pool.limit, max(book.total, 1))):
         pool.spawn()
-
-    def record(o: Outcome) -> None:
-        out.append(o)
-        take(on_outcome(o), queue, total)
-        if on_progress is not None and total[0] >= 0:
-            on_progress(Progress(len(out), total[0], time.perf_counter() - t0))
     try:
-        while ((queue or any(w.unit for w in pool.workers)) and not interrupt.requested()
-               and total[0] >= 0):
-            _hand_out(pool, queue)
-            _collect(pool, queue, record, options.retries, options.grace)
+        while ((book.queue or any(w.unit for w in pool.workers)) and not interrupt.requested()
+               and not book.stopped):
+            _hand_out(pool, book.queue)
+            _collect(pool, book, options.retries, options.grace)
     finally:
         pool.close()
-    return out
-
-
-def take(more: Feedback, queue: deque, total: list[int]) -> None:
-    """Queue the units ``on_outcome`` handed back; STOP empties the queue and marks the run
-    stopped (``total[0] = -1``)."""
-    if more is None:
-        return
-    if isinstance(more, str):
-        if more != STOP:
-            raise ValueError(f"on_outcome returned {more!r}; return units, STOP or None")
-        queue.clear()
-        total[0] = -1
-        return
-    more = list(more)
-    queue.extend(more)
-    total[0] += len(more)
+    return book.out
 
 
 def _hand_out(pool: _Pool, queue: deque) -> None:
@@ -268,9 +280,9 @@ def _hand_out(pool: _Pool, queue: deque) -> None:
             w.unit, w.attempts, w.started = unit, attempts, time.perf_counter()
 
 
-def _collect(pool: _Pool, queue: deque, record: Callable[[Outcome], None], retries: int,
-             grace: float) -> None:
+def _collect(pool: _Pool, book: Ledger, retries: int, grace: float) -> None:
     """Wait for a reply, a death or a deadline, and deal with each."""
+    queue, record = book.queue, book.record
     busy = [w for w in pool.workers if w.unit is not None]
     now = time.perf_counter()
     waits = [w.started + w.unit.timeout + grace - now for w in busy
