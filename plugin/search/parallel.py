@@ -132,7 +132,7 @@ class _Run:
 
     def landed(self, o: Outcome) -> Feedback:
         piece = self.flying.pop(o.key, None)
-        if piece is None:  # a warm-up unit
+        if piece is None:  # not a piece of this run (none is handed out otherwise)
             return None
         if o.status != OK:
             piece.tries += 1

@@ -79,7 +79,7 @@ class _Max:
 
     def landed(self, o: Outcome) -> Feedback:
         if o.key not in self.flying:
-            return None  # a warm-up unit
+            return None  # not a slice of this run (none is handed out otherwise)
         piece, tries = self.flying.pop(o.key)
         if o.status != OK:
             if tries + 1 > RETRIES:  # its boxes' bounds stay in the maximum
