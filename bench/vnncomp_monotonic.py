@@ -28,28 +28,19 @@ from acas import ACAS
 from harness import Results, baseline_tree, cli_process, parser
 
 from nnbisim.adapters.onnx_load import load_network
+from nnbisim.core.errors import SpecError
+from nnbisim.specs.results import parse_assignment_2_0
 from nnbisim.vnncomp.monotonic import Instance, draw, write_monotonic
 
 TIMEOUT = 100.0
 
 
-def _values(text: str) -> dict[str, np.ndarray]:
-    """The 2.0 assignment's tensors by name (``NAME TYPE [shape]`` then one value per line)."""
-    out: dict[str, list[float]] = {}
-    name = None
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) == 3 and parts[2].startswith("["):
-            name = parts[0]
-            out[name] = []
-        elif parts and name is not None:
-            out[name].append(float(parts[0]))
-    return {k: np.array(v) for k, v in out.items()}
-
-
 def check_sat(text: str, inst: Instance, onnx_gz: Path) -> str:
     """'ok' when the counterexample holds on the original file, else why not."""
-    v = _values(text)
+    try:
+        v = parse_assignment_2_0(text)
+    except SpecError as exc:
+        return f"unreadable assignment: {exc}"
     x_f, x_g = v.get("X_f"), v.get("X_g")
     if x_f is None or x_g is None or len(x_f) != 5 or len(x_g) != 5:
         return "no X_f/X_g of 5 values"
