@@ -36,7 +36,9 @@ class BabOptions:
     267 s at 0.1 s). ``split`` picks the dimension: ``slope`` (where the worst objective's
     bound function varies most, slope times width, as ReluVal), ``widest`` (relative to the
     set), ``hybrid`` (bound the splits of both, keep the better) or ``smart`` (bound the halves
-    of every dimension: 2n bounds per box; ``hybrid`` above ``smart_max_inputs`` dimensions).
+    of every dimension, or of the ``smart_top`` dimensions of largest slope times width, the
+    relatively widest always among them: 2 bounds per dimension tried; ``hybrid`` above
+    ``smart_max_inputs`` dimensions).
     ``choose`` compares candidate splits: ``worst`` (the worse half's score) or ``gain``
     (settled halves first, then the relative drop of the halves' scores; gains below
     ``gain_noise`` are rounding and count as none, sides under ``thin`` of the box's widest
@@ -60,6 +62,7 @@ class BabOptions:
     split: str = "hybrid"
     choose: str = "worst"
     smart_max_inputs: int = 16
+    smart_top: int | None = 4  # None: every dimension (bench/results/pair_rules.md)
     gain_noise: float = 1e-9
     thin: float = 1e-9
     lazy: bool = False

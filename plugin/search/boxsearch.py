@@ -251,11 +251,15 @@ class BoxSearch:
         how, (b, n) = self.opts.split, widths.shape
         if how == "smart" and n > self.opts.smart_max_inputs:
             how = "hybrid"  # 2n bounds per box are too many in high dimension
-        if how == "smart" and n > 1:
+        top = self.opts.smart_top
+        if how == "smart" and n > 1 and (top is None or top >= n or self.slope is None):
             return np.repeat(np.arange(n)[None], b, 0)  # every dimension
-        if how in ("hybrid", "slope") and self.slope is not None:
+        if how in ("hybrid", "slope", "smart") and self.slope is not None:
             span = self.hi[pick] - self.lo[pick]
             influence = np.where(widths > 0, np.abs(self.slope[pick]) * span, -1.0)
+            if how == "smart":  # the widest, then by slope times width
+                influence[np.arange(b), np.argmax(widths, 1)] = np.inf
+                return np.argsort(-influence, axis=1, kind="stable")[:, :top]
             if how == "slope":
                 return np.argmax(influence, 1)[:, None]
             # the dimension of largest slope times width and the relatively widest one

@@ -58,10 +58,12 @@ def _resized(k: int, took: float, left: float, opts: BabOptions) -> int:
 
 
 def _per_box(s: BoxSearch, opts: BabOptions) -> int:
-    """The most bounds splitting one box takes: on the ``smart`` rule two per input dimension,
-    else at most four (two candidate splits)."""
+    """The most bounds splitting one box takes: on the ``smart`` rule two per input dimension
+    tried, else at most four (two candidate splits)."""
     n = s.lo.shape[1]
-    return 2 * (n if opts.split == "smart" and 1 < n <= opts.smart_max_inputs else 2)
+    if opts.split == "smart" and 1 < n <= opts.smart_max_inputs:
+        return 2 * (n if opts.smart_top is None else min(n, opts.smart_top))
+    return 4
 
 
 def _work_batch(s: BoxSearch, opts: BabOptions) -> int:
