@@ -114,7 +114,7 @@ def add_terms(*xs: T | None) -> T | None:
 
 def _mm(g: T | None, w: T) -> T | None:
     """``g @ w`` for coefficients (R, n) or (B, R, n): the boxes' rows folded into one matrix
-    product (on one core 1.7x the speed of the batched product)."""
+    product."""
     if g is None:
         return None
     if g.ndim == 2:
@@ -131,16 +131,13 @@ def _abs_dot(g: T | None, v: T) -> T | None:
     return None if g is None else _bmv(g.abs(), v)
 
 def _bmv(g: T, v: T) -> T:
-    """``g @ v`` per box: g (R, n) shared or (B, R, n), v (B, n) -> (B, R). A product and a
-    sum: on one core twice as fast as a batched matrix-vector product."""
+    """``g @ v`` per box: g (R, n) shared or (B, R, n), v (B, n) -> (B, R)."""
     if g.ndim == 2:
         return v @ g.T
     return (g * v.unsqueeze(-2)).sum(-1)
 
 def _signs(h: T | None) -> tuple[T, T] | None:
-    """``(max(h, 0), min(h, 0))``; relu and a subtraction, each several times as fast on one
-    core as a comparison with a selection (``torch.where`` ran at a tenth of a product's
-    speed, ``clamp`` at a third)."""
+    """``(max(h, 0), min(h, 0))``, by relu and a subtraction (both exact)."""
     if h is None:
         return None
     pos = torch.relu(h)
@@ -157,9 +154,8 @@ def _line(parts: tuple[T, T] | None, lower: T, upper: T) -> T | None:
 def _constants(parts: tuple[T, T] | None, lower: T | None, upper: T, e: T
                ) -> tuple[T | None, T | None]:
     """What the lines' intercepts add per box and row (``lower`` None: zero), and the rounding
-    margin ``|h| . e`` of the coefficient ``h = pos + neg``: two batched products, each with
-    two right-hand columns (``[lower, e]``, ``[upper, -e]``), instead of four products and an
-    absolute value."""
+    margin ``|h| . e`` of the coefficient ``h = pos + neg``, in products with two right-hand
+    columns (``[lower, e]``, ``[upper, -e]``)."""
     if parts is None:
         return None, None
     pos, neg = parts
