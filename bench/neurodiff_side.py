@@ -22,7 +22,8 @@ the property's target output (hard-coded in NeuroDiff's ``nnet.c``: :data:`PROPE
 The two tools run at the same time on an instance, each on its own core, ``--timeout`` seconds
 each (default 120, the issue's), so both see the same machine load.
 
-    python bench/neurodiff_side.py [--eps 0.01] [--props 1] [--nets 1_1,2_1] [--fresh]
+    python bench/neurodiff_side.py [--eps 0.01] [--props 1] [--nets 1_1,2_1] [--only 7:1_9]
+                                   [--timeout 120] [--fresh]
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ def main() -> None:
     ap.add_argument("--eps", default="0.01", help="comma-separated (NeuroDiff's: 0.05,0.01,0.001)")
     ap.add_argument("--props", help="only these properties (comma-separated)")
     ap.add_argument("--nets", help="only these networks, e.g. 1_1,2_1")
+    ap.add_argument("--only", help="only these instances, PROPERTY:NETWORK comma-separated, "
+                    "e.g. 1:2_1,7:1_9")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--source", type=Path, default=SOURCE,
                     help="the artifact's git snapshot (bare repository)")
@@ -228,7 +231,8 @@ def main() -> None:
         work.mkdir(exist_ok=True)
         todo = [(p, n) for p, n in instances(binary.parent)
                 if (not opts.props or str(p) in opts.props.split(","))
-                and (not opts.nets or n in opts.nets.split(","))]
+                and (not opts.nets or n in opts.nets.split(","))
+                and (not opts.only or f"{p}:{n}" in opts.only.split(","))]
         done = {(r["eps"], r["prop"], r["net"], r["tool"]) for r in results.rows}
         checked: set[str] = {r["net"] for r in results.rows if "weights_max_diff" in r}
         for eps in (float(e) for e in opts.eps.split(",")):
