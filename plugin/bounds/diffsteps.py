@@ -242,13 +242,11 @@ def refine(k: int, bounds: tuple[T, T], mask: T, stream: int, st: State) -> tupl
     if boxes.numel() == 0:
         return lo, hi
     width = int(mask.shape[1])
-    per_group = max(1, st.chunk // (2 * int(count.max()) * width))
-    if boxes.numel() > per_group:  # several groups: boxes of similar counts together
-        boxes = boxes[torch.argsort(count[boxes], stable=True)]
     lo, hi = lo.clone(), hi.clone()
-    for start in range(0, boxes.numel(), per_group):
-        sel = boxes[start:start + per_group]
+    for sel in _groups(boxes, count, st.chunk, width):
         whole = sel.numel() == lo.shape[0]
+        if whole:  # every box, in the state's order
+            sel = torch.arange(lo.shape[0], device=lo.device)
         sub = st if whole else st.take(sel)
         msk = mask if whole else mask[sel]
         rows = int(count[sel].max())
@@ -268,6 +266,31 @@ def refine(k: int, bounds: tuple[T, T], mask: T, stream: int, st: State) -> tupl
             padded.scatter_(1, idx, pick(padded.gather(1, idx), new))
             old[sel] = padded[:, :width]
     return lo, hi
+
+MIN_GROUP = 32  # boxes: a smaller group of similar row counts joins the next one
+PADDING = (1.5, 8)  # a group's rows are at most this many times a box's own, or this many more
+
+
+def _groups(boxes: T, count: T, chunk: int, width: int) -> list[T]:
+    """The boxes needing rows, in groups of similar row counts (each group is back-substituted
+    with as many rows as its largest count, the others padded): by count, largest first, a
+    group takes the next box while padding it costs few rows (:data:`PADDING`) or the group
+    has fewer than ``MIN_GROUP`` boxes; never more than ``chunk`` elements' worth."""
+    c = count[boxes]
+    order = torch.argsort(c, descending=True, stable=True)
+    boxes, counts = boxes[order], c[order].tolist()
+    groups, start = [], 0
+    while start < len(counts):
+        rows = counts[start]
+        cap = max(1, chunk // (2 * rows * width))
+        end = start + 1
+        while (end < len(counts) and end - start < cap
+               and (counts[end] * PADDING[0] >= rows or rows - counts[end] <= PADDING[1]
+                    or end - start < MIN_GROUP)):
+            end += 1
+        groups.append(boxes[start:end])
+        start = end
+    return groups
 
 def interval(terms: list[tuple[T, T | None, T, T]], bias: T, bias_err: T | None
               ) -> tuple[T, T]:
