@@ -10,8 +10,9 @@ timeouts; totals with timeouts counted at the timeout. The studies (each variant
 - ``split_rules``: ``smart:gain`` (bound the halves of every dimension, keep the split that
   settles most) against ``hybrid:worst`` (two candidate dimensions, the better worse half);
 - ``smart_top``: ``4 dims`` (smart splits on the 4 dimensions of largest slope times width,
-  the widest among them: ``BabOptions.smart_top``) against ``every dimension``, on
-  ``split_rules``' instances;
+  the widest among them: ``BabOptions.smart_top``, what two-network decisions use) against
+  ``every dimension`` (one network's default, kept for it by this study), on ``split_rules``'
+  instances;
 - ``decide_focus``: ``focus`` (per polytope the best row optimised with alpha-CROWN slopes in
   kept halves; splits re-chosen on those bounds where plain CROWN stalls; gains at rounding
   level and sides under 1e-9 of the widest ignored) against ``before`` (plain CROWN rows,
@@ -60,9 +61,8 @@ STUDIES = {
         "hybrid:worst": DecideOptions(split="hybrid", choose="worst")},
         "2_8:1,3_8:1,4_7:1,3_9:1,3_6:1,2_9:1,1_1:2,1_7:2,1_8:2,3_3:2,1_1:6,3_3:9,1_9:7"),
     "smart_top": Study("Smart splits on 4 input dimensions or on all", {
-        "4 dims": DecideOptions(split="smart", choose="gain"),
-        "every dimension": DecideOptions(split="smart", choose="gain",
-                                         bab=BabOptions(smart_top=None))},
+        "4 dims": DecideOptions(split="smart", choose="gain", bab=BabOptions(smart_top=4)),
+        "every dimension": DecideOptions(split="smart", choose="gain")},
         "2_8:1,3_8:1,4_7:1,3_9:1,3_6:1,2_9:1,1_1:2,1_7:2,1_8:2,3_3:2,1_1:6,3_3:9,1_9:7"),
     "decide_focus": Study("Focused rows in the own engine's branch and bound", {
         "focus": DecideOptions(),

@@ -62,7 +62,7 @@ class BabOptions:
     split: str = "hybrid"
     choose: str = "worst"
     smart_max_inputs: int = 16
-    smart_top: int | None = 4  # None: every dimension (bench/results/pair_rules.md)
+    smart_top: int | None = None  # None: every dimension (a decision takes its subject's)
     gain_noise: float = 1e-9
     thin: float = 1e-9
     lazy: bool = False

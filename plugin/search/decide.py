@@ -61,7 +61,8 @@ class DecideOptions:
     random points per box seeding the witness search's ``restarts`` climbs of ``climb_steps``
     steps (default: 2,000,000 / input size, within 1,024 and 200,000); the climbs stop once
     :data:`WITNESS_SHARE` of the budget has passed. ``bab``: the branch and
-    bound's other options (its budget, split rule and target are set per case).
+    bound's other options (its budget, split rule and target are set per case; its
+    ``smart_top``, where None, is the subject's: 4 dimensions for a pair, all for one network).
     """
 
     seed: int = 0
@@ -175,9 +176,10 @@ def _checked_resume(resume: Sequence[OpenBoxes | None] | None, keys: list[str]
 
 def _bab_options(subject: Subject, opts: DecideOptions, share: float, boxes: int | None
                  ) -> BabOptions:
+    top = subject.smart_top if opts.bab.smart_top is None else opts.bab.smart_top
     return replace(opts.bab, time_budget=share, split=opts.split or subject.split_rule[0],
                    choose=opts.choose or subject.split_rule[1], lazy=opts.focus is Focus.LAZY,
-                   max_boxes=opts.bab.max_boxes if boxes is None else boxes)
+                   max_boxes=opts.bab.max_boxes if boxes is None else boxes, smart_top=top)
 
 
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
