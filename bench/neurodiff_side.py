@@ -73,6 +73,9 @@ def build(source: Path, build_dir: Path) -> Path:
     binary = code / "delta_network_test"
     if binary.exists():
         return binary
+    if not (source / "HEAD").exists():
+        sys.exit(f"bench: no git snapshot of NeuroDiff's artifact at {source}; fetch "
+                 "pauls658/NeuroDiff-ASE2020-Artifact and pass its git directory as --source")
     (build_dir / "src").mkdir(parents=True, exist_ok=True)
     # MNIST files missing from the snapshot are left out (git archive would stop at them)
     archive = subprocess.run(
