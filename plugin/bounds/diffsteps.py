@@ -214,7 +214,8 @@ def backsub(rows: Rows, k: int, st: State, want_slopes: bool = False) -> tuple[T
         for inc in (_dot(g1, a.b1), _dot(g2, a.b2), _dot(gd, a.db)):
             if inc is not None:
                 const, cabs, count = add_terms(const, inc), add_terms(cabs, inc.abs()), count + 1
-        both = _mm(gd, a.dw_w2)  # gd @ D and gd @ W2 in one product
+        # gd @ D and gd @ W2 in one product (at the input only gd @ D: dh = 0 there)
+        both = _mm(gd, a.dw if j == 0 else a.dw_w2)
         h1 = add_terms(_mm(g1, a.w1), None if both is None else both[..., :a.n_in])
         h2 = _mm(g2, a.w2)
         if j == 0:  # the input: h1 = h2 = x and dh = 0
