@@ -12,15 +12,22 @@ import onnx
 
 from nnbisim.adapters.merge import MergedNetwork, OutputsMode, merge_networks
 from nnbisim.adapters.merge_graph import merge_graphs
+from nnbisim.adapters.merged_meta import (
+    META_BLOCKS,
+    META_FOLD_ERROR,
+    META_N_OUTPUTS,
+    META_OUTPUTS,
+    exact_dtype,
+    fold_error,
+    merged_blocks,
+    merged_layout,
+)
 from nnbisim.adapters.onnx_load import network_from_model, read_model
 from nnbisim.adapters.onnx_write import DTYPES, network_to_model
-from nnbisim.core.model import Network
 
 Form = Literal["sequential", "graph"]
-META_OUTPUTS = "nnbisim.outputs"
-META_N_OUTPUTS = "nnbisim.n_outputs"
-META_BLOCKS = "nnbisim.blocks"  # hidden widths of N1 and N2 per layer (sequential form only)
-META_FOLD_ERROR = "nnbisim.fold_error"  # largest rounding of the folded b1 - b2 (folded form)
+__all__ = ["exact_dtype", "fold_error", "merge_files", "merged_blocks", "merged_layout",
+           "merged_network"]
 
 
 def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"
@@ -36,25 +43,6 @@ def _fold_error(merged: MergedNetwork, dtype: str) -> float:
     bias = merged.network.layers[-1].bias
     stored = np.asarray(bias, DTYPES[dtype][0]).astype(np.float64)
     return float(np.max(np.abs(stored - bias), initial=0.0))
-
-
-def fold_error(model: onnx.ModelProto) -> float:
-    """The largest rounding of ``b1 - b2`` in a folded comparison network written by
-    :func:`merge_files` (0.0 for other forms and models): the file's output differs from
-    ``N1 - N2`` by up to that much in real arithmetic."""
-    props = {p.key: p.value for p in model.metadata_props}
-    return float(props.get(META_FOLD_ERROR, "0.0"))
-
-
-def exact_dtype(*nets: Network) -> str:
-    """``float32`` when every weight and bias of ``nets`` is a float32 number (as in any network
-    read from a float32 ONNX file), else ``float64``: the file then stores them unrounded."""
-    for net in nets:
-        for layer in net.layers:
-            for a in (layer.weight, layer.bias):
-                if not np.array_equal(np.asarray(a, np.float32).astype(np.float64), a):
-                    return "float64"
-    return "float32"
 
 
 def exact_model(merged: MergedNetwork, doc: str = "") -> onnx.ModelProto:
@@ -114,20 +102,3 @@ def merge_files(
         props[META_BLOCKS] = json.dumps([list(b) for b in merged.blocks])
     onnx.helper.set_model_props(model, props)
     return model
-
-
-def merged_layout(model: onnx.ModelProto) -> tuple[OutputsMode, int] | None:
-    """``(outputs mode, n_outputs)`` recorded by :func:`merge_files`, or None for other models."""
-    props = {p.key: p.value for p in model.metadata_props}
-    if META_OUTPUTS not in props:
-        return None
-    return props[META_OUTPUTS], int(props[META_N_OUTPUTS])  # type: ignore[return-value]
-
-
-def merged_blocks(model: onnx.ModelProto) -> tuple[tuple[int, int], ...] | None:
-    """The per-layer widths ``(N1, N2)`` of a sequential comparison network written by
-    :func:`merge_files` (to split it back into the pair), or None."""
-    props = {p.key: p.value for p in model.metadata_props}
-    if META_BLOCKS not in props:
-        return None
-    return tuple((int(a), int(b)) for a, b in json.loads(props[META_BLOCKS]))

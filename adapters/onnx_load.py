@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
-from nnbisim.adapters.onnx_peek import check_finite, is_gzip, onnx_bytes
+from nnbisim.adapters.onnx_peek import NOT_ONNX, check_finite, onnx_bytes, parse_model
+from nnbisim.adapters.onnx_tensors import EXTERNAL, attribute_value, tensor_array
 from nnbisim.core.errors import InputError, UnsupportedModelError
 from nnbisim.core.limits import check_dense
 from nnbisim.core.model import Layer, Network
+
+if TYPE_CHECKING:
+    import onnx
 
 SHAPE_ONLY = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 PASS_THROUGH = {"Identity", "Dropout"}
@@ -38,19 +41,23 @@ SUPPORTED = (
 
 def read_model(path: str | Path) -> onnx.ModelProto:
     """Load an ONNX file (plain or gzip'd), turning every failure into one :class:`InputError`
-    line."""
+    line. The model comes as onnx's generated message classes loaded without ``import onnx``
+    (:func:`~nnbisim.adapters.onnx_peek.parse_model`), except for a plain file keeping weights
+    in external files, which onnx.load reads with them."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of an .onnx model")
-    # a plain file through onnx.load, which also reads weights kept in external files
-    data = onnx_bytes(path) if is_gzip(path) else None
-    try:
-        model = onnx.load(str(path)) if data is None else onnx.load_model_from_string(data)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... on bad bytes
-        raise InputError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__}); export it with "
-            "torch.onnx.export or check the file is not truncated"
-        ) from exc
+    data = onnx_bytes(path)
+    model = parse_model(path, data)
+    if data[:2] != b"\x1f\x8b" and any(t.data_location == EXTERNAL
+                                      for t in model.graph.initializer):
+        try:
+            import onnx
+
+            model = onnx.load(str(path))
+        except Exception as exc:  # a missing or short external file
+            raise InputError(NOT_ONNX.format(path=path, why=f"{type(exc).__name__}: {exc}")) \
+                from None
     check_finite(model, path)
     return model
 
@@ -87,15 +94,17 @@ class _Affine:
         return _Affine(scale[:, None] * self.weight, scale * self.bias + shift, self.shape)
 
 
+def _real(values: np.ndarray) -> np.ndarray:
+    """Float values as float64; others (shape arithmetic's integers) as they are."""
+    return values.astype(np.float64) if values.dtype.kind == "f" else values
+
+
 class _ChainReader:
     def __init__(self, model: onnx.ModelProto, source: str) -> None:
         self.model = model
         self.source = source
         self.consts: dict[str, np.ndarray] = {
-            t.name: numpy_helper.to_array(t).astype(np.float64)
-            if numpy_helper.to_array(t).dtype.kind == "f" else numpy_helper.to_array(t)
-            for t in model.graph.initializer
-        }
+            t.name: _real(tensor_array(t)) for t in model.graph.initializer}
 
     def refuse(self, node: onnx.NodeProto, why: str) -> UnsupportedModelError:
         label = node.name or (node.output[0] if node.output else "?")
@@ -106,7 +115,7 @@ class _ChainReader:
         if node.op_type == "Constant":
             attr = {a.name: a for a in node.attribute}
             if "value" in attr:
-                val = numpy_helper.to_array(attr["value"].t)
+                val = tensor_array(attr["value"].t)
             elif "value_float" in attr:
                 val = np.array(attr["value_float"].f)
             elif "value_floats" in attr:
@@ -117,9 +126,12 @@ class _ChainReader:
                 val = np.array(list(attr["value_ints"].ints), dtype=np.int64)
             else:
                 raise self.refuse(node, "Constant without a numeric value is not supported")
-            self.consts[node.output[0]] = val.astype(np.float64) if val.dtype.kind == "f" else val
+            self.consts[node.output[0]] = _real(val)
             return
+        import onnx
         from onnx.reference import ReferenceEvaluator
+
+        node = onnx.NodeProto.FromString(node.SerializeToString())
 
         inputs = [n for n in node.input if n]
         graph = onnx.helper.make_graph(
@@ -129,7 +141,8 @@ class _ChainReader:
             [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
              for o in node.output],
         )
-        opset = [o for o in self.model.opset_import if o.domain in ("", "ai.onnx")]
+        opset = [onnx.helper.make_opsetid(o.domain, o.version)
+                 for o in self.model.opset_import if o.domain in ("", "ai.onnx")]
         try:
             outs = ReferenceEvaluator(onnx.helper.make_model(graph, opset_imports=opset)).run(
                 None, {n: self.consts[n] for n in inputs})
@@ -201,7 +214,7 @@ class _ChainReader:
     def step(self, node: onnx.NodeProto, current: str, affine: _Affine,
              layers: list[Layer]) -> _Affine:
         op = node.op_type
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
         n = affine.weight.shape[0]
         if op in PASS_THROUGH:
             return affine

@@ -20,6 +20,7 @@ from types import ModuleType
 
 import numpy as np
 
+from nnbisim.adapters.onnx_tensors import FLOAT_TYPES, TYPE_NAMES, float_values
 from nnbisim.core.errors import InputError
 from nnbisim.core.limits import check_dense
 
@@ -107,16 +108,23 @@ def gunzipped(path: str | Path, folder: str | Path) -> Path:
     return out
 
 
+def parse_model(path: str | Path, data: bytes | None = None):
+    """The model in a file (plain or gzip'd; or its bytes, ``data``, read already) as onnx's
+    generated message classes, loaded without ``import onnx``; :class:`InputError` naming the
+    file for bytes that are not a model."""
+    model = _protos().ModelProto()
+    try:
+        model.ParseFromString(onnx_bytes(path) if data is None else data)
+    except Exception as exc:  # protobuf's DecodeError and the like: not a model
+        raise InputError(NOT_ONNX.format(path=path, why=type(exc).__name__)) from None
+    return model
+
+
 def peek(path: str | Path) -> Peek:
     """The file's real inputs and outputs; :class:`InputError` for a file that is not an ONNX
     model."""
     path = Path(path)
-    model = _protos().ModelProto()
-    data = onnx_bytes(path)
-    try:
-        model.ParseFromString(data)
-    except Exception as exc:  # protobuf's DecodeError and the like: not a model
-        raise InputError(NOT_ONNX.format(path=path, why=type(exc).__name__)) from None
+    model = parse_model(path)
     if not model.graph.node or not model.graph.output:
         raise InputError(NOT_ONNX.format(path=path, why="no graph"))
     inits = {t.name for t in model.graph.initializer}
@@ -124,8 +132,8 @@ def peek(path: str | Path) -> Peek:
                  tuple(_size(o) for o in model.graph.output))
     for i in model.graph.input:
         elem = i.type.tensor_type.elem_type
-        if i.name not in inits and elem not in (0, *_FLOAT_TYPES, 16):
-            raise InputError(f"{path}: its input '{i.name}' holds {_TYPE_NAMES.get(elem, elem)} "
+        if i.name not in inits and elem not in (0, *FLOAT_TYPES):
+            raise InputError(f"{path}: its input '{i.name}' holds {TYPE_NAMES.get(elem, elem)} "
                              "values; nnbisim feeds real-valued inputs: give a network with a "
                              "float input")
     for what, sizes in (("input", found.inputs), ("output", found.outputs)):
@@ -136,33 +144,6 @@ def peek(path: str | Path) -> Peek:
     return found
 
 
-# FLOAT, FLOAT16, DOUBLE as stored (little-endian); BFLOAT16 (16) is the top half of a float32
-_FLOAT_TYPES = {1: "<f4", 10: "<f2", 11: "<f8"}
-_TYPE_NAMES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-               8: "string", 9: "bool", 12: "uint32", 13: "uint64"}
-
-
-def _values(t) -> np.ndarray | None:
-    """The values of a float tensor as stored in the file (None for other element types)."""
-    try:
-        if t.data_type == 16:
-            bits = (np.frombuffer(t.raw_data, "<u2") if t.raw_data
-                    else np.asarray(t.int32_data, np.int64).astype(np.uint16))
-            return (bits.astype(np.uint32) << 16).view(np.float32)
-        dtype = _FLOAT_TYPES.get(t.data_type)
-        if dtype is None:
-            return None
-        if t.raw_data:
-            return np.frombuffer(t.raw_data, dtype)
-        if t.data_type == 1:
-            return np.asarray(t.float_data, np.float32)
-        if t.data_type == 11:
-            return np.asarray(t.double_data, np.float64)
-        return np.asarray(t.int32_data, np.int64).astype(np.uint16).view(np.float16)
-    except ValueError:  # a raw buffer of the wrong length: onnx's own checks name that
-        return None
-
-
 def nonfinite_tensors(model) -> list[str]:
     """The float weights (initializers, Constant nodes) holding NaN or infinite values, as
     ``'name' (k of n)``."""
@@ -171,7 +152,7 @@ def nonfinite_tensors(model) -> list[str]:
                 if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
     found = []
     for name, t in tensors:
-        values = _values(t)
+        values = float_values(t)
         bad = 0 if values is None else int(np.count_nonzero(~np.isfinite(values)))
         if bad:
             found.append(f"'{name}' ({bad} of {values.size} values)")

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from nnbisim.adapters.onnx_peek import is_gzip, onnx_bytes
+from nnbisim.adapters.onnx_peek import is_gzip, onnx_bytes, parse_model
 from nnbisim.core.errors import InputError, ShapeMismatchError
 from nnbisim.core.verdict import Status, Verdict
 from nnbisim.specs.io import read_spec_cases
@@ -148,7 +147,7 @@ class OnnxRunner:
         return self._batched or None
 
     def _try_batched(self, probe: np.ndarray, io: _Io) -> Any:
-        model = onnx.load_model_from_string(onnx_bytes(self.path))
+        model = parse_model(self.path)
         for info in model.graph.input:
             if info.name == io.name:
                 info.type.tensor_type.shape.dim[0].dim_param = "batch"

@@ -18,6 +18,15 @@ LAYERS = ("core", "specs", "adapters", "bounds", "search", "verifiers", "tasks",
 LAZY = {("adapters/onnx_load.py", "onnx.reference"):
         "the reference evaluator adds ~0.25 s to every process that reads a network; it only "
         "folds the constant subgraphs some PyTorch exports have",
+        ("adapters/onnx_load.py", "onnx"):
+        "import onnx takes ~1.5 s (most of it ml_dtypes); networks are read with onnx's "
+        "generated messages alone, onnx only loads weights kept in external files",
+        ("adapters/onnx_tensors.py", "onnx"):
+        "the same ~1.5 s, only for element types no network layer uses (strings, 8-bit floats)",
+        ("plugin/tasks/epsilon.py", "nnbisim.adapters.merged_onnx"):
+        "writing the merged network imports onnx (~1.5 s); only the exact verifier's "
+        "bisection writes one, bounds-only eps runs and --eps decisions do not",
+        ("plugin/tasks/epsilon.py", "nnbisim.adapters.onnx_write"): "the same",
         ("adapters/ray_pool.py", "ray"):
         "an optional extra that takes ~1 s to import; only --ray needs it"}
 MAX_MODULE_LINES = 400

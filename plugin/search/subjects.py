@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nnbisim.adapters.merge import merge_networks, split_merged
-from nnbisim.adapters.merged_onnx import merged_blocks, merged_layout
+from nnbisim.adapters.merged_meta import merged_blocks, merged_layout
 from nnbisim.adapters.onnx_load import read_model
 from nnbisim.bounds.crown import CrownOptions, crown_bounds, prepare
 from nnbisim.bounds.diffbounds import DiffEngine, same_architecture

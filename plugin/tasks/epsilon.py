@@ -20,9 +20,7 @@ import numpy as np
 
 from nnbisim.adapters.executor import Executor
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import exact_model
 from nnbisim.adapters.onnx_load import load_network
-from nnbisim.adapters.onnx_write import save_model
 from nnbisim.bounds.bounded import Bounded
 from nnbisim.bounds.objectives import choose_engine, objective_bounds, objective_values
 from nnbisim.core import interrupt
@@ -119,6 +117,9 @@ def _stages(run: _Run, t0: float) -> EpsilonReport:
 
 def _exact(run: _Run, deadline: float) -> list[dict]:
     """Bisection by the exact verifier on the brackets whose gap is still open."""
+    from nnbisim.adapters.merged_onnx import exact_model
+    from nnbisim.adapters.onnx_write import save_model
+
     opts = run.opts
     tool = get_verifier(opts.verifier)
     queries: list[dict] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbisim.adapters.merged_onnx import merged_layout
+from nnbisim.adapters.merged_meta import merged_layout
 from nnbisim.adapters.onnx_load import read_model, real_inputs, value_shape
 from nnbisim.adapters.onnx_write import check_writable
 from nnbisim.core.errors import InputError, ShapeMismatchError

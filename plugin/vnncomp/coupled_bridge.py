@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import exact_dtype
+from nnbisim.adapters.merged_meta import exact_dtype
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model, save_model
 from nnbisim.core.errors import InputError

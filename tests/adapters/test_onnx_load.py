@@ -261,3 +261,50 @@ def test_weight_first_matmul_on_a_1d_input_and_gzip_files(acas_dir, tmp_path):
     truncated.write_bytes(packed.read_bytes()[:40])
     with pytest.raises(InputError, match="cut.onnx.gz"):
         load_network(truncated)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int64", "int32", "int16",
+                                   "int8", "uint8", "uint16", "uint32", "uint64", "bool"])
+@pytest.mark.parametrize("raw", [True, False])
+def test_tensors_read_without_onnx_match_onnx_numpy_helper(dtype, raw):
+    """The light reader of tensors gives onnx's own values, shapes and dtypes, whether they
+    are stored as raw bytes or in the typed fields."""
+    from nnbisim.adapters.onnx_peek import _protos
+    from nnbisim.adapters.onnx_tensors import tensor_array
+
+    values = (np.random.default_rng(0).standard_normal((3, 4)) * 50).astype(dtype)
+    t = numpy_helper.from_array(values, "w")
+    if not raw:
+        t = helper.make_tensor("w", t.data_type, values.shape,
+                               values.view(np.uint16).reshape(-1).tolist()
+                               if dtype == "float16" else values.reshape(-1).tolist())
+    light = _protos().TensorProto.FromString(t.SerializeToString())
+    got, want = tensor_array(light), numpy_helper.to_array(t)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_a_network_loads_without_importing_onnx(acas_dir, tmp_path):
+    """Reading a network (plain or gzip'd) and its merged-file metadata needs onnx's generated
+    messages only: ``import onnx`` costs over a second of every command's start-up. Weights
+    kept in an external file still load (through onnx itself)."""
+    import subprocess
+    import sys
+
+    path = acas_net(1, 1)
+    code = ("import sys\nfrom nnbisim.adapters.onnx_load import load_network\n"
+            "from nnbisim.adapters.merged_meta import merged_layout\n"
+            "from nnbisim.adapters.onnx_load import read_model\n"
+            f"net = load_network({str(path)!r})\n"
+            f"assert merged_layout(read_model({str(path)!r})) is None\n"
+            "print(net.out_size, 'onnx' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-2:] == ["False", "False"]
+    model = onnx.load(str(path))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    assert (tmp_path / "ext.data").stat().st_size > 0
+    ext = load_network(tmp_path / "ext.onnx")
+    for a, b in zip(ext.layers, load_network(path).layers, strict=True):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
