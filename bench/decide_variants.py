@@ -18,6 +18,9 @@ timeouts; totals with timeouts counted at the timeout. The studies (each variant
   level and sides under 1e-9 of the widest ignored) against ``before`` (plain CROWN rows,
   those thresholds 0);
 - ``bab_steps``: batches sized for steps of about 1 s against 0.1 s;
+- ``probe``: up to 64 boxes of branch and bound before the witness search
+  (``DecideOptions.probe``: a proof there skips the search) against the search first, on 12
+  violated and 12 quickly held instances;
 - ``margin_rows``: bounding sums of a polytope's rows too against each row alone (instances:
   the suite's multi-row ones that took over ``--min-seconds``).
 
@@ -47,6 +50,10 @@ from nnbisim.specs.io import read_spec_cases
 FOCUS20 = ("1_1:5,3_3:2,4_2:2,1_1:6,3_3:9,5_3:2,4_9:1,1_5:2,5_8:1,4_7:1,4_6:1,2_9:1,2_7:1,"
            "1_1:1,1_1:2,1_1:3,1_1:4,1_9:7,2_9:8,4_5:10")
 
+# 12 violated (the witness search's case) and 12 that hold quickly (the probe's)
+PROBE24 = ("2_1:2,3_4:2,4_5:2,5_7:2,1_2:2,1_7:3,1_8:4,1_9:7,2_9:8,5_3:2,1_3:2,1_5:2,"
+           "1_1:3,1_1:4,2_1:3,3_3:4,4_4:3,5_5:4,1_1:1,4_9:1,1_1:5,2_7:1,5_8:1,1_1:6")
+
 
 @dataclass(frozen=True)
 class Study:
@@ -71,6 +78,9 @@ STUDIES = {
     "bab_steps": Study("Step size of the own engine's branch and bound", {
         "1.0": DecideOptions(bab=BabOptions(step_seconds=1.0)),
         "0.1": DecideOptions(bab=BabOptions(step_seconds=0.1))}, FOCUS20),
+    "probe": Study("Branch and bound before the witness search", {
+        "probe 64": DecideOptions(probe=64),
+        "search first": DecideOptions(probe=0)}, PROBE24),
     "margin_rows": Study("Row sums in the margin bound", {
         "row sums": DecideOptions(combine=True),
         "rows alone": DecideOptions(combine=False)}, ""),

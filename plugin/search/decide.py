@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from nnbisim.core.verdict import Status
-from nnbisim.search.bab_types import BabOptions, BabProblem, OpenBoxes
+from nnbisim.search.bab_types import BabOptions, BabProblem, BabResult, OpenBoxes
 from nnbisim.search.input_bab import input_bab
 from nnbisim.search.margins import Margins, best_of, falsify
 from nnbisim.search.stop import StopReason, work_part
@@ -29,6 +29,9 @@ MIN_SHARE = 0.05  # seconds: a case given less is not searched (its record says 
 # of the budget, at most, for the witness searches' climbs (their samples always run): on a
 # 784-input top-1 decision the climbs alone took 31 s of a 20 s budget
 WITNESS_SHARE = 0.5
+# of a case's time, at most, for the branch and bound run before its witness search
+# (DecideOptions.probe): an easy property is proved in one box, where the search takes seconds
+PROBE_SHARE = 0.25
 
 
 class Focus(enum.StrEnum):
@@ -60,8 +63,11 @@ class DecideOptions:
     one on the same outputs; the box's centre stands in for its best point). ``samples``:
     random points per box seeding the witness search's ``restarts`` climbs of ``climb_steps``
     steps (default: 2,000,000 / input size, within 1,024 and 200,000); the climbs stop once
-    :data:`WITNESS_SHARE` of the budget has passed. ``bab``: the branch and
-    bound's other options (its budget, split rule and target are set per case; its
+    :data:`WITNESS_SHARE` of the budget has passed. ``probe``: boxes a fresh case's branch
+    and bound may bound before its witness search (within :data:`PROBE_SHARE` of its time): a
+    proof within them skips the search, otherwise the branch and bound goes on from the boxes
+    they left open (0: search first). ``bab``: the branch and bound's other options (its
+    budget, split rule and target are set per case; its
     ``smart_top``, where None, is the subject's: 4 dimensions for a pair, all for one network).
     """
 
@@ -74,6 +80,7 @@ class DecideOptions:
     samples: int | None = None
     restarts: int = 64
     climb_steps: int = 100
+    probe: int = 64
     bab: BabOptions = BabOptions()
 
     def samples_for(self, dim: int) -> int:
@@ -123,10 +130,11 @@ class Decision:
 
 
 def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts: DecideOptions,
-            rng: np.random.Generator, deadline: float) -> tuple[list, tuple | None]:
+            rng: np.random.Generator, deadline: float, proved: list[bool]
+            ) -> tuple[list, tuple | None]:
     """Per case the best margins known and their inputs (the witness search, its climbs
-    stopped at ``deadline``, or the resumed boxes' centres); and ``(case, margin, x)`` as soon
-    as a witness reaches a polytope."""
+    stopped at ``deadline``, or the resumed boxes' centres; the centre alone where ``proved``
+    already); and ``(case, margin, x)`` as soon as a witness reaches a polytope."""
     starts = []
     samples = opts.samples_for(cases[0].box.dim)
     for c, (case, m, opened) in enumerate(zip(cases, margins, again, strict=True)):
@@ -134,7 +142,7 @@ def _starts(cases: Sequence[SpecCase], margins: list[Margins], again: list, opts
             mid = (opened.lo + opened.hi) / 2 if len(opened) else case.box.lower[None]
             starts.append(best_of(m, mid))
             continue
-        if not opts.search:
+        if not opts.search or proved[c]:
             starts.append(best_of(m, case.box.center[None]))
             continue
         g, x = falsify(m, case.box, rng, samples, opts.restarts, opts.climb_steps, deadline)
@@ -182,6 +190,108 @@ def _bab_options(subject: Subject, opts: DecideOptions, share: float, boxes: int
                    max_boxes=opts.bab.max_boxes if boxes is None else boxes, smart_top=top)
 
 
+def _record(c: int, res: BabResult, resumed: bool, before: int = 0) -> CaseRecord:
+    """A case's branch and bound (``before``: boxes its probe bounded first)."""
+    return CaseRecord(c, How.BAB, res.reason, float(res.value.max()), res.boxes + before,
+                      round(res.seconds, 3), float(res.upper.max()), resumed,
+                      len(res.left) if res.left is not None else None)
+
+
+@dataclass
+class _Probes:
+    """The branch and bound run per fresh case before the witness searches (its record, the
+    boxes it left open) and a violation it met, as ``(case, margin, x)``."""
+
+    records: list[CaseRecord | None]
+    left: list[OpenBoxes | None]
+    hit: tuple[int, float, np.ndarray] | None = None
+
+    def proved(self, c: int) -> bool:
+        return self.records[c] is not None and self.records[c].reason is StopReason.EXHAUSTED
+
+    def boxes(self, start: int = 0) -> int:
+        return sum(r.boxes for r in self.records[start:] if r is not None)
+
+
+@dataclass(frozen=True)
+class _Cases:
+    """One decision's cases with their margins, resume keys and the open boxes they resume."""
+
+    subject: Subject
+    cases: Sequence[SpecCase]
+    margins: list[Margins]
+    keys: list[str]
+    again: list[OpenBoxes | None]
+
+    def problem(self, c: int, options: DecideOptions) -> BabProblem:
+        case, m = self.cases[c], self.margins[c]
+        sharp = m.sharp if options.focus is not Focus.OFF and self.subject.focusable else None
+        return BabProblem(case.box.lower[None], case.box.upper[None], m.bound, m.value, sharp,
+                          m.polisher(case.box), 0.0, case.box.upper - case.box.lower)
+
+
+def _probe(w: _Cases, options: DecideOptions, deadline: float, max_boxes: int | None
+           ) -> _Probes:
+    """Up to ``options.probe`` boxes of branch and bound per fresh case, before any witness
+    search: properties proved in a box or two (most of NeuroDiff's set at eps 0.05) then cost
+    no search, whose 200,000 samples and climbs take seconds."""
+    n = len(w.cases)
+    probes = _Probes([None] * n, [None] * n)
+    if not options.search or options.probe < 1:
+        return probes
+    for c in range(n):
+        share = PROBE_SHARE * (deadline - time.perf_counter()) / (n - c)
+        limit = work_part(max_boxes, probes.boxes(), n - c)
+        boxes = options.probe if limit is None else min(options.probe, limit)
+        if w.again[c] is not None or share <= MIN_SHARE or boxes < 1:
+            continue
+        g0, x0 = best_of(w.margins[c], w.cases[c].box.center[None])
+        res = input_bab(w.problem(c, options), g0, x0,
+                        _bab_options(w.subject, options, share, boxes))
+        probes.records[c] = _record(c, res, False)
+        probes.left[c] = None if res.left is None else replace(res.left, key=w.keys[c])
+        if res.reason is StopReason.FOUND:
+            probes.hit = (c, float(res.value.max()), res.x[int(np.argmax(res.value))])
+            break
+    return probes
+
+
+def _branch_and_bound(w: _Cases, probes: _Probes, starts: list, options: DecideOptions,
+                      deadline: float, max_boxes: int | None,
+                      say: Callable[[str], None]) -> Decision:
+    """Each case's branch and bound from its best known margins, on the boxes its probe or an
+    earlier decision left open; the first violation found ends it."""
+    t0 = time.perf_counter()
+    n = len(w.cases)
+    notes: list[CaseRecord] = []
+    left = [a if a is not None else p for a, p in zip(w.again, probes.left, strict=True)]
+    for c, (g0, x0) in enumerate(starts):
+        if probes.proved(c):
+            notes.append(probes.records[c])
+            continue
+        share = (deadline - time.perf_counter()) / (n - c)
+        boxes = work_part(max_boxes, sum(r.boxes for r in notes) + probes.boxes(c), n - c)
+        if w.again[c] is not None and not len(w.again[c]) and g0.max() < 0:
+            notes.append(CaseRecord(c, How.BAB, StopReason.EXHAUSTED, resumed=True, open=0))
+            continue  # an earlier search proved all of it
+        if share <= MIN_SHARE or (boxes is not None and boxes < 1):
+            notes.append(CaseRecord(c, How.BAB, StopReason.BUDGET if share <= MIN_SHARE
+                                    else StopReason.MAX_BOXES, margin=float(g0.max())))
+            continue
+        before = probes.records[c].boxes if probes.records[c] is not None else 0
+        res = input_bab(w.problem(c, options), g0, x0,
+                        _bab_options(w.subject, options, share, boxes), resume=left[c])
+        left[c] = None if res.left is None else replace(res.left, key=w.keys[c])
+        notes.append(_record(c, res, w.again[c] is not None, before))
+        say(f"box {c}: {res.reason} after {res.boxes + before} boxes ({res.seconds:.1f} s)")
+        if res.reason is StopReason.FOUND:
+            return Decision(Status.VIOLATED, res.x[int(np.argmax(res.value))],
+                            time.perf_counter() - t0, tuple(notes), tuple(left))
+    proved = len(notes) == n and all(r.reason is StopReason.EXHAUSTED for r in notes)
+    return Decision(Status.HOLDS if proved else Status.TIMEOUT, None,
+                    time.perf_counter() - t0, tuple(notes), tuple(left))
+
+
 def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
            options: DecideOptions = DecideOptions(), *,
            resume: Sequence[OpenBoxes | None] | None = None,
@@ -196,49 +306,28 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
     ``resume`` (per case, or None): the open boxes an earlier decision on the same subject and
     unsafe polytopes left in that case's box (its :attr:`Decision.left`, perhaps cut to the box
     with :meth:`OpenBoxes.within`): the search goes on from them, and the case's witness search
-    is skipped (the earlier one covered it).
+    is skipped (the earlier one covered it). Fresh cases are first probed by a few boxes of
+    branch and bound (:attr:`DecideOptions.probe`).
     """
     t0 = time.perf_counter()
     deadline = t0 + time_budget
     say = progress or (lambda _m: None)
     margins = [Margins(subject, case.unsafe.disjuncts, options.combine) for case in cases]
     keys = [resume_key(subject, case, options) for case in cases]
-    again = _checked_resume(resume, keys)
-    starts, hit = _starts(cases, margins, again, options, np.random.default_rng(options.seed),
-                          t0 + WITNESS_SHARE * time_budget)
+    w = _Cases(subject, cases, margins, keys, _checked_resume(resume, keys))
+    probes = _probe(w, options, deadline, max_boxes)
+    hit, starts = probes.hit, []
+    if hit is None:
+        starts, hit = _starts(cases, margins, w.again, options,
+                              np.random.default_rng(options.seed),
+                              t0 + WITNESS_SHARE * time_budget,
+                              [probes.proved(c) for c in range(len(cases))])
     if hit is not None:
         c, margin, x = hit
         say(f"witness in box {c}: margin {margin:.3g}")
-        return Decision(Status.VIOLATED, x, time.perf_counter() - t0,
-                        (CaseRecord(c, How.WITNESS, margin=margin),), tuple(again))
-    notes: list[CaseRecord] = []
-    left: list[OpenBoxes | None] = list(again)
-    for c, (case, m, (g0, x0)) in enumerate(zip(cases, margins, starts, strict=True)):
-        share = (deadline - time.perf_counter()) / (len(cases) - c)
-        boxes = work_part(max_boxes, sum(n.boxes for n in notes), len(cases) - c)
-        if again[c] is not None and not len(again[c]) and g0.max() < 0:
-            notes.append(CaseRecord(c, How.BAB, StopReason.EXHAUSTED, resumed=True, open=0))
-            continue  # an earlier search proved all of it
-        if share <= MIN_SHARE or (boxes is not None and boxes < 1):
-            notes.append(CaseRecord(c, How.BAB, StopReason.BUDGET if share <= MIN_SHARE
-                                    else StopReason.MAX_BOXES, margin=float(g0.max())))
-            continue
-        problem = BabProblem(case.box.lower[None], case.box.upper[None], m.bound, m.value,
-                             m.sharp if options.focus is not Focus.OFF and subject.focusable
-                             else None, m.polisher(case.box), 0.0,
-                             case.box.upper - case.box.lower)
-        res = input_bab(problem, g0, x0, _bab_options(subject, options, share, boxes),
-                        resume=again[c])
-        left[c] = None if res.left is None else replace(res.left, key=keys[c])
-        notes.append(CaseRecord(c, How.BAB, res.reason, float(res.value.max()), res.boxes,
-                                round(res.seconds, 3), float(res.upper.max()),
-                                again[c] is not None,
-                                len(res.left) if res.left is not None else None))
-        say(f"box {c}: {res.reason} after {res.boxes} boxes ({res.seconds:.1f} s)")
-        if res.reason is StopReason.FOUND:
-            return Decision(Status.VIOLATED, res.x[int(np.argmax(res.value))],
-                            time.perf_counter() - t0, tuple(notes), tuple(left))
-    proved = (len(notes) == len(cases)
-              and all(n.reason is StopReason.EXHAUSTED for n in notes))
-    return Decision(Status.HOLDS if proved else Status.TIMEOUT, None,
-                    time.perf_counter() - t0, tuple(notes), tuple(left))
+        record = (probes.records[c] if probes.hit is not None
+                  else CaseRecord(c, How.WITNESS, margin=margin))
+        left = tuple(a if a is not None else p for a, p in zip(w.again, probes.left, strict=True))
+        return Decision(Status.VIOLATED, x, time.perf_counter() - t0, (record,), left)
+    d = _branch_and_bound(w, probes, starts, options, deadline, max_boxes, say)
+    return replace(d, seconds=time.perf_counter() - t0)

@@ -64,7 +64,7 @@ def test_witness_search_draws_the_samples_asked(monkeypatch):
     monkeypatch.setattr(Box, "sample", lambda self, n, g: drawn.append(n) or sample(self, n, g))
     for n in (None, 300):
         hit = decide(single(net), [SpecCase(box, at_least(1, 0, top - 0.05))], 20,
-                     options=DecideOptions(samples=n))
+                     options=DecideOptions(samples=n, probe=0))  # the search first
         assert hit.status is Status.VIOLATED and hit.problems[0].how == "witness"
         assert float(net.forward(hit.x)[0]) >= top - 0.05
     assert drawn == [200_000, 300]
@@ -311,7 +311,7 @@ def test_every_climb_counts_for_every_unsafe_polytope(acas_dir):
     rows = [Polytope(np.concatenate([-s * np.eye(5)[i], s * np.eye(5)[i]]), [-t])
             for i in range(5) for s in (1, -1)]
     d = decide(pair(n1, n2, "stacked"),
-               [SpecCase(box, OutputConstraint(tuple(rows)))], 60)
+               [SpecCase(box, OutputConstraint(tuple(rows)))], 60, DecideOptions(probe=0))
     assert d.status is Status.VIOLATED and d.problems[0].how == "witness"
     y = n1.forward(d.x[None]) - n2.forward(d.x[None])
     assert y[0, 0] >= t and box.contains(d.x)
@@ -341,3 +341,43 @@ def test_the_witness_climbs_stop_at_their_deadline():
         assert np.array_equal(a, b)
     longer = run(100, None)
     assert np.all(longer[0] >= past[0])  # more steps never lose ground
+
+
+def test_an_easy_case_is_proved_before_any_witness_search(monkeypatch):
+    """A fresh case is first bounded for a few boxes (DecideOptions.probe): far above the
+    maximum, one box proves it and no point is ever sampled; just above it, the probe leaves
+    boxes open, the witness search runs, and the branch and bound goes on from the probe's
+    boxes: the same answer as searching first, with the probe's boxes counted in the work."""
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
+    top = float(net.forward(g).max())
+    drawn = []
+    sample = Box.sample
+    monkeypatch.setattr(Box, "sample", lambda self, n, r: drawn.append(n) or sample(self, n, r))
+    subject = single(net)
+    far = decide(subject, [SpecCase(box, at_least(1, 0, top + 100.0))], SAFETY, max_boxes=WORK)
+    assert far.status is Status.HOLDS and drawn == []
+    assert far.problems[0].how == "bab" and far.problems[0].boxes == 1
+    near = SpecCase(box, at_least(1, 0, top + 0.01))
+    probed = decide(subject, [near], SAFETY, DecideOptions(probe=8), max_boxes=WORK)
+    assert probed.status is Status.HOLDS and len(drawn) == 1  # the search ran once
+    assert 8 < probed.boxes <= WORK
+    first = decide(subject, [near], SAFETY, DecideOptions(probe=0), max_boxes=WORK)
+    assert first.status is Status.HOLDS
+    # a work limit bounds the probe's boxes and the rest together
+    cut = decide(subject, [near], SAFETY, DecideOptions(probe=8), max_boxes=12)
+    assert cut.status is Status.TIMEOUT and cut.boxes <= 12
+
+
+def test_a_probe_may_meet_the_violation_itself():
+    """A violation the probe's branch and bound meets (its boxes' points, its polish) ends the
+    decision there, before any witness search."""
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    low = float(net.forward(box.center[None])[0, 0]) - 1.0  # the centre already exceeds it
+    hit = decide(single(net), [SpecCase(box, at_least(1, 0, low))], SAFETY, max_boxes=WORK)
+    assert hit.status is Status.VIOLATED and hit.problems[0].how == "bab"
+    assert float(net.forward(hit.x[None])[0, 0]) >= low
