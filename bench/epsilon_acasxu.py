@@ -13,10 +13,15 @@ instances run with the baselines, same budget, same run:
   since bench/results/epsilon_split.md). The plain names run the older "hybrid" rule, which
   the rows of bench/results/epsilon_acasxu.jsonl were measured with.
 
+With ``--baseline COMMIT`` every engine also runs as ``ENGINE, baseline``: the same bench
+code with the package of that commit (``git archive``) first on ``PYTHONPATH``, in a fresh
+process per instance, interleaved with today's in the same run.
+
 Properties 1 and 2 have the same input box, so it is run once (as property 1).
 
     python bench/epsilon_acasxu.py [--engines differential,crown,separate] [--budget 10]
         [--rel-gap 0.1] [--networks 1_1,2_3] [--props 1,3,4] [--jobs 1] [--threads 2]
+        [--baseline 7b3a9c9]
 
 Rows go to bench/results/epsilon_acasxu.jsonl as they finish (a rerun resumes), the table to
 epsilon_acasxu.md.
@@ -24,13 +29,20 @@ epsilon_acasxu.md.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import _threads  # noqa: F401 - first: one thread per process
 import torch
 from acas import ACAS, NETWORKS, copy, network_file
-from harness import Results, parser, run
+from harness import HERE, Results, baseline_tree, parser, run
 
 from nnbisim.specs.io import read_spec
 from nnbisim.tasks.epsilon import compute_epsilon
@@ -38,6 +50,21 @@ from nnbisim.tasks.options import EpsilonOptions
 
 THREADS = 2
 RULES = {"": ("hybrid", "worst"), "smart": ("smart", "gain")}
+BASE = ", baseline"  # an engine run with the baseline commit's package
+
+
+def run_unit(net: str, prop: int, engine: str, budget: float, rel_gap: float, threads: int,
+             jobs: int, baseline: tuple[str, str] | None) -> dict:
+    """:func:`run_one`, for a baseline engine in a fresh process on ``baseline = (commit,
+    package folder)``."""
+    if not engine.endswith(BASE):
+        return run_one(net, prop, engine, budget, rel_gap, threads, jobs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([baseline[1], str(HERE)])}
+    args = [net, prop, engine.removesuffix(BASE), budget, rel_gap, threads, jobs]
+    out = subprocess.run([sys.executable, __file__, "--unit", json.dumps(args)], env=env,
+                         check=True, capture_output=True, text=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**row, "engine": engine, "baseline": baseline[0]}
 
 
 def run_one(net: str, prop: int, engine: str, budget: float, rel_gap: float,
@@ -67,8 +94,8 @@ def summarise(res: Results) -> None:
     rows = res.rows
     if not rows:
         return
-    engines = [e for e in ("differential", "crown", "separate", "differential+smart")
-               if any(r["engine"] == e for r in rows)]
+    engines = [e for n in ("differential", "crown", "separate", "differential+smart")
+               for e in (n, n + BASE) if any(r["engine"] == e for r in rows)]
     by = {(r["network"], r["prop"], r["engine"]): r for r in rows}
     keys = sorted({(r["network"], r["prop"]) for r in rows})
     budget = max(r["budget"] for r in rows)
@@ -82,6 +109,10 @@ def summarise(res: Results) -> None:
              f"the search stops at relative gap {gap}). Time budget {budget:g} s per instance, "
              f"{'one instance' if jobs == 1 else f'{jobs} instances'} at a time with {threads} "
              "torch threads each; seconds are wall clock (loading, witnesses, search).")
+    based = sorted({r["baseline"] for r in rows if "baseline" in r})
+    if based:
+        intro += (f" `ENGINE{BASE}`: the same engine in the package of commit "
+                  f"{', '.join(based)}, in the same run (a fresh process per instance).")
     lines = res.header("ACAS Xu: each network against its float16-rounded copy", intro)
     for e in engines:
         rs = [r for r in rows if r["engine"] == e]
@@ -100,9 +131,9 @@ def summarise(res: Results) -> None:
                              f"{sum(x <= 1.1 for x in ratios)} of {len(rs)}, median ratio "
                              f"{_fmt(statistics.median(ratios))}, median "
                              f"{statistics.median(r['seconds'] for r in rs):.2f} s")
-    base = "differential"
     for e in engines:
-        if e == base:
+        base = e.removesuffix(BASE) if e.endswith(BASE) else "differential"
+        if e == base or base not in engines:
             continue
         factors = [by[k + (e,)]["certified"] / by[k + (base,)]["certified"]
                    for k in keys if k + (e,) in by and k + (base,) in by
@@ -134,19 +165,28 @@ def main() -> None:
     ap.add_argument("--networks", default=",".join(NETWORKS), help="ACAS Xu networks")
     ap.add_argument("--props", default="1,3,4", help="properties whose boxes are the regions")
     ap.add_argument("--threads", type=int, default=THREADS, help="torch threads per process")
+    ap.add_argument("--baseline", help="also run every engine with this commit's package")
+    ap.add_argument("--unit", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.unit:  # one baseline instance, in this process (see run_unit)
+        print(json.dumps(run_one(*json.loads(args.unit))))
+        return
     res = Results(args.results, args.fresh, check=not args.summarise)
     if not args.summarise:
-        nets = args.networks.split(",")
-        for net in nets:  # written once, before the workers race for them
-            copy(net, "float16")
-        # instance-major, so every network has all engines before the next starts
-        units = {(n, int(p), e): (n, int(p), e, args.budget, args.rel_gap, args.threads,
-                                   args.jobs)
-                 for n in nets for p in args.props.split(",")
-                 for e in args.engines.split(",")}
-        run(units, run_one, res, lambda r: summarise(res),
-            row_key=lambda r: (r["network"], r["prop"], r["engine"]), jobs=args.jobs)
+        with tempfile.TemporaryDirectory(prefix="eps-baseline-") as tmp:
+            base = (None if args.baseline is None else
+                    (args.baseline, str(baseline_tree(args.baseline, Path(tmp)))))
+            engines = [e + tag for e in args.engines.split(",")
+                       for tag in ("", *((BASE,) if base else ()))]
+            nets = args.networks.split(",")
+            for net in nets:  # written once, before the workers race for them
+                copy(net, "float16")
+            # instance-major, so every network has all engines before the next starts
+            units = {(n, int(p), e): (n, int(p), e, args.budget, args.rel_gap, args.threads,
+                                       args.jobs, base)
+                     for n in nets for p in args.props.split(",") for e in engines}
+            run(units, run_unit, res, lambda r: summarise(res),
+                row_key=lambda r: (r["network"], r["prop"], r["engine"]), jobs=args.jobs)
     summarise(res)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -100,13 +101,28 @@ class Network:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Evaluate on a batch ``(n, in_size)`` (or one vector) in float64."""
-        h = np.asarray(x, dtype=np.float64)
+        return self._run(x, [(layer.weight.T, layer.bias) for layer in self.layers], np.float64)
+
+    def forward32(self, x: np.ndarray) -> np.ndarray:
+        """As :meth:`forward`, in float32 (weights rounded to it): about half the time, for
+        ranking many points (a witness search's samples), never for a value that is claimed."""
+        return self._run(x, self._weights32, np.float32)
+
+    @cached_property
+    def _weights32(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.ascontiguousarray(layer.weight.T, np.float32), layer.bias.astype(np.float32))
+                for layer in self.layers]
+
+    def _run(self, x: np.ndarray, weights: list[tuple[np.ndarray, np.ndarray]],
+             dtype: type) -> np.ndarray:
+        h = np.asarray(x, dtype=dtype)
         single = h.ndim == 1
         h = h.reshape(-1, self.in_size)
-        for k, layer in enumerate(self.layers):
-            h = h @ layer.weight.T + layer.bias
-            if k < len(self.layers) - 1:
-                h = np.maximum(h, 0.0)
+        for k, (w, b) in enumerate(weights):
+            h = h @ w
+            h += b  # h is the product's own array from here on: in place
+            if k < len(weights) - 1:
+                np.maximum(h, 0.0, out=h)
         return h[0] if single else h
 
     def describe(self) -> str:

@@ -88,8 +88,12 @@ class Margins:
         self.bound_count = np.concatenate([np.ones(len(self.b)), extra[3]])
         self.groups = [np.flatnonzero(self.bound_owner == k) for k in range(self.k)]
 
-    def value(self, x: np.ndarray) -> np.ndarray:
-        slack = self.b - self.subject.forward(x) @ self.a.T  # (B, rows)
+    def value(self, x: np.ndarray, coarse: bool = False) -> np.ndarray:
+        """Per polytope the margin at each point (``coarse``: the subject's float32 forward,
+        for ranking points only)."""
+        run = (self.subject.coarse if coarse and self.subject.coarse is not None
+               else self.subject.forward)
+        slack = self.b - run(x) @ self.a.T  # (B, rows)
         return np.stack([slack[:, self.owner == k].min(axis=1) for k in range(self.k)], 1)
 
     def symbolic(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,14 +148,15 @@ class Margins:
 
 def falsify(m: Margins, box: Box, rng: np.random.Generator, samples: int, restarts: int,
              steps: int, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per unsafe polytope the best margin found and its input: samples of the box, then hill
+    """Per unsafe polytope the best margin found and its input: samples of the box (ranked in
+    float32, the best re-valued in float64 with the climbs' ends), then hill
     climbs from the best of them for each polytope. Every climb's end counts for every
     polytope: a climb towards one polytope can end deeper in another than that one's own
     climbs (seen on a float16 copy of ACAS Xu 2_1 over property 1's box: the best point for
     ``(y1 - y2)_0 >= t`` was the end of a climb aimed at another polytope). Past ``deadline``
     (a ``time.perf_counter()`` value) the climbs stop where they are."""
     x = np.concatenate([box.center[None], box.sample(samples, rng)])
-    g = m.value(x)  # (N, K)
+    g = m.value(x, coarse=True)  # (N, K), to rank the samples; the candidates are re-valued
     top = np.argsort(-g, axis=0)[:restarts].T  # (K, P)
     lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
     ends = climb(m.symbolic, torch.tensor(x[top]), lo, hi, steps, deadline).numpy()  # (K,P,n)

@@ -57,6 +57,8 @@ class Subject:
     # a digest of the function the outputs are (not of how they are bounded): searches whose
     # open boxes one decision hands another must agree on it (:func:`fingerprint`)
     function: str = ""
+    # ``forward`` in float32, for ranking many points (a witness search's samples); None: forward
+    coarse: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def fingerprint(*nets: Network, tag: str = "") -> str:
@@ -90,7 +92,7 @@ def single(net: Network, device: str = "cpu") -> Subject:
         res = crown_bounds(tn, lo, hi, -a, opts, focus=pick)
         return -_host(res.hi), -_host(res.slopes)
     return Subject(net.name, net.out_size, net.forward, lambda x: torch_forward(layers, x), rows,
-                   focusable=True, function=fingerprint(net))
+                   focusable=True, function=fingerprint(net), coarse=net.forward32)
 
 
 def _row_split(a: np.ndarray, m: int, layout: Layout
@@ -155,6 +157,9 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu",
     def forward(x: np.ndarray) -> np.ndarray:
         return stack(n1.forward(x), n2.forward(x), lambda p: np.concatenate(p, axis=-1))
 
+    def coarse(x: np.ndarray) -> np.ndarray:
+        return stack(n1.forward32(x), n2.forward32(x), lambda p: np.concatenate(p, axis=-1))
+
     def tforward(x: torch.Tensor) -> torch.Tensor:
         return stack(torch_forward(l1, x), torch_forward(l2, x), lambda p: torch.cat(p, -1))
 
@@ -166,7 +171,7 @@ def pair(n1: Network, n2: Network, layout: Layout = "all", device: str = "cpu",
     # one network's decisions lose by it (bench/results/smart_top.md)
     return Subject(f"{n1.name} vs {n2.name}", width, forward, tforward,
                    _pair_rows(n1, n2, layout, device, method), ("smart", "gain"),
-                   smart_top=4, function=fingerprint(n1, n2, tag=layout))
+                   smart_top=4, function=fingerprint(n1, n2, tag=layout), coarse=coarse)
 
 
 def with_quantized(n1: Network, n2: QuantizedNetwork, device: str = "cpu") -> Subject:

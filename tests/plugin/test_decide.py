@@ -381,3 +381,20 @@ def test_a_probe_may_meet_the_violation_itself():
     hit = decide(single(net), [SpecCase(box, at_least(1, 0, low))], SAFETY, max_boxes=WORK)
     assert hit.status is Status.VIOLATED and hit.problems[0].how == "bab"
     assert float(net.forward(hit.x[None])[0, 0]) >= low
+
+
+def test_the_witness_search_ranks_samples_in_float32_and_values_in_float64(acas_dir):
+    """``forward32`` (the samples' ranking) agrees with ``forward`` to float32 precision, and
+    the margins a witness search reports are float64 values at its points."""
+    from nnbisim.adapters.onnx_load import load_network
+    from nnbisim.specs.io import read_spec_cases
+
+    n1 = load_network(acas_net(1, 1))
+    n2 = round_weights(n1)
+    x = read_spec_cases(acas_dir / "prop_1.vnnlib")[0].box.sample(1000, np.random.default_rng(0))
+    y, y32 = n1.forward(x), n1.forward32(x)
+    assert y32.dtype == np.float32 and np.allclose(y32, y, rtol=1e-5, atol=1e-5 * abs(y).max())
+    case = SpecCase(read_spec_cases(acas_dir / "prop_1.vnnlib")[0].box, at_least(5, 0, 1e9))
+    m = Margins(pair(n1, n2, "diff"), case.unsafe.disjuncts)
+    g, at = falsify(m, case.box, np.random.default_rng(0), 2000, 4, 5)
+    assert np.array_equal(g, m.value(at)[np.arange(len(g)), np.arange(len(g))])
