@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnbisim.adapters.onnx_peek import NOT_ONNX, check_finite, onnx_bytes, parse_model
+from nnbisim.adapters.onnx_peek import NOT_ONNX, check_finite, is_gzip, parse_model
 from nnbisim.adapters.onnx_tensors import EXTERNAL, attribute_value, tensor_array
 from nnbisim.core.errors import InputError, UnsupportedModelError
 from nnbisim.core.limits import check_dense
@@ -47,10 +47,8 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of an .onnx model")
-    data = onnx_bytes(path)
-    model = parse_model(path, data)
-    if data[:2] != b"\x1f\x8b" and any(t.data_location == EXTERNAL
-                                      for t in model.graph.initializer):
+    model = parse_model(path)  # decompressed first where gzip'd
+    if not is_gzip(path) and any(t.data_location == EXTERNAL for t in model.graph.initializer):
         try:
             import onnx
 
