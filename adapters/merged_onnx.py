@@ -18,16 +18,11 @@ from nnbisim.adapters.merged_meta import (
     META_N_OUTPUTS,
     META_OUTPUTS,
     exact_dtype,
-    fold_error,
-    merged_blocks,
-    merged_layout,
 )
 from nnbisim.adapters.onnx_load import network_from_model, read_model
 from nnbisim.adapters.onnx_write import DTYPES, network_to_model
 
 Form = Literal["sequential", "graph"]
-__all__ = ["exact_dtype", "fold_error", "merge_files", "merged_blocks", "merged_layout",
-           "merged_network"]
 
 
 def merged_network(n1: str | Path, n2: str | Path, outputs: OutputsMode = "diff"

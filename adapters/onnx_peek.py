@@ -108,13 +108,13 @@ def gunzipped(path: str | Path, folder: str | Path) -> Path:
     return out
 
 
-def parse_model(path: str | Path, data: bytes | None = None):
-    """The model in a file (plain or gzip'd; or its bytes, ``data``, read already) as onnx's
-    generated message classes, loaded without ``import onnx``; :class:`InputError` naming the
-    file for bytes that are not a model."""
+def parse_model(path: str | Path):
+    """The model in a file (plain or gzip'd) as onnx's generated message classes, loaded
+    without ``import onnx``; :class:`InputError` naming the file for bytes that are not a
+    model."""
     model = _protos().ModelProto()
     try:
-        model.ParseFromString(onnx_bytes(path) if data is None else data)
+        model.ParseFromString(onnx_bytes(path))
     except Exception as exc:  # protobuf's DecodeError and the like: not a model
         raise InputError(NOT_ONNX.format(path=path, why=type(exc).__name__)) from None
     return model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnbisim.adapters.merged_onnx import fold_error, merge_files
+from nnbisim.adapters.merged_meta import fold_error
+from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_write import save_model
 
 

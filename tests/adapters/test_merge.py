@@ -10,7 +10,8 @@ from conftest import DATA, acas_net
 from netbuild import matmul_add_model, random_network, save, torch_export
 
 from nnbisim.adapters.merge import merge_networks
-from nnbisim.adapters.merged_onnx import exact_model, fold_error, merge_files, merged_layout
+from nnbisim.adapters.merged_meta import fold_error, merged_layout
+from nnbisim.adapters.merged_onnx import exact_model, merge_files
 from nnbisim.adapters.onnx_load import load_network
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.adapters.torch_io import load_state_dict_network

@@ -13,7 +13,8 @@ from netbuild import random_network, save
 
 from nnbisim.adapters.compress import round_weights
 from nnbisim.adapters.merge import merge_networks, split_merged
-from nnbisim.adapters.merged_onnx import merge_files, merged_blocks
+from nnbisim.adapters.merged_meta import merged_blocks
+from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
