@@ -21,6 +21,9 @@ timeouts; totals with timeouts counted at the timeout. The studies (each variant
 - ``probe``: up to 64 boxes of branch and bound before the witness search
   (``DecideOptions.probe``: a proof there skips the search) against the search first, on 12
   violated and 12 quickly held instances;
+- ``staged``: where the probe proves nothing, a quick witness search and up to a tenth of the
+  time of branch and bound before the full search (``DecideOptions.search_after``) against the
+  full search right after the probe, on the probe's 24 instances;
 - ``margin_rows``: bounding sums of a polytope's rows too against each row alone (instances:
   the suite's multi-row ones that took over ``--min-seconds``).
 
@@ -81,6 +84,9 @@ STUDIES = {
     "probe": Study("Branch and bound before the witness search", {
         "probe 64": DecideOptions(probe=64),
         "search first": DecideOptions(probe=0)}, PROBE24),
+    "staged": Study("More branch and bound before the full witness search", {
+        "staged 0.1": DecideOptions(search_after=0.1),
+        "full search after the probe": DecideOptions(search_after=0.0)}, PROBE24),
     "margin_rows": Study("Row sums in the margin bound", {
         "row sums": DecideOptions(combine=True),
         "rows alone": DecideOptions(combine=False)}, ""),

@@ -32,6 +32,9 @@ WITNESS_SHARE = 0.5
 # of a case's time, at most, for the branch and bound run before its witness search
 # (DecideOptions.probe): an easy property is proved in one box, where the search takes seconds
 PROBE_SHARE = 0.25
+# the quick witness search between the probe and the longer branch and bound before the full
+# search (DecideOptions.search_after): this fraction of the samples, this many climbs
+QUICK_SAMPLES, QUICK_RESTARTS = 1 / 8, 8
 
 
 class Focus(enum.StrEnum):
@@ -66,7 +69,11 @@ class DecideOptions:
     :data:`WITNESS_SHARE` of the budget has passed. ``probe``: boxes a fresh case's branch
     and bound may bound before its witness search (within :data:`PROBE_SHARE` of its time): a
     proof within them skips the search, otherwise the branch and bound goes on from the boxes
-    they left open (0: search first). ``bab``: the branch and bound's other options (its
+    they left open (0: search first, in full). ``search_after``: where the probe proves
+    nothing, a quick witness search (:data:`QUICK_SAMPLES` of the samples,
+    :data:`QUICK_RESTARTS` climbs) and then up to this share of a case's time of branch and
+    bound go before the full witness search, which a proof in that time skips (0: the full
+    search right after the probe). ``bab``: the branch and bound's other options (its
     budget, split rule and target are set per case; its
     ``smart_top``, where None, is the subject's: 4 dimensions for a pair, all for one network).
     """
@@ -81,6 +88,7 @@ class DecideOptions:
     restarts: int = 64
     climb_steps: int = 100
     probe: int = 64
+    search_after: float = 0.1
     bab: BabOptions = BabOptions()
 
     def samples_for(self, dim: int) -> int:
@@ -230,30 +238,64 @@ class _Cases:
                           m.polisher(case.box), 0.0, case.box.upper - case.box.lower)
 
 
-def _probe(w: _Cases, options: DecideOptions, deadline: float, max_boxes: int | None
-           ) -> _Probes:
-    """Up to ``options.probe`` boxes of branch and bound per fresh case, before any witness
-    search: properties proved in a box or two (most of NeuroDiff's set at eps 0.05) then cost
-    no search, whose 200,000 samples and climbs take seconds."""
+def _probe(w: _Cases, options: DecideOptions, deadline: float, max_boxes: int | None,
+           stage: tuple[int | None, float], probes: _Probes | None = None,
+           starts: list | None = None) -> _Probes:
+    """Branch and bound per fresh case before its full witness search, up to ``stage`` =
+    (boxes, share of the case's time): properties proved in a box or two (most of NeuroDiff's
+    set at eps 0.05) or a few hundred then cost no search, whose 200,000 samples and climbs
+    take seconds. With ``probes`` (an earlier stage's) the unproved cases go on from the boxes
+    it left open, from ``starts`` (per case, the best margins and inputs known)."""
     n = len(w.cases)
-    probes = _Probes([None] * n, [None] * n)
+    probes = probes or _Probes([None] * n, [None] * n)
     if not options.search or options.probe < 1:
         return probes
+    cap, part = stage
     for c in range(n):
-        share = PROBE_SHARE * (deadline - time.perf_counter()) / (n - c)
+        share = part * (deadline - time.perf_counter()) / (n - c)
         limit = work_part(max_boxes, probes.boxes(), n - c)
-        boxes = options.probe if limit is None else min(options.probe, limit)
-        if w.again[c] is not None or share <= MIN_SHARE or boxes < 1:
+        boxes = limit if cap is None else cap if limit is None else min(cap, limit)
+        if (w.again[c] is not None or probes.proved(c) or share <= MIN_SHARE
+                or (boxes is not None and boxes < 1)):
             continue
-        g0, x0 = best_of(w.margins[c], w.cases[c].box.center[None])
+        g0, x0 = (starts[c] if starts is not None
+                  else best_of(w.margins[c], w.cases[c].box.center[None]))
+        before = probes.records[c].boxes if probes.records[c] is not None else 0
         res = input_bab(w.problem(c, options), g0, x0,
-                        _bab_options(w.subject, options, share, boxes))
-        probes.records[c] = _record(c, res, False)
+                        _bab_options(w.subject, options, share, boxes), resume=probes.left[c])
+        probes.records[c] = _record(c, res, False, before)
         probes.left[c] = None if res.left is None else replace(res.left, key=w.keys[c])
         if res.reason is StopReason.FOUND:
             probes.hit = (c, float(res.value.max()), res.x[int(np.argmax(res.value))])
             break
     return probes
+
+
+def _searched(w: _Cases, options: DecideOptions, rng: np.random.Generator, climbs_end: float,
+              probes: _Probes, deadline: float, max_boxes: int | None
+              ) -> tuple[_Probes, list, tuple | None]:
+    """The witness searches, after the probe: with ``search_after``, a quick one and more
+    branch and bound first (the full search then only for the cases still open); the probes
+    (grown), per case the best margins known, and a violation met."""
+    n = len(w.cases)
+    quick: list = []
+    if options.search_after > 0 and options.search and options.probe >= 1:
+        few = replace(options, samples=max(64, round(QUICK_SAMPLES * options.samples_for(
+            w.cases[0].box.dim))), restarts=min(options.restarts, QUICK_RESTARTS))
+        quick, hit = _starts(w.cases, w.margins, w.again, few, rng, climbs_end,
+                             [probes.proved(c) for c in range(n)])
+        if hit is not None:
+            return probes, quick, hit
+        probes = _probe(w, options, deadline, max_boxes, (None, options.search_after), probes,
+                        quick)
+        if probes.hit is not None:
+            return probes, quick, probes.hit
+    starts, hit = _starts(w.cases, w.margins, w.again, options, rng, climbs_end,
+                          [probes.proved(c) for c in range(n)])
+    if quick and hit is None:  # the better of the two searches per polytope
+        starts = [(np.maximum(g, gq), np.where((g >= gq)[:, None], x, xq))
+                  for (g, x), (gq, xq) in zip(starts, quick, strict=True)]
+    return probes, starts, hit
 
 
 def _branch_and_bound(w: _Cases, probes: _Probes, starts: list, options: DecideOptions,
@@ -274,11 +316,12 @@ def _branch_and_bound(w: _Cases, probes: _Probes, starts: list, options: DecideO
         if w.again[c] is not None and not len(w.again[c]) and g0.max() < 0:
             notes.append(CaseRecord(c, How.BAB, StopReason.EXHAUSTED, resumed=True, open=0))
             continue  # an earlier search proved all of it
+        before = probes.records[c].boxes if probes.records[c] is not None else 0
         if share <= MIN_SHARE or (boxes is not None and boxes < 1):
             notes.append(CaseRecord(c, How.BAB, StopReason.BUDGET if share <= MIN_SHARE
-                                    else StopReason.MAX_BOXES, margin=float(g0.max())))
+                                    else StopReason.MAX_BOXES, margin=float(g0.max()),
+                                    boxes=before))
             continue
-        before = probes.records[c].boxes if probes.records[c] is not None else 0
         res = input_bab(w.problem(c, options), g0, x0,
                         _bab_options(w.subject, options, share, boxes), resume=left[c])
         left[c] = None if res.left is None else replace(res.left, key=w.keys[c])
@@ -315,13 +358,12 @@ def decide(subject: Subject, cases: Sequence[SpecCase], time_budget: float,
     margins = [Margins(subject, case.unsafe.disjuncts, options.combine) for case in cases]
     keys = [resume_key(subject, case, options) for case in cases]
     w = _Cases(subject, cases, margins, keys, _checked_resume(resume, keys))
-    probes = _probe(w, options, deadline, max_boxes)
+    probes = _probe(w, options, deadline, max_boxes, (options.probe, PROBE_SHARE))
     hit, starts = probes.hit, []
     if hit is None:
-        starts, hit = _starts(cases, margins, w.again, options,
-                              np.random.default_rng(options.seed),
-                              t0 + WITNESS_SHARE * time_budget,
-                              [probes.proved(c) for c in range(len(cases))])
+        probes, starts, hit = _searched(w, options, np.random.default_rng(options.seed),
+                                        t0 + WITNESS_SHARE * time_budget, probes, deadline,
+                                        max_boxes)
     if hit is not None:
         c, margin, x = hit
         say(f"witness in box {c}: margin {margin:.3g}")

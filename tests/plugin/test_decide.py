@@ -362,13 +362,41 @@ def test_an_easy_case_is_proved_before_any_witness_search(monkeypatch):
     assert far.status is Status.HOLDS and drawn == []
     assert far.problems[0].how == "bab" and far.problems[0].boxes == 1
     near = SpecCase(box, at_least(1, 0, top + 0.01))
-    probed = decide(subject, [near], SAFETY, DecideOptions(probe=8), max_boxes=WORK)
+    now = DecideOptions(probe=8, search_after=0.0)  # the full search right after the probe
+    probed = decide(subject, [near], SAFETY, now, max_boxes=WORK)
     assert probed.status is Status.HOLDS and len(drawn) == 1  # the search ran once
     assert 8 < probed.boxes <= WORK
     first = decide(subject, [near], SAFETY, DecideOptions(probe=0), max_boxes=WORK)
     assert first.status is Status.HOLDS
     # a work limit bounds the probe's boxes and the rest together
-    cut = decide(subject, [near], SAFETY, DecideOptions(probe=8), max_boxes=12)
+    cut = decide(subject, [near], SAFETY, now, max_boxes=12)
+    assert cut.status is Status.TIMEOUT and cut.boxes <= 12
+
+
+def test_more_branch_and_bound_before_the_full_witness_search(monkeypatch):
+    """Where the probe proves nothing, a quick search (an eighth of the samples) and a longer
+    branch and bound (DecideOptions.search_after) come before the full witness search: a case
+    they prove never draws the full search's samples; the answer and the work limit are those
+    of searching in full first."""
+    rng = np.random.default_rng(0)
+    net = random_network([2, 10, 10, 1], rng)
+    box = Box([-1.0, -1.0], [1.0, 1.0])
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, 801)] * 2), -1).reshape(-1, 2)
+    near = SpecCase(box, at_least(1, 0, float(net.forward(g).max()) + 0.01))
+    drawn: list[int] = []
+    sample = Box.sample
+    monkeypatch.setattr(Box, "sample", lambda self, n, r: drawn.append(n) or sample(self, n, r))
+    opts = DecideOptions(probe=8)
+    full = opts.samples_for(2)
+    staged = decide(single(net), [near], SAFETY, opts, max_boxes=WORK)
+    assert staged.status is Status.HOLDS and drawn == [round(full / 8)]  # the quick one only
+    record = staged.problems[0]
+    assert record.how == "bab" and 8 < record.boxes == staged.boxes <= WORK
+    drawn.clear()
+    first = decide(single(net), [near], SAFETY, replace(opts, search_after=0.0),
+                   max_boxes=WORK)
+    assert first.status is Status.HOLDS and drawn == [full]
+    cut = decide(single(net), [near], SAFETY, opts, max_boxes=12)
     assert cut.status is Status.TIMEOUT and cut.boxes <= 12
 
 
