@@ -18,7 +18,7 @@ from nnbisim.adapters.merged_onnx import merge_files
 from nnbisim.adapters.onnx_write import network_to_model
 from nnbisim.core.model import Network
 from nnbisim.core.verdict import Status
-from nnbisim.search.decide import DecideOptions, decide
+from nnbisim.search.decide import QUICK_SAMPLES, DecideOptions, decide
 from nnbisim.search.margins import Margins, falsify
 from nnbisim.search.subjects import pair, single, through
 from nnbisim.specs.discrepancy import violation_property
@@ -389,7 +389,7 @@ def test_more_branch_and_bound_before_the_full_witness_search(monkeypatch):
     opts = DecideOptions(probe=8)
     full = opts.samples_for(2)
     staged = decide(single(net), [near], SAFETY, opts, max_boxes=WORK)
-    assert staged.status is Status.HOLDS and drawn == [round(full / 8)]  # the quick one only
+    assert staged.status is Status.HOLDS and drawn == [round(QUICK_SAMPLES * full)]  # quick
     record = staged.problems[0]
     assert record.how == "bab" and 8 < record.boxes == staged.boxes <= WORK
     drawn.clear()
